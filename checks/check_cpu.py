@@ -1,0 +1,67 @@
+"""CPU virtualization and KVM."""
+
+from __future__ import annotations
+
+from checks.common import try_fact
+from doctor.model import Evidence, Remedy, Status, Verdict, verdict
+from doctor.registry import Context, check
+
+
+@check("cpu.virtualization", "CPU virtualization (VT-x / AMD-V) available")
+def cpu_virtualization(ctx: Context) -> Verdict:
+    """The CPU exposes vmx (Intel) or svm (AMD); vendor from vendor_id, not guessed."""
+    cpu = ctx.facts.cpu()
+    ev = [Evidence("/proc/cpuinfo", f"vendor_id: {cpu.vendor}"), Evidence("/proc/cpuinfo", f"model name: {cpu.model_name}")]
+    need = "vmx" if cpu.is_intel else "svm" if cpu.is_amd else None
+    if need is None:
+        has = [f for f in ("vmx", "svm") if f in cpu.flags]
+        if has:
+            ev.append(Evidence("/proc/cpuinfo", f"flags: {has[0]} present"))
+            return verdict(Status.PASS, f"{cpu.vendor} CPU with {has[0]}", ev)
+        return verdict(Status.UNKNOWN, f"unrecognised CPU vendor {cpu.vendor!r}; no vmx/svm flag", ev)
+    name = "Intel VT-x" if need == "vmx" else "AMD-V (SVM)"
+    if need in cpu.flags:
+        ev.append(Evidence("/proc/cpuinfo", f"flags: {need} present"))
+        return verdict(Status.PASS, f"{name} available ({need} flag)", ev)
+    ev.append(Evidence("/proc/cpuinfo", f"flags: {need} absent"))
+    msgs = []
+    if "hypervisor" in cpu.flags:
+        ev.append(Evidence("/proc/cpuinfo", "flags: hypervisor present (this host is itself a virtual machine)"))
+        msgs.append("This host is a VM guest: its hypervisor does not pass nested virtualization through.")
+        remedy = Remedy(
+            f"Enable nested virtualization on the hypervisor that runs this host (e.g. `-cpu host` with "
+            f"kvm_{'intel' if need == 'vmx' else 'amd'} nested=1 there), or run gpudoctor on the bare-metal host."
+        )
+    else:
+        remedy = Remedy(
+            f"Enable {name} in the firmware setup (often 'Intel Virtualization Technology' or 'SVM Mode'), then power-cycle.",
+            (f"reboot into firmware setup and enable {name}",),
+        )
+    return verdict(Status.FAIL, f"{name} not available: no {need} flag in /proc/cpuinfo", ev, msgs, remedy)
+
+
+@check("kvm.available", "KVM device and modules present")
+def kvm_available(ctx: Context) -> Verdict:
+    """/dev/kvm exists and the kvm module (with kvm_intel or kvm_amd) is loaded."""
+    facts = ctx.facts
+    dev = facts.kvm_device()
+    cpu = try_fact(facts.cpu)
+    mods = try_fact(facts.modules)
+    ev = [Evidence("/dev/kvm", "present" if dev else "absent")]
+    vendor_mod = "kvm_intel" if cpu and cpu.is_intel else "kvm_amd" if cpu and cpu.is_amd else None
+    if mods is not None:
+        for m in ("kvm", vendor_mod):
+            if m:
+                state = "loaded" if m in mods.loaded else "built in" if mods.is_builtin(m) else "in /sys/module" if m in mods.sysfs else "not loaded"
+                ev.append(Evidence("/proc/modules", f"{m}: {state}"))
+        if not mods.modular:
+            ev.append(Evidence("/proc/modules", "absent: this kernel has no loadable module support"))
+    if dev:
+        return verdict(Status.PASS, "/dev/kvm present", ev)
+    steps = (f"sudo modprobe {vendor_mod}",) if vendor_mod else ("sudo modprobe kvm_intel  # or kvm_amd",)
+    return verdict(
+        Status.FAIL,
+        "/dev/kvm is missing: KVM is not available",
+        ev,
+        remedy=Remedy("Load the KVM module for this CPU; if it fails, CPU virtualization is off in firmware.", steps),
+    )

@@ -1,0 +1,256 @@
+"""vfio-pci: ids configured, early load, group viable, persistence."""
+
+from __future__ import annotations
+
+import re
+
+from checks.common import (
+    VIABLE_DRIVERS,
+    endpoints,
+    ids_config,
+    ids_line,
+    initramfs_update_command,
+    native_modules,
+    pci_evidence,
+    softdep_line,
+    try_fact,
+    wanted_ids,
+)
+from doctor.facts import Facts, PciDevice
+from doctor.model import Evidence, Remedy, Status, Verdict, verdict
+from doctor.registry import Context, check
+
+
+def _group_or_na(ctx: Context) -> tuple[PciDevice, list[PciDevice]] | Verdict:
+    gpu = ctx.gpu
+    assert gpu is not None
+    if gpu.iommu_group is None:
+        return verdict(Status.NOT_APPLICABLE, f"{gpu.address} has no IOMMU group (IOMMU not active: see iommu.active)", [pci_evidence(gpu)])
+    return gpu, endpoints(ctx.facts, gpu)
+
+
+@check("vfio.ids_configured", "vfio-pci ids cover every function in the GPU's group", fix="vfio_conf", per_gpu=True)
+def vfio_ids_configured(ctx: Context) -> Verdict:
+    """`options vfio-pci ids=` (modprobe.d) or `vfio-pci.ids=` (command line) holds the
+    vendor:device of every endpoint in the group, once, in one line."""
+    facts = ctx.facts
+    gpu = ctx.gpu
+    assert gpu is not None
+    eps = endpoints(facts, gpu)
+    want = wanted_ids(eps)
+    cfg = ids_config(facts)
+    mods = try_fact(facts.modules)
+    builtin = mods.is_builtin("vfio_pci") if mods else None
+    ev = [Evidence(ln.where, ln.text) for ln in cfg.lines]
+    if cfg.cmdline_now:
+        ev.append(Evidence("/proc/cmdline", "vfio-pci.ids=" + ",".join(cfg.cmdline_now)))
+    if cfg.cmdline_next:
+        ev.append(Evidence("next boot command line", "vfio-pci.ids=" + ",".join(cfg.cmdline_next)))
+    ev += [Evidence(f"/sys/bus/pci/devices/{d.address}", f"{d.address} [{d.class_hex}] {d.ident}") for d in eps]
+    correct = ids_line(eps)
+    msgs: list[str] = []
+    modprobe_ids = list(cfg.ids)
+    usable_modprobe = not builtin  # options in modprobe.d are dead for a built-in vfio-pci
+    if builtin and modprobe_ids:
+        msgs.append("vfio-pci is built into this kernel (modules.builtin): modprobe.d options are never read; "
+                    "the ids must go on the kernel command line as vfio-pci.ids=")
+    configured = set((modprobe_ids if usable_modprobe else []) + list(cfg.cmdline_next or cfg.cmdline_now))
+    missing = [i for i in want if i not in configured]
+    others_on_host = {d.ident for d in (try_fact(facts.pci_devices) or {}).values()}
+    stale = sorted({i for i in configured if i not in want and i not in others_on_host})
+    dup = len(cfg.lines) > 1
+    dup_ids = sorted({i for i in modprobe_ids if modprobe_ids.count(i) > 1})
+    remedy_steps = (f"echo '{correct}' | sudo tee /etc/modprobe.d/vfio.conf", initramfs_update_command(facts)) if not builtin else (
+        f"add vfio-pci.ids={','.join(want)} to the kernel command line",)
+    remedy = Remedy(
+        f"Use exactly this line (all {len(want)} function id(s) of the group, derived from this host):\n  {correct}",
+        remedy_steps, "vfio_conf", (("ids", ",".join(want)),),
+    )
+    if missing:
+        summary = f"vfio-pci ids miss {', '.join(missing)}"
+        if stale:
+            summary += f"; configured {', '.join(stale)} match no device on this host (typo?)"
+        if not configured:
+            summary = f"no vfio-pci ids configured for {gpu.address}'s group ({', '.join(want)})"
+        return verdict(Status.FAIL, summary, ev, msgs, remedy)
+    if builtin and not (cfg.cmdline_next or cfg.cmdline_now):
+        return verdict(Status.FAIL, "ids are only in modprobe.d, which a built-in vfio-pci never reads", ev, msgs, remedy)
+    if dup:
+        msgs.append(f"{len(cfg.lines)} `options vfio-pci ids=` lines: modprobe passes all of them and the last ids= wins")
+        return verdict(Status.FAIL, f"conflicting vfio-pci ids lines in {', '.join(sorted({ln.file for ln in cfg.lines}))}", ev, msgs, remedy)
+    if stale or dup_ids:
+        if stale:
+            msgs.append(f"ids that match no device on this host: {', '.join(stale)}")
+        if dup_ids:
+            msgs.append(f"ids listed twice: {', '.join(dup_ids)}")
+        return verdict(Status.WARN, "every function covered, but the ids line has stale or repeated entries", ev, msgs, remedy)
+    return verdict(Status.PASS, f"vfio-pci ids cover all {len(want)} function(s): {','.join(want)}", ev, msgs)
+
+
+def _early_sources(facts: Facts) -> tuple[list[Evidence], bool, bool]:
+    """(evidence, in initramfs config, in modules-load.d) for vfio-pci."""
+    el = try_fact(facts.early_load)
+    ev: list[Evidence] = []
+    initramfs = modules_load = False
+    if el is None:
+        return ev, False, False
+    for ln in el.modules_load:
+        if re.search(r"\bvfio[-_]pci\b", ln.text):
+            modules_load = True
+            ev.append(Evidence(ln.where, ln.text))
+    for ln in el.initramfs:
+        if re.search(r"\bvfio[-_]pci\b", ln.text):
+            initramfs = True
+            ev.append(Evidence(ln.where, ln.text))
+    return ev, initramfs, modules_load
+
+
+@check("vfio.early_load", "vfio-pci loads before the native drivers", fix="early_load", per_gpu=True)
+def vfio_early_load(ctx: Context) -> Verdict:
+    """vfio-pci in the initramfs, or `softdep <driver> pre: vfio-pci` for every native
+    driver of the group's functions; vfio_pci present and claiming the ids in the log."""
+    facts = ctx.facts
+    gpu = ctx.gpu
+    assert gpu is not None
+    eps = endpoints(facts, gpu)
+    ev, in_initramfs, in_modules_load = _early_sources(facts)
+    mp = facts.modprobe_config()
+    mods = try_fact(facts.modules)
+    natives: dict[str, list[str]] = {}
+    for d in eps:
+        for m in native_modules(d):
+            natives.setdefault(m.replace("-", "_"), []).append(d.address)
+    softdeps = {ln.module: ln for ln in mp if ln.command == "softdep" and re.search(r"\bpre:.*\bvfio[-_]pci\b", ln.rest)}
+    for m, ln in softdeps.items():
+        if m in natives:
+            ev.append(Evidence(ln.where, ln.text))
+    missing_softdep = [m for m in natives if m not in softdeps]
+    msgs: list[str] = []
+    if mods is not None:
+        present = mods.present("vfio_pci")
+        ev.append(Evidence("/sys/module", "vfio_pci present" if present else "vfio_pci not loaded"))
+        builtin_natives = [m for m in natives if mods.is_builtin(m)]
+        if builtin_natives:
+            msgs.append(
+                "built into the kernel, so they bind before any module loads (neither ids= nor softdep can win at boot): "
+                + ", ".join(f"{m} ({', '.join(natives[m])})" for m in builtin_natives)
+            )
+    log = try_fact(facts.kernel_log)
+    if log is not None:
+        for ln in log.grep(r"vfio_pci: add \[")[:8]:
+            ev.append(Evidence(log.source, ln.strip()))
+    el = try_fact(facts.early_load)
+    tool = el.initramfs_tool if el else "unknown"
+    steps = []
+    if tool == "initramfs-tools":
+        steps += ["echo vfio-pci | sudo tee -a /etc/initramfs-tools/modules"]
+    elif tool == "dracut":
+        steps += ['echo \'force_drivers+=" vfio-pci "\' | sudo tee /etc/dracut.conf.d/vfio.conf']
+    elif tool == "mkinitcpio":
+        steps += ["add vfio_pci vfio vfio_iommu_type1 to MODULES=() in /etc/mkinitcpio.conf"]
+    steps += [f"echo '{softdep_line(m)}' | sudo tee -a /etc/modprobe.d/vfio.conf" for m in missing_softdep]
+    steps += ["echo vfio-pci | sudo tee /etc/modules-load.d/vfio-pci.conf", initramfs_update_command(facts)]
+    remedy = Remedy("Load vfio-pci before the native drivers: put it in the initramfs and add a softdep for each native driver.",
+                    tuple(steps), "early_load", (("softdeps", ",".join(missing_softdep)),))
+    if in_initramfs or (natives and not missing_softdep):
+        how = "in the initramfs configuration" if in_initramfs else "softdep for every native driver"
+        if missing_softdep and in_initramfs:
+            msgs.append("no softdep for " + ", ".join(missing_softdep) + ": fine while those drivers are not in the initramfs too")
+        return verdict(Status.PASS, f"vfio-pci loads early ({how})", ev, msgs)
+    if not natives and (in_modules_load or in_initramfs):
+        return verdict(Status.PASS, "vfio-pci is loaded at boot and no native driver competes for the group", ev, msgs)
+    if in_modules_load:
+        return verdict(
+            Status.WARN,
+            "vfio-pci only in modules-load.d: it loads after udev, so "
+            + (", ".join(f"{m} ({', '.join(a)})" for m, a in natives.items() if m in missing_softdep) or "native drivers")
+            + " can claim their functions first",
+            ev, msgs, remedy,
+        )
+    return verdict(Status.FAIL, "nothing loads vfio-pci at boot (no initramfs entry, softdep or modules-load.d entry)", ev, msgs, remedy)
+
+
+@check("vfio.group_viable", "Every device in the GPU's group is on vfio-pci", fix="pci_bind", per_gpu=True)
+def vfio_group_viable(ctx: Context) -> Verdict:
+    """Each endpoint of the group is bound to vfio-pci (or has no driver);
+    otherwise QEMU says `group N is not viable`."""
+    r = _group_or_na(ctx)
+    if isinstance(r, Verdict):
+        return r
+    gpu, eps = r
+    ev = [pci_evidence(d) for d in eps]
+    blocking = [d for d in eps if d.driver is not None and d.driver not in VIABLE_DRIVERS]
+    if not blocking:
+        on = sum(1 for d in eps if d.driver == "vfio-pci")
+        return verdict(Status.PASS, f"group {gpu.iommu_group} viable: {on} of {len(eps)} function(s) on vfio-pci, the rest unbound", ev)
+    names = ", ".join(f"{d.address} [{d.class_hex}] {d.ident} on {d.driver}" for d in blocking)
+    steps = ["sudo modprobe vfio-pci"]
+    for d in blocking:
+        steps += [
+            f"echo vfio-pci | sudo tee /sys/bus/pci/devices/{d.address}/driver_override",
+            f"echo {d.address} | sudo tee /sys/bus/pci/devices/{d.address}/driver/unbind",
+            f"echo {d.address} | sudo tee /sys/bus/pci/drivers_probe",
+        ]
+    return verdict(
+        Status.FAIL,
+        f"group {gpu.iommu_group} not viable: {names}",
+        ev,
+        [f"QEMU/libvirt will fail with: `vfio {gpu.address}: group {gpu.iommu_group} is not viable` / "
+         "`Please ensure all devices within the iommu_group are bound to their vfio bus driver.`",
+         "Bind with driver_override, never new_id: new_id also grabs every other device with the same id."],
+        Remedy("Bind each blocking function to vfio-pci now (lost at reboot: see vfio.binding_persistent).", tuple(steps), "pci_bind",
+               (("devices", ",".join(d.address for d in blocking)),)),
+    )
+
+
+@check("vfio.binding_persistent", "The vfio-pci binding survives a reboot", fix="vfio_conf", per_gpu=True)
+def vfio_binding_persistent(ctx: Context) -> Verdict:
+    """ids configured for the next boot + early load cover every endpoint; a
+    runtime-only binding is a warning naming what a reboot loses."""
+    facts = ctx.facts
+    r = _group_or_na(ctx)
+    if isinstance(r, Verdict):
+        return r
+    gpu, eps = r
+    cfg = ids_config(facts)
+    mods = try_fact(facts.modules)
+    vfio_builtin = mods.is_builtin("vfio_pci") if mods else None
+    next_ids = set(cfg.cmdline_next if cfg.cmdline_next is not None else cfg.cmdline_now)
+    if not vfio_builtin:
+        next_ids |= set(cfg.ids)
+    ev_early, in_initramfs, in_ml = _early_sources(facts)
+    softdeps = {ln.module for ln in facts.modprobe_config() if ln.command == "softdep" and "vfio" in ln.rest}
+    ev = [pci_evidence(d) for d in eps] + ev_early
+    lost: list[str] = []
+    never: list[str] = []
+    for d in eps:
+        configured = d.ident in next_ids or d.driver_override == "vfio-pci" and False
+        natives = [m.replace("-", "_") for m in native_modules(d)]
+        builtin_native = [m for m in natives if mods is not None and mods.is_builtin(m)]
+        early_ok = in_initramfs or (natives and all(m in softdeps for m in natives)) or (not natives and (in_ml or in_initramfs))
+        ok = configured and early_ok and not builtin_native
+        if ok:
+            continue
+        why = []
+        if not configured:
+            why.append("id not in vfio-pci ids")
+        elif not early_ok:
+            why.append("vfio-pci not loaded early enough")
+        if builtin_native:
+            why.append(f"native driver {', '.join(builtin_native)} is built in")
+        entry = f"{d.address} ({d.ident}, {'; '.join(why)})"
+        (lost if d.driver == "vfio-pci" else never).append(entry)
+    if not lost and not never:
+        return verdict(Status.PASS, f"all {len(eps)} function(s) of group {gpu.iommu_group} go to vfio-pci at every boot", ev)
+    steps = (f"echo '{ids_line(eps)}' | sudo tee /etc/modprobe.d/vfio.conf",
+             *[f"echo '{softdep_line(m)}' | sudo tee -a /etc/modprobe.d/vfio.conf" for m in sorted({m for d in eps for m in native_modules(d)})],
+             initramfs_update_command(facts))
+    remedy = Remedy("Configure ids and early loading so the binding is made at boot.", steps, "vfio_conf", (("ids", ",".join(wanted_ids(eps))),))
+    if lost and not never:
+        return verdict(Status.WARN, "bound now only at runtime; a reboot loses " + "; ".join(lost), ev, remedy=remedy)
+    return verdict(
+        Status.FAIL,
+        "not bound at boot: " + "; ".join(never) + ("; a reboot also loses " + "; ".join(lost) if lost else ""),
+        ev,
+        remedy=remedy,
+    )

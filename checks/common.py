@@ -1,0 +1,186 @@
+"""Derivations shared by several checks (and, later, by remediations)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from doctor.errors import FactUnknown, NotCaptured
+from doctor.facts import BootConfig, Cmdline, Facts, ModprobeLine, PciDevice
+from doctor.model import Evidence
+
+VFIO_DRIVERS = ("vfio-pci",)
+# Drivers the kernel accepts in a viable group besides vfio (drivers/vfio/group.c).
+VIABLE_DRIVERS = ("vfio-pci", "pci-stub", "pcieport")
+
+
+def try_fact(fn, default=None):  # type: ignore[no-untyped-def]
+    try:
+        return fn()
+    except (FactUnknown, NotCaptured):
+        return default
+
+
+def endpoints(facts: Facts, gpu: PciDevice) -> list[PciDevice]:
+    """The devices that must go to the guest together: every non-bridge member
+    of the GPU's IOMMU group, or the functions of its slot where it has none."""
+    members = facts.group_members(gpu)
+    if members is None:
+        members = facts.slot_functions(gpu)
+    return [d for d in members if not d.is_bridge]
+
+
+def pci_evidence(dev: PciDevice) -> Evidence:
+    return Evidence(f"/sys/bus/pci/devices/{dev.address}", dev.label())
+
+
+@dataclass(frozen=True)
+class IdsConfig:
+    ids: tuple[str, ...]  # in order, lowercase vendor:device (duplicates kept)
+    lines: tuple[ModprobeLine, ...]  # modprobe.d options lines with ids=
+    cmdline_now: tuple[str, ...]  # vfio-pci.ids= on /proc/cmdline
+    cmdline_next: tuple[str, ...] | None  # on the next boot's command line (None: unknown)
+
+
+def _ids_from_value(v: str) -> list[str]:
+    out = []
+    for part in v.split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        # vendor:device[:subvendor:subdevice[:class[:class_mask]]]
+        f = part.split(":")
+        if len(f) >= 2:
+            out.append(f"{f[0]}:{f[1]}")
+        else:
+            out.append(part)
+    return out
+
+
+def modprobe_vfio_ids(lines: tuple[ModprobeLine, ...]) -> list[tuple[ModprobeLine, list[str]]]:
+    out = []
+    for ln in lines:
+        if ln.command == "options" and ln.module == "vfio_pci":
+            for tok in ln.rest.split():
+                if tok.startswith("ids="):
+                    out.append((ln, _ids_from_value(tok[4:])))
+    return out
+
+
+def cmdline_vfio_ids(c: Cmdline | None) -> list[str]:
+    if c is None:
+        return []
+    out: list[str] = []
+    for v in c.values("vfio_pci.ids"):
+        if v:
+            out.extend(_ids_from_value(v))
+    return out
+
+
+def next_boot_cmdline(facts: Facts) -> Cmdline | None:
+    boot: BootConfig | None = try_fact(facts.boot_config)
+    return boot.cmdline if boot else None
+
+
+def ids_config(facts: Facts) -> IdsConfig:
+    mp = modprobe_vfio_ids(facts.modprobe_config())
+    ids: list[str] = []
+    for _, v in mp:
+        ids.extend(v)
+    nxt = next_boot_cmdline(facts)
+    return IdsConfig(
+        tuple(ids),
+        tuple(ln for ln, _ in mp),
+        tuple(cmdline_vfio_ids(try_fact(facts.cmdline))),
+        tuple(cmdline_vfio_ids(nxt)) if nxt is not None else None,
+    )
+
+
+def wanted_ids(eps: list[PciDevice]) -> list[str]:
+    out: list[str] = []
+    for d in eps:
+        if d.ident not in out:
+            out.append(d.ident)
+    return out
+
+
+def ids_line(eps: list[PciDevice]) -> str:
+    return "options vfio-pci ids=" + ",".join(wanted_ids(eps))
+
+
+def native_modules(dev: PciDevice) -> list[str]:
+    """Kernel modules that would claim dev on the host (not vfio)."""
+    mods = [m for m in dev.kernel_modules if m.replace("-", "_") != "vfio_pci"]
+    if dev.driver and dev.driver not in VIABLE_DRIVERS and not mods:
+        mods = [dev.driver]
+    return mods
+
+
+def softdep_line(module: str) -> str:
+    return f"softdep {module} pre: vfio-pci"
+
+
+def regen_commands(facts: Facts) -> list[str]:
+    """The command this host uses to make a bootloader change take effect."""
+    boot: BootConfig | None = try_fact(facts.boot_config)
+    if boot is None:
+        return ["# regenerate your bootloader configuration (bootloader not detected)"]
+    tools = boot.tools
+    if boot.kind == "kernelstub":
+        return []
+    if boot.kind == "systemd-boot":
+        if "/usr/bin/kernel-install" in tools:
+            return ['sudo kernel-install add "$(uname -r)" "/boot/vmlinuz-$(uname -r)"']
+        return ["sudo bootctl update"]
+    if "/usr/sbin/grubby" in tools and not ("/usr/sbin/update-grub" in tools):
+        return []
+    if "/usr/sbin/update-grub" in tools:
+        return ["sudo update-grub"]
+    if "/usr/sbin/grub2-mkconfig" in tools:
+        return ["sudo grub2-mkconfig -o /boot/grub2/grub.cfg"]
+    return ["sudo grub-mkconfig -o /boot/grub/grub.cfg"]
+
+
+def cmdline_edit_steps(facts: Facts, add: list[str], remove: list[str]) -> list[str]:
+    """Exact steps to put `add` on (and take `remove` off) the next boot's command line."""
+    boot: BootConfig | None = try_fact(facts.boot_config)
+    kind = boot.kind if boot else "unknown"
+    steps: list[str] = []
+    if kind == "grub" and boot is not None:
+        tools = boot.tools
+        if "/usr/sbin/grubby" in tools and "/usr/sbin/update-grub" not in tools:
+            if add:
+                steps.append(f'sudo grubby --update-kernel=ALL --args="{" ".join(add)}"')
+            if remove:
+                steps.append(f'sudo grubby --update-kernel=ALL --remove-args="{" ".join(remove)}"')
+        else:
+            cur = boot.cmdline.raw if boot.cmdline else ""
+            kept = [t for t in cur.split() if t not in remove and t.split("=", 1)[0] not in {r.split("=", 1)[0] for r in remove}]
+            new = " ".join(kept + [a for a in add if a not in kept])
+            steps.append(f'edit /etc/default/grub: GRUB_CMDLINE_LINUX="{new}"' if cur else f'edit /etc/default/grub: GRUB_CMDLINE_LINUX="{" ".join(add)}"')
+            steps.extend(regen_commands(facts))
+    elif kind == "kernelstub":
+        for a in add:
+            steps.append(f'sudo kernelstub -a "{a}"')
+        for r in remove:
+            steps.append(f'sudo kernelstub -d "{r}"')
+    elif kind == "systemd-boot":
+        steps.append(f"edit /etc/kernel/cmdline: add {' '.join(add)}" + (f", remove {' '.join(remove)}" if remove else ""))
+        steps.extend(regen_commands(facts))
+    else:
+        steps.append(
+            "add " + " ".join(add) + " to your bootloader's kernel command line"
+            + (f" and remove {' '.join(remove)}" if remove else "")
+            + " (no /etc/default/grub, /etc/kernel/cmdline or kernelstub found)"
+        )
+    steps.append("sudo reboot")
+    return steps
+
+
+def initramfs_update_command(facts: Facts) -> str:
+    el = try_fact(facts.early_load)
+    tool = el.initramfs_tool if el else "unknown"
+    return {
+        "initramfs-tools": "sudo update-initramfs -u",
+        "dracut": "sudo dracut -f",
+        "mkinitcpio": "sudo mkinitcpio -P",
+    }.get(tool, "# rebuild your initramfs (initramfs tool not detected)")

@@ -1,0 +1,1034 @@
+"""Typed facts, parsed once from a Host (or, later, from pasted text).
+
+A check asks `facts.cmdline()`, `facts.pci_devices()`, ... and gets a value, or
+a `FactUnknown` exception that says why the fact could not be established and
+what would settle it. The runner turns an unhandled FactUnknown into an
+`unknown` result. A missing fact is never turned into an empty value.
+
+`Facts` is the interface: every accessor raises FactUnknown. `HostFacts` reads
+a Host (live or snapshot); other sources override what they know.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from doctor.errors import FactUnknown, NotCaptured
+from doctor.host import CommandResult, Host
+
+T = TypeVar("T")
+
+PCI_ADDR_RE = re.compile(r"^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$")
+
+
+def normalize_pci_address(text: str) -> str:
+    """`01:00.0` or `0000:01:00.0` → `0000:01:00.0`; ValueError otherwise."""
+    m = PCI_ADDR_RE.match(text.strip())
+    if not m:
+        raise ValueError(
+            f"not a PCI address: {text!r} (expected DDDD:BB:SS.F or BB:SS.F, e.g. 0000:01:00.0)"
+        )
+    dom = (m.group(1) or "0000").lower()
+    return f"{dom}:{m.group(2).lower()}:{m.group(3).lower()}.{m.group(4)}"
+
+
+# ---------------------------------------------------------------------------
+# value types
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    vendor: str  # "GenuineIntel", "AuthenticAMD", ...
+    model_name: str
+    flags: frozenset[str]
+    count: int
+
+    @property
+    def is_intel(self) -> bool:
+        return self.vendor == "GenuineIntel"
+
+    @property
+    def is_amd(self) -> bool:
+        return self.vendor in ("AuthenticAMD", "HygonGenuine")
+
+
+@dataclass(frozen=True)
+class KernelArg:
+    key: str
+    value: str | None  # None for a bare flag
+
+    def __str__(self) -> str:
+        return self.key if self.value is None else f"{self.key}={self.value}"
+
+
+@dataclass(frozen=True)
+class Cmdline:
+    raw: str
+    args: tuple[KernelArg, ...]
+    source: str
+
+    def values(self, key: str) -> list[str | None]:
+        k = _norm_key(key)
+        return [a.value for a in self.args if _norm_key(a.key) == k]
+
+    def last(self, key: str) -> str | None:
+        """Value of the last occurrence (the kernel's own rule); None if absent or bare."""
+        v = self.values(key)
+        return v[-1] if v else None
+
+    def has(self, key: str) -> bool:
+        return bool(self.values(key))
+
+    def option_values(self, key: str) -> list[str]:
+        """Comma-separated sub-options across every occurrence (intel_iommu=on,sm_on)."""
+        out: list[str] = []
+        for v in self.values(key):
+            if v:
+                out.extend(x.strip() for x in v.split(",") if x.strip())
+        return out
+
+
+def _norm_key(key: str) -> str:
+    # The kernel treats '-' and '_' alike in parameter names (vfio-pci.ids == vfio_pci.ids).
+    return key.replace("-", "_")
+
+
+def parse_cmdline(raw: str, source: str) -> Cmdline:
+    args: list[KernelArg] = []
+    for tok in _split_cmdline(raw):
+        if tok == "--":
+            break
+        if "=" in tok:
+            k, v = tok.split("=", 1)
+            args.append(KernelArg(k, v.strip('"')))
+        else:
+            args.append(KernelArg(tok, None))
+    return Cmdline(raw.strip(), tuple(args), source)
+
+
+def _split_cmdline(raw: str) -> list[str]:
+    # The kernel's own rule: whitespace separates, double quotes group.
+    out: list[str] = []
+    cur: list[str] = []
+    quoted = False
+    for ch in raw.strip():
+        if ch == '"':
+            quoted = not quoted
+            cur.append(ch)
+        elif ch.isspace() and not quoted:
+            if cur:
+                out.append("".join(cur))
+                cur = []
+        else:
+            cur.append(ch)
+    if cur:
+        out.append("".join(cur))
+    return out
+
+
+@dataclass(frozen=True)
+class PciDevice:
+    address: str
+    class_code: int  # 24-bit, e.g. 0x030000
+    vendor: str  # "10de"
+    device: str  # "1e84"
+    subsystem: str | None = None  # "10de:139f"
+    revision: str | None = None
+    driver: str | None = None
+    iommu_group: str | None = None
+    boot_vga: bool | None = None
+    driver_override: str | None = None
+    name: str | None = None
+    kernel_modules: tuple[str, ...] = ()
+
+    @property
+    def ident(self) -> str:
+        return f"{self.vendor}:{self.device}"
+
+    @property
+    def class_hex(self) -> str:
+        return f"{self.class_code >> 8:04x}"
+
+    @property
+    def base_class(self) -> int:
+        return self.class_code >> 16
+
+    @property
+    def is_bridge(self) -> bool:
+        return self.base_class == 0x06
+
+    @property
+    def is_display(self) -> bool:
+        return self.base_class == 0x03
+
+    @property
+    def slot(self) -> str:
+        return self.address.rsplit(".", 1)[0]
+
+    @property
+    def function(self) -> int:
+        return int(self.address.rsplit(".", 1)[1])
+
+    def label(self) -> str:
+        name = f" {self.name}" if self.name else ""
+        drv = self.driver or "no driver"
+        return f"{self.address} [{self.class_hex}]{name} [{self.ident}] (driver: {drv})"
+
+
+@dataclass(frozen=True)
+class ModprobeLine:
+    file: str
+    lineno: int
+    text: str
+    command: str  # options, softdep, blacklist, install, alias, remove
+    module: str
+    rest: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.lineno}"
+
+
+@dataclass(frozen=True)
+class ConfigLine:
+    file: str
+    lineno: int
+    text: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.lineno}"
+
+
+@dataclass(frozen=True)
+class BootConfig:
+    """What the bootloader will give the kernel at the next boot, as configured."""
+
+    kind: str  # grub, systemd-boot, kernelstub, unknown
+    cmdline: Cmdline | None  # configured next-boot command line (None: not found)
+    files: tuple[str, ...] = ()
+    generated: Cmdline | None = None  # from the generated grub.cfg, if readable
+    generated_source: str = ""
+    tools: tuple[str, ...] = ()  # regeneration tools present on the host
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class KernelLog:
+    lines: tuple[str, ...]
+    source: str
+
+    def grep(self, pattern: str | re.Pattern[str]) -> list[str]:
+        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
+        return [ln for ln in self.lines if rx.search(ln)]
+
+
+@dataclass(frozen=True)
+class ModuleState:
+    loaded: frozenset[str]  # from /proc/modules
+    sysfs: frozenset[str]  # /sys/module entries (also built-ins with parameters)
+    builtin: frozenset[str] | None  # modules.builtin, None if unknown
+    modular: bool = True  # False: no /proc/modules, the kernel cannot load modules
+
+    def present(self, name: str) -> bool:
+        n = name.replace("-", "_")
+        return n in self.loaded or n in self.sysfs or (self.builtin is not None and n in self.builtin)
+
+    def is_builtin(self, name: str) -> bool | None:
+        if self.builtin is None:
+            return None
+        return name.replace("-", "_") in self.builtin
+
+
+@dataclass(frozen=True)
+class EarlyLoadConfig:
+    modules_load: tuple[ConfigLine, ...]  # modules-load.d and /etc/modules entries
+    initramfs: tuple[ConfigLine, ...]  # initramfs-tools / dracut / mkinitcpio mentions
+    initramfs_tool: str  # initramfs-tools, dracut, mkinitcpio, unknown
+
+
+@dataclass
+class HostSummary:
+    """Environment facts for report headers; every field may be unknown (None)."""
+
+    kernel: str | None = None
+    distro: str | None = None
+    cpu: str | None = None
+    hostname: str | None = None
+    product: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------
+# the interface
+
+
+def fact(fn: Callable[[Any], T]) -> Callable[[Any], T]:
+    """Cache a fact per Facts object; cache FactUnknown too (parsed once)."""
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    def wrapper(self: Any) -> T:
+        cache = self._cache
+        if name in cache:
+            v = cache[name]
+            if isinstance(v, BaseException):
+                raise v
+            return v  # type: ignore[no-any-return]
+        try:
+            v = fn(self)
+        except (FactUnknown, NotCaptured) as e:
+            cache[name] = e
+            raise
+        cache[name] = v
+        return v
+
+    return wrapper
+
+
+class Facts:
+    """Every fact a check can ask for. The base knows nothing."""
+
+    source_kind = "none"
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    def _unknown(self, fact_name: str, settle: str) -> FactUnknown:
+        return FactUnknown(fact_name, "not in the evidence", settle)
+
+    def kernel_release(self) -> str:
+        raise self._unknown("kernel release", "uname -r")
+
+    def os_release(self) -> dict[str, str]:
+        raise self._unknown("distribution", "cat /etc/os-release")
+
+    def cpu(self) -> CpuInfo:
+        raise self._unknown("CPU", "grep -m1 -E 'vendor_id|flags' /proc/cpuinfo")
+
+    def kvm_device(self) -> bool:
+        raise self._unknown("/dev/kvm", "ls -l /dev/kvm")
+
+    def acpi_tables(self) -> frozenset[str]:
+        raise self._unknown("ACPI tables", "ls /sys/firmware/acpi/tables")
+
+    def cmdline(self) -> Cmdline:
+        raise self._unknown("kernel command line", "cat /proc/cmdline")
+
+    def kernel_config(self) -> dict[str, str]:
+        raise self._unknown("kernel build configuration", "grep IOMMU /boot/config-$(uname -r)")
+
+    def modules(self) -> ModuleState:
+        raise self._unknown("kernel modules", "cat /proc/modules; ls /sys/module")
+
+    def kernel_log(self) -> KernelLog:
+        raise self._unknown("kernel log", "sudo dmesg")
+
+    def iommu_class(self) -> tuple[str, ...]:
+        raise self._unknown("/sys/class/iommu", "ls /sys/class/iommu")
+
+    def iommu_groups(self) -> dict[str, tuple[str, ...]]:
+        raise self._unknown("IOMMU groups", "find /sys/kernel/iommu_groups/ -type l")
+
+    def pci_devices(self) -> dict[str, PciDevice]:
+        raise self._unknown("PCI devices", "lspci -Dnnk")
+
+    def modprobe_config(self) -> tuple[ModprobeLine, ...]:
+        raise self._unknown("modprobe configuration", "grep -r . /etc/modprobe.d/")
+
+    def early_load(self) -> EarlyLoadConfig:
+        raise self._unknown(
+            "early module loading configuration",
+            "cat /etc/modules-load.d/*.conf /etc/modules /etc/initramfs-tools/modules",
+        )
+
+    def boot_config(self) -> BootConfig:
+        raise self._unknown("bootloader configuration", "cat /etc/default/grub /etc/kernel/cmdline")
+
+    def summary(self) -> HostSummary:
+        s = HostSummary()
+        for attr, get in (
+            ("kernel", self.kernel_release),
+            ("distro", lambda: self.os_release().get("PRETTY_NAME")),
+            ("cpu", lambda: self.cpu().model_name),
+        ):
+            try:
+                setattr(s, attr, get())
+            except (FactUnknown, NotCaptured):
+                pass
+        return s
+
+    # -- derived facts shared by checks ------------------------------------
+    def gpus(self) -> list[PciDevice]:
+        return [d for d in self.pci_devices().values() if d.is_display]
+
+    def slot_functions(self, dev: PciDevice) -> list[PciDevice]:
+        return sorted(
+            (d for d in self.pci_devices().values() if d.slot == dev.slot), key=lambda d: d.address
+        )
+
+    def group_members(self, dev: PciDevice) -> list[PciDevice] | None:
+        """Every PCI device in dev's IOMMU group, or None where dev has no group."""
+        if dev.iommu_group is None:
+            return None
+        groups = self.iommu_groups()
+        addrs = groups.get(dev.iommu_group)
+        devs = self.pci_devices()
+        if addrs is None:
+            return [d for d in devs.values() if d.iommu_group == dev.iommu_group]
+        return [devs[a] if a in devs else PciDevice(a, 0, "????", "????") for a in addrs]
+
+
+# ---------------------------------------------------------------------------
+# parsers (pure functions, fuzzed by tests)
+
+
+def parse_cpuinfo(text: str) -> CpuInfo:
+    vendor = model = ""
+    flags: frozenset[str] = frozenset()
+    count = 0
+    for line in text.splitlines():
+        if ":" not in line:
+            continue
+        k, _, v = line.partition(":")
+        k = k.strip()
+        v = v.strip()
+        if k == "processor":
+            count += 1
+        elif k == "vendor_id" and not vendor:
+            vendor = v
+        elif k == "model name" and not model:
+            model = v
+        elif k == "flags" and not flags:
+            flags = frozenset(v.split())
+    if not vendor and not flags:
+        raise ValueError("no vendor_id or flags line")
+    return CpuInfo(vendor or "unknown", model or "unknown", flags, max(count, 1))
+
+
+def parse_kernel_config(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("CONFIG_") and "=" in line:
+            k, v = line.split("=", 1)
+            out[k] = v
+        elif line.startswith("# CONFIG_") and line.endswith(" is not set"):
+            out[line[2:-11]] = "n"
+    return out
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            k, v = line.split("=", 1)
+            try:
+                parts = shlex.split(v)
+            except ValueError:
+                parts = [v.strip("\"'")]
+            out[k.strip()] = parts[0] if parts else ""
+    return out
+
+
+def parse_modprobe(text: str, file: str) -> list[ModprobeLine]:
+    out: list[ModprobeLine] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        lineno = i + 1
+        line = lines[i]
+        # modprobe.d allows a trailing backslash to continue a line
+        while line.endswith("\\") and i + 1 < len(lines):
+            i += 1
+            line = line[:-1] + " " + lines[i]
+        i += 1
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        parts = s.split(None, 2)
+        cmd = parts[0]
+        if cmd not in ("options", "softdep", "blacklist", "install", "alias", "remove") or len(parts) < 2:
+            continue
+        module = parts[1]
+        rest = parts[2] if len(parts) > 2 else ""
+        out.append(ModprobeLine(file, lineno, s, cmd, module.replace("-", "_"), rest))
+    return out
+
+
+def parse_module_list(text: str, file: str) -> list[ConfigLine]:
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        s = line.split("#", 1)[0].strip()
+        if s and not s.startswith(";"):
+            out.append(ConfigLine(file, n, s))
+    return out
+
+
+_SHELL_ASSIGN = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+_VAR_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def parse_shell_assignments(text: str, env: dict[str, str] | None = None) -> dict[str, str]:
+    """Evaluate simple `VAR=value` lines the way `sh` would for /etc/default/grub.
+
+    Supports quoting, escapes, comments and $VAR / ${VAR} references to earlier
+    assignments. Lines that are not plain assignments are ignored. Raises
+    ValueError on unbalanced quotes.
+    """
+    env = dict(env or {})
+    for line in text.splitlines():
+        m = _SHELL_ASSIGN.match(line)
+        if not m:
+            continue
+        name, rhs = m.group(1), m.group(2)
+        env[name] = _shell_value(rhs, env)
+    return env
+
+
+def _shell_value(rhs: str, env: dict[str, str]) -> str:
+    out: list[str] = []
+    i = 0
+    n = len(rhs)
+    while i < n:
+        c = rhs[i]
+        if c in " \t":
+            break  # end of the word; the rest is a command or a comment
+        if c == "#" and not out:
+            break
+        if c == "'":
+            j = rhs.find("'", i + 1)
+            if j < 0:
+                raise ValueError("unterminated single quote")
+            out.append(rhs[i + 1 : j])
+            i = j + 1
+        elif c == '"':
+            i += 1
+            buf: list[str] = []
+            while i < n and rhs[i] != '"':
+                if rhs[i] == "\\" and i + 1 < n and rhs[i + 1] in '"\\$`\n':
+                    buf.append(rhs[i + 1])
+                    i += 2
+                    continue
+                buf.append(rhs[i])
+                i += 1
+            if i >= n:
+                raise ValueError("unterminated double quote")
+            i += 1
+            out.append(_expand("".join(buf), env, raw=buf))
+        elif c == "\\" and i + 1 < n:
+            out.append(rhs[i + 1])
+            i += 2
+        elif c == "$":
+            m = _VAR_REF.match(rhs, i)
+            if m:
+                out.append(env.get(m.group(1) or m.group(2), ""))
+                i = m.end()
+            else:
+                out.append(c)
+                i += 1
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _expand(s: str, env: dict[str, str], raw: list[str]) -> str:
+    return _VAR_REF.sub(lambda m: env.get(m.group(1) or m.group(2), ""), s)
+
+
+_GRUB_LINUX = re.compile(r"^\s*linux(?:efi|16)?\s+(\S+)\s*(.*)$")
+
+
+def parse_grub_cfg_default_linux(text: str) -> str | None:
+    """Arguments of the first `linux` line in a generated grub.cfg (the default entry)."""
+    for line in text.splitlines():
+        m = _GRUB_LINUX.match(line)
+        if m:
+            return m.group(2).strip()
+    return None
+
+
+def parse_iommu_group_links(paths: list[str]) -> dict[str, tuple[str, ...]]:
+    groups: dict[str, list[str]] = {}
+    for p in paths:
+        parts = p.strip("/").split("/")
+        # sys/kernel/iommu_groups/N/devices/ADDR
+        if len(parts) >= 6 and parts[-2] == "devices":
+            groups.setdefault(parts[-3], []).append(parts[-1])
+    return {g: tuple(sorted(v)) for g, v in sorted(groups.items(), key=lambda kv: _group_key(kv[0]))}
+
+
+def _group_key(g: str) -> tuple[int, str]:
+    return (int(g), "") if g.isdigit() else (1 << 30, g)
+
+
+_LSPCI_LINE = re.compile(
+    r"^(?P<addr>(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])\s+"
+    r"(?P<cls>.*?)\s*\[(?P<clsid>[0-9a-fA-F]{4})\]:\s*(?P<name>.*?)\s*"
+    r"\[(?P<ven>[0-9a-fA-F]{4}):(?P<dev>[0-9a-fA-F]{4})\](?P<tail>.*)$"
+)
+
+
+@dataclass(frozen=True)
+class LspciEntry:
+    address: str
+    class_id: str
+    class_name: str
+    name: str
+    vendor: str
+    device: str
+    revision: str | None
+    subsystem: str | None
+    driver: str | None
+    modules: tuple[str, ...]
+
+
+def parse_lspci_nnk(text: str) -> list[LspciEntry]:
+    """Parse `lspci -nn`, `-nnk`, `-Dnnk` output (tolerant; unknown lines skipped)."""
+    out: list[LspciEntry] = []
+    cur: dict[str, Any] | None = None
+
+    def flush() -> None:
+        if cur is not None:
+            out.append(LspciEntry(**cur))
+
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        m = _LSPCI_LINE.match(line.strip()) if line and not line[0].isspace() else None
+        if m:
+            flush()
+            rev = re.search(r"\(rev ([0-9a-fA-F]+)\)", m.group("tail"))
+            cur = {
+                "address": normalize_pci_address(m.group("addr")),
+                "class_id": m.group("clsid").lower(),
+                "class_name": m.group("cls"),
+                "name": m.group("name"),
+                "vendor": m.group("ven").lower(),
+                "device": m.group("dev").lower(),
+                "revision": rev.group(1) if rev else None,
+                "subsystem": None,
+                "driver": None,
+                "modules": (),
+            }
+            continue
+        if cur is None or not line[:1].isspace():
+            continue
+        s = line.strip()
+        if s.startswith("Subsystem:"):
+            sm = re.search(r"\[([0-9a-fA-F]{4}):([0-9a-fA-F]{4})\]\s*$", s)
+            if sm:
+                cur["subsystem"] = f"{sm.group(1).lower()}:{sm.group(2).lower()}"
+        elif s.startswith("Kernel driver in use:"):
+            cur["driver"] = s.split(":", 1)[1].strip() or None
+        elif s.startswith("Kernel modules:"):
+            cur["modules"] = tuple(x.strip() for x in s.split(":", 1)[1].split(",") if x.strip())
+    flush()
+    return out
+
+
+# ---------------------------------------------------------------------------
+# facts read from a Host
+
+MODPROBE_DIRS = ("/etc/modprobe.d", "/run/modprobe.d", "/usr/local/lib/modprobe.d", "/usr/lib/modprobe.d", "/lib/modprobe.d")
+MODULES_LOAD_DIRS = ("/etc/modules-load.d", "/run/modules-load.d", "/usr/local/lib/modules-load.d", "/usr/lib/modules-load.d", "/lib/modules-load.d")
+BOOT_TOOLS = (
+    "/usr/sbin/update-grub",
+    "/usr/sbin/grub-mkconfig",
+    "/usr/sbin/grub2-mkconfig",
+    "/usr/sbin/grubby",
+    "/usr/bin/kernelstub",
+    "/usr/bin/bootctl",
+    "/usr/bin/kernel-install",
+    "/usr/sbin/update-initramfs",
+    "/usr/bin/dracut",
+    "/usr/sbin/dracut",
+    "/usr/bin/mkinitcpio",
+)
+GRUB_CFGS = ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg")
+PCI_ATTRS = (
+    "class", "vendor", "device", "subsystem_vendor", "subsystem_device", "revision",
+    "boot_vga", "driver_override",
+)  # fmt: skip
+
+
+def _hex_attr(text: str | None, width: int) -> str | None:
+    if text is None:
+        return None
+    t = text.strip().lower()
+    if t.startswith("0x"):
+        t = t[2:]
+    if not re.fullmatch(r"[0-9a-f]+", t):
+        return None
+    return t[-width:].rjust(width, "0")
+
+
+class HostFacts(Facts):
+    """Facts read from a Host: the live machine or a recorded snapshot."""
+
+    def __init__(self, host: Host) -> None:
+        super().__init__()
+        self.host = host
+        self.source_kind = host.source_info().kind
+
+    def _need(self, fact_name: str, path: str, settle: str) -> str:
+        try:
+            text = self.host.read_text(path)
+        except FileNotFoundError as e:
+            raise FactUnknown(fact_name, f"{path} does not exist", settle) from e
+        except PermissionError as e:
+            raise FactUnknown(fact_name, f"{path} is not readable (permission denied)", settle) from e
+        except NotCaptured as e:
+            raise FactUnknown(fact_name, str(e), settle) from e
+        return text
+
+    @fact
+    def kernel_release(self) -> str:
+        return self._need("kernel release", "/proc/sys/kernel/osrelease", "uname -r").strip()
+
+    @fact
+    def os_release(self) -> dict[str, str]:
+        for p in ("/etc/os-release", "/usr/lib/os-release"):
+            try:
+                t = self.host.read_text_or_none(p)
+            except (PermissionError, NotCaptured):
+                continue
+            if t is not None:
+                return parse_os_release(t)
+        raise FactUnknown("distribution", "no /etc/os-release", "cat /etc/os-release")
+
+    @fact
+    def cpu(self) -> CpuInfo:
+        text = self._need("CPU", "/proc/cpuinfo", "cat /proc/cpuinfo")
+        try:
+            return parse_cpuinfo(text)
+        except ValueError as e:
+            raise FactUnknown("CPU", f"/proc/cpuinfo unparseable: {e}", "cat /proc/cpuinfo") from e
+
+    @fact
+    def kvm_device(self) -> bool:
+        try:
+            return self.host.exists("/dev/kvm")
+        except NotCaptured as e:
+            raise FactUnknown("/dev/kvm", str(e), "ls -l /dev/kvm") from e
+
+    @fact
+    def acpi_tables(self) -> frozenset[str]:
+        try:
+            return frozenset(self.host.listdir("/sys/firmware/acpi/tables"))
+        except FileNotFoundError as e:
+            raise FactUnknown(
+                "ACPI tables", "/sys/firmware/acpi/tables does not exist (no ACPI?)", "ls /sys/firmware/acpi/tables"
+            ) from e
+        except (PermissionError, NotCaptured) as e:
+            raise FactUnknown("ACPI tables", str(e), "ls /sys/firmware/acpi/tables") from e
+
+    @fact
+    def cmdline(self) -> Cmdline:
+        return parse_cmdline(self._need("kernel command line", "/proc/cmdline", "cat /proc/cmdline"), "/proc/cmdline")
+
+    @fact
+    def kernel_config(self) -> dict[str, str]:
+        rel = self.kernel_release()
+        path = f"/boot/config-{rel}"
+        return parse_kernel_config(self._need("kernel build configuration", path, f"grep IOMMU {path}"))
+
+    @fact
+    def modules(self) -> ModuleState:
+        try:
+            text = self.host.read_text_or_none("/proc/modules")
+        except (PermissionError, NotCaptured) as e:
+            raise FactUnknown("kernel modules", str(e), "cat /proc/modules") from e
+        # No /proc/modules: a kernel built without loadable module support.
+        modular = text is not None
+        loaded = frozenset(ln.split()[0] for ln in (text or "").splitlines() if ln.strip())
+        try:
+            sysfs = frozenset(self.host.listdir("/sys/module"))
+        except (FileNotFoundError, PermissionError, NotCaptured):
+            sysfs = frozenset()
+        builtin: frozenset[str] | None = None
+        try:
+            rel = self.kernel_release()
+            for base in ("/lib/modules", "/usr/lib/modules"):
+                t = self.host.read_text_or_none(f"{base}/{rel}/modules.builtin")
+                if t is not None:
+                    builtin = frozenset(
+                        ln.strip().rsplit("/", 1)[-1].removesuffix(".ko").replace("-", "_")
+                        for ln in t.splitlines()
+                        if ln.strip()
+                    )
+                    break
+        except (FactUnknown, PermissionError, NotCaptured):
+            pass
+        return ModuleState(loaded, sysfs, builtin, modular)
+
+    @fact
+    def kernel_log(self) -> KernelLog:
+        r = self.host.run(["dmesg"], timeout=10)
+        if r.ok and r.stdout.strip():
+            return KernelLog(tuple(r.stdout.splitlines()), "dmesg")
+        why = r.describe()
+        if r.ok:
+            why = "`dmesg` printed nothing"
+        raise FactUnknown("kernel log", f"not readable: {why}", "sudo dmesg")
+
+    @fact
+    def iommu_class(self) -> tuple[str, ...]:
+        try:
+            return tuple(self.host.listdir("/sys/class/iommu"))
+        except FileNotFoundError:
+            return ()
+        except (PermissionError, NotCaptured) as e:
+            raise FactUnknown("/sys/class/iommu", str(e), "ls /sys/class/iommu") from e
+
+    @fact
+    def iommu_groups(self) -> dict[str, tuple[str, ...]]:
+        try:
+            if not self.host.exists("/sys/kernel/iommu_groups"):
+                return {}
+            return parse_iommu_group_links(self.host.glob("/sys/kernel/iommu_groups/*/devices/*"))
+        except (PermissionError, NotCaptured) as e:
+            raise FactUnknown("IOMMU groups", str(e), "find /sys/kernel/iommu_groups/ -type l") from e
+
+    @fact
+    def pci_devices(self) -> dict[str, PciDevice]:
+        h = self.host
+        try:
+            addrs = h.listdir("/sys/bus/pci/devices")
+        except FileNotFoundError:
+            return {}
+        except (PermissionError, NotCaptured) as e:
+            raise FactUnknown("PCI devices", str(e), "lspci -Dnnk") from e
+        names = self._lspci()
+        out: dict[str, PciDevice] = {}
+        for addr in addrs:
+            try:
+                address = normalize_pci_address(addr)
+            except ValueError:
+                continue
+            base = f"/sys/bus/pci/devices/{addr}"
+            attrs: dict[str, str | None] = {}
+            for a in PCI_ATTRS:
+                try:
+                    attrs[a] = h.read_text_or_none(f"{base}/{a}")
+                except (PermissionError, NotCaptured):
+                    attrs[a] = None
+            cls = _hex_attr(attrs["class"], 6)
+            ven = _hex_attr(attrs["vendor"], 4)
+            dev = _hex_attr(attrs["device"], 4)
+            ln = names.get(address)
+            if ven is None and ln is not None:
+                ven, dev = ln.vendor, ln.device
+            if cls is None and ln is not None:
+                cls = ln.class_id + "00"
+            if ven is None or dev is None or cls is None:
+                continue  # garbage in sysfs: skip the device rather than invent one
+            sv = _hex_attr(attrs["subsystem_vendor"], 4)
+            sd = _hex_attr(attrs["subsystem_device"], 4)
+            try:
+                driver = h.link_name(f"{base}/driver")
+                group = h.link_name(f"{base}/iommu_group")
+            except (PermissionError, NotCaptured):
+                driver = ln.driver if ln else None
+                group = None
+            bv = attrs["boot_vga"]
+            dov = (attrs["driver_override"] or "").strip()
+            out[address] = PciDevice(
+                address=address,
+                class_code=int(cls, 16),
+                vendor=ven,
+                device=dev,
+                subsystem=f"{sv}:{sd}" if sv and sd else None,
+                revision=_hex_attr(attrs["revision"], 2),
+                driver=driver,
+                iommu_group=group,
+                boot_vga=None if bv is None or bv.strip() not in ("0", "1") else bv.strip() == "1",
+                driver_override=None if dov in ("", "(null)") else dov,
+                name=ln.name if ln else None,
+                kernel_modules=ln.modules if ln else (),
+            )
+        return dict(sorted(out.items()))
+
+    def _lspci(self) -> dict[str, LspciEntry]:
+        try:
+            r = self.host.run(["lspci", "-Dnnk"], timeout=10)
+        except NotCaptured:
+            return {}
+        if not r.ok:
+            return {}
+        try:
+            return {e.address: e for e in parse_lspci_nnk(r.stdout)}
+        except ValueError:
+            return {}
+
+    def _read_dir_files(self, dirs: tuple[str, ...], suffix: str) -> list[tuple[str, str]]:
+        """(path, text) of each `*suffix` file, with systemd-style name override order."""
+        seen: dict[str, str] = {}
+        for d in dirs:
+            try:
+                names = self.host.listdir(d)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except (PermissionError, NotCaptured):
+                continue
+            for n in names:
+                if n.endswith(suffix) and n not in seen:
+                    seen[n] = f"{d}/{n}"
+        out = []
+        for n in sorted(seen):
+            try:
+                t = self.host.read_text_or_none(seen[n])
+            except (PermissionError, NotCaptured):
+                continue
+            if t is not None:
+                out.append((seen[n], t))
+        return out
+
+    @fact
+    def modprobe_config(self) -> tuple[ModprobeLine, ...]:
+        out: list[ModprobeLine] = []
+        for path, text in self._read_dir_files(MODPROBE_DIRS, ".conf"):
+            out.extend(parse_modprobe(text, path))
+        return tuple(out)
+
+    @fact
+    def early_load(self) -> EarlyLoadConfig:
+        h = self.host
+        ml: list[ConfigLine] = []
+        for path, text in self._read_dir_files(MODULES_LOAD_DIRS, ".conf"):
+            ml.extend(parse_module_list(text, path))
+        t = h.read_text_or_none("/etc/modules")
+        if t is not None:
+            ml.extend(parse_module_list(t, "/etc/modules"))
+        init: list[ConfigLine] = []
+        tool = "unknown"
+        t = h.read_text_or_none("/etc/initramfs-tools/modules")
+        if t is not None or h.exists("/usr/sbin/update-initramfs"):
+            tool = "initramfs-tools"
+            init.extend(parse_module_list(t or "", "/etc/initramfs-tools/modules"))
+        dracut_files = [("/etc/dracut.conf", h.read_text_or_none("/etc/dracut.conf"))]
+        dracut_files += [(p, t) for p, t in self._read_dir_files(("/etc/dracut.conf.d", "/usr/lib/dracut/dracut.conf.d"), ".conf")]
+        if any(t is not None for _, t in dracut_files) and tool == "unknown":
+            tool = "dracut"
+        for p, t in dracut_files:
+            for n, line in enumerate((t or "").splitlines(), 1):
+                s = line.split("#", 1)[0].strip()
+                if re.match(r"^(add_drivers|force_drivers|drivers)\s*\+?=", s):
+                    init.append(ConfigLine(p, n, s))
+        mk = h.read_text_or_none("/etc/mkinitcpio.conf")
+        mk_files = ([("/etc/mkinitcpio.conf", mk)] if mk is not None else []) + self._read_dir_files(
+            ("/etc/mkinitcpio.conf.d",), ".conf"
+        )
+        if mk_files and tool == "unknown":
+            tool = "mkinitcpio"
+        for p, t in mk_files:
+            for n, line in enumerate(t.splitlines(), 1):
+                s = line.split("#", 1)[0].strip()
+                if s.startswith("MODULES="):
+                    init.append(ConfigLine(p, n, s))
+        return EarlyLoadConfig(tuple(ml), tuple(init), tool)
+
+    @fact
+    def boot_config(self) -> BootConfig:
+        h = self.host
+        tools = tuple(t for t in BOOT_TOOLS if _exists_quiet(h, t))
+        notes: list[str] = []
+        # systemd-boot / kernel-install: /etc/kernel/cmdline is the source of truth
+        kc = h.read_text_or_none("/etc/kernel/cmdline")
+        # kernelstub (Pop!_OS)
+        ks = h.read_text_or_none("/etc/kernelstub/configuration")
+        grub_text = h.read_text_or_none("/etc/default/grub")
+        if ks is not None and "/usr/bin/kernelstub" in tools:
+            import json
+
+            try:
+                conf = json.loads(ks)
+                opts = conf.get("user", {}).get("kernel_options", [])
+                return BootConfig(
+                    "kernelstub",
+                    parse_cmdline(" ".join(map(str, opts)), "/etc/kernelstub/configuration"),
+                    ("/etc/kernelstub/configuration",),
+                    tools=tools,
+                )
+            except (ValueError, AttributeError):
+                notes.append("/etc/kernelstub/configuration is not valid JSON")
+        if grub_text is not None:
+            files = ["/etc/default/grub"]
+            try:
+                env = parse_shell_assignments(grub_text)
+                for p, t in self._read_dir_files(("/etc/default/grub.d",), ".cfg"):
+                    files.append(p)
+                    env = parse_shell_assignments(t, env)
+            except ValueError as e:
+                raise FactUnknown(
+                    "bootloader configuration", f"/etc/default/grub does not parse: {e}", "sh -n /etc/default/grub"
+                ) from e
+            configured = " ".join(
+                x for x in (env.get("GRUB_CMDLINE_LINUX", ""), env.get("GRUB_CMDLINE_LINUX_DEFAULT", "")) if x
+            )
+            generated = None
+            gsrc = ""
+            for cfg in GRUB_CFGS:
+                try:
+                    t = h.read_text_or_none(cfg)
+                except PermissionError:
+                    notes.append(f"{cfg} is not readable")
+                    continue
+                except NotCaptured:
+                    continue
+                if t is not None:
+                    args = parse_grub_cfg_default_linux(t)
+                    if args is not None:
+                        generated = parse_cmdline(args, cfg)
+                        gsrc = cfg
+                    break
+            return BootConfig(
+                "grub",
+                parse_cmdline(configured, " + ".join(files)),
+                tuple(files),
+                generated=generated,
+                generated_source=gsrc,
+                tools=tools,
+                notes=tuple(notes),
+            )
+        if kc is not None:
+            return BootConfig("systemd-boot", parse_cmdline(kc, "/etc/kernel/cmdline"), ("/etc/kernel/cmdline",), tools=tools)
+        raise FactUnknown(
+            "bootloader configuration",
+            "no /etc/default/grub, /etc/kernel/cmdline or kernelstub configuration on this host",
+            "ls /etc/default/grub /etc/kernel/cmdline /boot/loader/entries",
+        )
+
+    def summary(self) -> HostSummary:
+        s = super().summary()
+        try:
+            hn = self.host.read_text_or_none("/proc/sys/kernel/hostname")
+            s.hostname = hn.strip() if hn else None
+        except (PermissionError, NotCaptured):
+            pass
+        parts = []
+        for a in ("sys_vendor", "product_name"):
+            try:
+                v = self.host.read_text_or_none(f"/sys/class/dmi/id/{a}")
+            except (PermissionError, NotCaptured):
+                v = None
+            if v and v.strip():
+                parts.append(v.strip())
+        s.product = " ".join(parts) or None
+        return s
+
+
+def _exists_quiet(h: Host, path: str) -> bool:
+    try:
+        return h.exists(path)
+    except NotCaptured:
+        return False
+
+
+def command_result_text(r: CommandResult) -> str:
+    return r.stdout

@@ -1,0 +1,147 @@
+"""Run the registered checks over a Facts object; one broken check never hides
+the others: a check that raises becomes an `error` result."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field, replace
+
+from doctor.errors import BadInput, FactUnknown, NotCaptured
+from doctor.facts import Facts, PciDevice, normalize_pci_address
+from doctor.model import Evidence, Result, SourceInfo, Status
+from doctor.registry import CheckSpec, Context, load_checks
+
+
+@dataclass(frozen=True)
+class SubjectResult:
+    """A Result plus the GPU it is about (None for host-wide checks)."""
+
+    result: Result
+    subject: str | None = None
+
+
+@dataclass
+class Report:
+    results: list[SubjectResult]
+    source: SourceInfo
+    facts: Facts
+    gpus: list[PciDevice] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        out = {s.value: 0 for s in Status}
+        for r in self.results:
+            out[r.result.status.value] += 1
+        return out
+
+    @property
+    def exit_code(self) -> int:
+        st = {r.result.status for r in self.results}
+        if Status.FAIL in st:
+            return 1
+        if Status.ERROR in st:
+            return 3
+        return 0
+
+
+def select_gpus(facts: Facts, requested: str | None) -> list[PciDevice]:
+    """The GPUs the per-GPU checks are about.
+
+    With --gpu: that device (BadInput if it is not on the host). Without: every
+    display-class device that is not the boot display; if there is none, the
+    boot display itself (gpu.candidate warns about it).
+    """
+    if requested is not None:
+        try:
+            addr = normalize_pci_address(requested)
+        except ValueError as e:
+            raise BadInput(f"--gpu: {e}") from e
+        try:
+            devs = facts.pci_devices()
+        except (FactUnknown, NotCaptured) as e:
+            raise BadInput(f"--gpu {addr}: the PCI devices of this host are unknown ({e})") from e
+        if addr not in devs:
+            known = ", ".join(d.address for d in facts.gpus()) or "none"
+            raise BadInput(f"--gpu {addr}: no such PCI device on this host (GPUs here: {known})")
+        return [devs[addr]]
+    try:
+        gpus = facts.gpus()
+    except (FactUnknown, NotCaptured):
+        return []
+    cands = [g for g in gpus if not g.boot_vga]
+    if cands:
+        # one card = one slot: report per card, not per function
+        seen: set[str] = set()
+        out = []
+        for g in cands:
+            if g.slot not in seen:
+                seen.add(g.slot)
+                out.append(g)
+        return out
+    return gpus[:1]
+
+
+def _run_one(spec: CheckSpec, ctx: Context) -> Result:
+    t0 = time.perf_counter()
+    try:
+        v = spec.func(ctx)
+        res = Result(spec.id, spec.title, v.status, v.summary, v.messages, v.evidence, v.remedy)
+    except FactUnknown as e:
+        msgs = [f"{e.fact}: {e.reason}"]
+        if e.settle:
+            msgs.append(f"to settle it, collect: {e.settle}")
+        res = Result(
+            spec.id,
+            spec.title,
+            Status.UNKNOWN,
+            f"unknown: {e.fact} {e.reason}" if e.reason == "not in the evidence" else f"unknown: {e.reason}",
+            tuple(msgs),
+            (Evidence(e.fact, e.reason),),
+        )
+    except NotCaptured as e:
+        res = Result(spec.id, spec.title, Status.UNKNOWN, f"unknown: {e}", (str(e),))
+    except Exception as e:  # noqa: BLE001 - one broken probe never hides the others
+        tb = traceback.format_exception(type(e), e, e.__traceback__)
+        res = Result(
+            spec.id,
+            spec.title,
+            Status.ERROR,
+            f"internal error in this check: {type(e).__name__}: {e}",
+            tuple(line.rstrip() for line in tb[-3:]),
+        )
+    return replace(res, duration_s=time.perf_counter() - t0)
+
+
+def run_checks(
+    facts: Facts,
+    source: SourceInfo,
+    gpu: str | None = None,
+    only: list[str] | None = None,
+) -> Report:
+    t0 = time.perf_counter()
+    specs = load_checks()
+    if only:
+        unknown = [c for c in only if c not in specs]
+        if unknown:
+            raise BadInput(f"unknown check id(s): {', '.join(unknown)} (see `gpudoctor list`)")
+        specs = {k: v for k, v in specs.items() if k in only}
+    gpus = select_gpus(facts, gpu)
+    out: list[SubjectResult] = []
+    for spec in specs.values():
+        if spec.per_gpu:
+            if not gpus:
+                out.append(SubjectResult(_no_gpu(spec, facts), None))
+            for g in gpus:
+                out.append(SubjectResult(_run_one(spec, Context(facts, g)), g.address))
+        else:
+            out.append(SubjectResult(_run_one(spec, Context(facts, gpus[0] if gpus else None))))
+    return Report(out, source, facts, gpus, time.perf_counter() - t0)
+
+
+def _no_gpu(spec: CheckSpec, facts: Facts) -> Result:
+    try:
+        facts.pci_devices()
+    except (FactUnknown, NotCaptured) as e:
+        return Result(spec.id, spec.title, Status.UNKNOWN, f"unknown: which GPUs this host has ({e})")
+    return Result(spec.id, spec.title, Status.NOT_APPLICABLE, "no GPU to pass through on this host")

@@ -1,0 +1,493 @@
+"""Snapshots: a recorded host that replays like a live one.
+
+Layout (a folder, or the same packed as .tar.gz):
+
+    manifest.json   format, version, provenance, redaction flag, captured
+                    patterns, directory listings, presence-only paths and the
+                    index of commands (argv, exit code, found, output)
+    root/           mirror tree of the files read; symlinks kept as links
+
+`SnapshotHost` answers only what the recording covered: a covered path that is
+not in the tree is absent (FileNotFoundError); anything else raises
+NotCaptured. Symlinks are resolved inside the mirror, never by the OS, so a
+hostile snapshot cannot make us read outside it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import fnmatch
+import json
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from doctor import __version__
+from doctor.collect import COMMANDS, SPECS, Spec
+from doctor.errors import NotCaptured, SnapshotError
+from doctor.host import CommandResult, Host, LiveHost, has_magic, split_path
+from doctor.model import SourceInfo
+from doctor.redact import Redactor
+
+FORMAT = "gpudoctor-snapshot"
+VERSION = 1
+MAX_FILE = 8 * 1024 * 1024
+
+
+def _covers(pattern: str, path: str) -> bool:
+    pp = split_path(pattern)
+    cp = split_path(path)
+    if pp and pp[-1] == "**":
+        base = pp[:-1]
+        return len(cp) >= len(base) and all(fnmatch.fnmatchcase(c, p) for c, p in zip(cp, base, strict=False))
+    return len(pp) == len(cp) and all(fnmatch.fnmatchcase(c, p) for c, p in zip(cp, pp, strict=True))
+
+
+class SnapshotHost(Host):
+    """A recorded host, read from a folder or a .tar.gz."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if not os.path.exists(path):
+            raise SnapshotError(f"snapshot {path!r} does not exist")
+        if os.path.isdir(path):
+            base = path
+        elif tarfile.is_tarfile(path):
+            self._tmp = tempfile.TemporaryDirectory(prefix="gpudoctor-snap-")
+            base = _extract(path, self._tmp.name)
+        else:
+            raise SnapshotError(f"{path!r} is neither a snapshot folder nor a .tar.gz archive")
+        mpath = os.path.join(base, "manifest.json")
+        try:
+            with open(mpath, encoding="utf-8") as f:
+                m = json.load(f)
+        except FileNotFoundError as e:
+            raise SnapshotError(f"{path!r} has no manifest.json: not a gpudoctor snapshot") from e
+        except (ValueError, UnicodeDecodeError) as e:
+            raise SnapshotError(f"{path!r}: manifest.json is not valid JSON ({e})") from e
+        if not isinstance(m, dict) or m.get("format") != FORMAT:
+            raise SnapshotError(f"{path!r}: manifest.json is not a {FORMAT} manifest")
+        if m.get("version") != VERSION:
+            raise SnapshotError(
+                f"{path!r}: snapshot format version {m.get('version')!r}, this gpudoctor reads version {VERSION}"
+            )
+        try:
+            self.manifest = m
+            self.root = os.path.join(base, "root")
+            self.captured: list[str] = [str(p) for p in m.get("captured", [])]
+            self.listed: dict[str, list[str]] = {str(k): [str(x) for x in v] for k, v in m.get("listed", {}).items()}
+            self.present: dict[str, str] = {str(k): str(v) for k, v in m.get("present", {}).items()}
+            self.unreadable: dict[str, str] = {str(k): str(v) for k, v in m.get("unreadable", {}).items()}
+            self.commands: dict[tuple[str, ...], CommandResult] = {}
+            for c in m.get("commands", []):
+                argv = tuple(str(a) for a in c["argv"])
+                self.commands[argv] = CommandResult(
+                    argv,
+                    c.get("rc"),
+                    str(c.get("stdout", "")),
+                    str(c.get("stderr", "")),
+                    bool(c.get("found", True)),
+                    bool(c.get("timed_out", False)),
+                )
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            raise SnapshotError(f"{path!r}: manifest.json is malformed ({e!r})") from e
+        if not os.path.isdir(self.root):
+            raise SnapshotError(f"{path!r} has no root/ folder")
+
+    # -- coverage ------------------------------------------------------------
+    def covered(self, path: str) -> bool:
+        return any(_covers(p, path) for p in self.captured)
+
+    def _mirror(self, logical: str) -> str:
+        return self.root + logical
+
+    def _resolve(self, path: str, follow_last: bool = True) -> str:
+        """Resolve symlinks within the mirror tree; returns a logical path."""
+        parts = split_path(path)
+        cur: list[str] = []
+        hops = 0
+        while parts:
+            p = parts.pop(0)
+            if p == "..":
+                if cur:
+                    cur.pop()
+                continue
+            cand = "/" + "/".join(cur + [p])
+            real = self._mirror(cand)
+            if (parts or follow_last) and os.path.islink(real):
+                hops += 1
+                if hops > 40:
+                    raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
+                target = os.readlink(real)
+                if target.startswith("/"):
+                    cur = []
+                parts = [t for t in target.split("/") if t and t != "."] + parts
+            else:
+                cur.append(p)
+        return "/" + "/".join(cur)
+
+    def _absent_or_uncaptured(self, path: str, what: str) -> OSError:
+        if self.covered(path) or self._listed_absent(path):
+            return FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+        raise NotCaptured(f"{what} {path}")
+
+    def _listed_absent(self, path: str) -> bool:
+        parent, name = os.path.split(path.rstrip("/"))
+        names = self.listed.get(parent)
+        return names is not None and name not in names
+
+    # -- Host ----------------------------------------------------------------
+    def read_bytes(self, path: str) -> bytes:
+        if path in self.unreadable:
+            raise PermissionError(errno.EACCES, self.unreadable[path], path)
+        if path in self.present:
+            raise NotCaptured(f"content of {path} (only its presence was recorded)")
+        if not self.covered(path):
+            raise NotCaptured(f"file {path}")
+        real = self._mirror(self._resolve(path))
+        if os.path.isfile(real) and not os.path.islink(real):
+            with open(real, "rb") as f:
+                return f.read()
+        if os.path.isdir(real):
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+
+    def exists(self, path: str) -> bool:
+        if path in self.present or path in self.unreadable or path in self.listed:
+            return True
+        if os.path.lexists(self._mirror(self._resolve(path, follow_last=False))):
+            return True
+        if self.covered(path) or self._listed_absent(path):
+            return False
+        raise NotCaptured(f"whether {path} exists")
+
+    def is_dir(self, path: str) -> bool:
+        if path in self.listed:
+            return True
+        r = self._resolve(path)
+        if r in self.listed or os.path.isdir(self._mirror(r)):
+            return True
+        if os.path.lexists(self._mirror(r)) or path in self.present:
+            return False
+        if self.covered(path) or self._listed_absent(path):
+            return False
+        raise NotCaptured(f"whether {path} is a directory")
+
+    def is_link(self, path: str) -> bool:
+        real = self._mirror(self._resolve(path, follow_last=False))
+        if os.path.islink(real):
+            return True
+        if os.path.lexists(real) or path in self.listed or path in self.present:
+            return False
+        if self.covered(path) or self._listed_absent(path):
+            return False
+        raise NotCaptured(f"whether {path} is a link")
+
+    def listdir(self, path: str) -> list[str]:
+        names = self.listed.get(path)
+        if names is None:
+            names = self.listed.get(self._resolve(path))
+        if names is not None:
+            return sorted(names)
+        raise self._absent_or_uncaptured(path, "directory listing of")
+
+    def readlink(self, path: str) -> str:
+        real = self._mirror(self._resolve(path, follow_last=False))
+        if os.path.islink(real):
+            return os.readlink(real)
+        if os.path.lexists(real):
+            raise OSError(errno.EINVAL, "Invalid argument", path)
+        raise self._absent_or_uncaptured(path, "link")
+
+    def run(self, argv: list[str] | tuple[str, ...], timeout: float = 10.0) -> CommandResult:
+        key = tuple(argv)
+        if key not in self.commands:
+            raise NotCaptured(f"output of `{' '.join(key)}`")
+        return self.commands[key]
+
+    def source_info(self) -> SourceInfo:
+        m = self.manifest
+        return SourceInfo(
+            "snapshot",
+            self.path,
+            {
+                "recorded": str(m.get("created", "unknown")),
+                "recorded_by": f"gpudoctor {m.get('gpudoctor_version', '?')}",
+                "redacted": "yes" if m.get("redacted") else "no",
+                "provenance": str(m.get("provenance", "")),
+            },
+        )
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+def _extract(path: str, dest: str) -> str:
+    try:
+        with tarfile.open(path, "r:*") as tf:
+            for mem in tf.getmembers():
+                name = mem.name
+                if name.startswith("/") or ".." in name.split("/"):
+                    raise SnapshotError(f"{path!r}: archive member {name!r} points outside the snapshot")
+                if not (mem.isfile() or mem.isdir() or mem.issym()):
+                    raise SnapshotError(f"{path!r}: archive member {name!r} is not a file, folder or symlink")
+            try:
+                tf.extractall(dest, filter="tar")  # type: ignore[call-arg]
+            except TypeError:  # Python without extraction filters
+                tf.extractall(dest)  # noqa: S202 - members checked above
+    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+        raise SnapshotError(f"{path!r}: corrupt or truncated archive ({e})") from e
+    entries = os.listdir(dest)
+    if "manifest.json" in entries:
+        return dest
+    if len(entries) == 1 and os.path.isdir(os.path.join(dest, entries[0])):
+        return os.path.join(dest, entries[0])
+    raise SnapshotError(f"{path!r}: archive holds no manifest.json")
+
+
+def open_snapshot(path: str) -> SnapshotHost:
+    return SnapshotHost(path)
+
+
+# ---------------------------------------------------------------------------
+# recording
+
+
+@dataclass
+class _Recorder:
+    host: Host
+    out: str
+    redactor: Redactor
+    captured: list[str] = field(default_factory=list)
+    listed: dict[str, list[str]] = field(default_factory=dict)
+    present: dict[str, str] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)
+    done: set[str] = field(default_factory=set)
+
+    @property
+    def root(self) -> str:
+        return os.path.join(self.out, "root")
+
+    def _mkdirs(self, logical: str) -> None:
+        os.makedirs(self.root + logical, exist_ok=True)
+
+    def listdir(self, path: str) -> list[str]:
+        if path in self.listed:
+            return self.listed[path]
+        names = self.host.listdir(path)
+        self.listed[path] = names
+        real = self.host.realpath(path)
+        if real != path:
+            self.listed[real] = names
+        self.mirror_path(path, leaf=False)
+        return names
+
+    def glob(self, pattern: str) -> list[str]:
+        """Like Host.glob, recording every listing it needs."""
+        parts = split_path(pattern)
+        cands = [""]
+        for part in parts:
+            nxt: list[str] = []
+            for base in cands:
+                if has_magic(part):
+                    d = base or "/"
+                    try:
+                        if not self.host.is_dir(d):
+                            continue
+                        names = self.listdir(d)
+                    except OSError:
+                        continue
+                    nxt.extend(f"{base}/{n}" for n in names if fnmatch.fnmatchcase(n, part))
+                else:
+                    nxt.append(f"{base}/{part}")
+            cands = nxt
+        return [c for c in cands if os.path.lexists(c) or self.host.exists(c)]
+
+    def mirror_path(self, path: str, leaf: bool = True) -> None:
+        """Copy `path` into the mirror, recreating every symlink on the way."""
+        parts = split_path(path)
+        cur: list[str] = []
+        hops = 0
+        while parts:
+            p = parts.pop(0)
+            if p == "..":
+                if cur:
+                    cur.pop()
+                continue
+            cand = "/" + "/".join(cur + [p])
+            last = not parts
+            if self.host.is_link(cand):
+                target = self.host.readlink(cand)
+                dst = self.root + cand
+                if not os.path.lexists(dst):
+                    os.makedirs(os.path.dirname(dst), exist_ok=True)
+                    os.symlink(target, dst)
+                hops += 1
+                if hops > 40:
+                    return
+                if last and leaf:
+                    # a link such as `driver` is kept as a link; its target need not be copied
+                    return
+                if target.startswith("/"):
+                    cur = []
+                parts = [t for t in target.split("/") if t and t != "."] + parts
+                continue
+            cur.append(p)
+            if last:
+                if self.host.is_dir(cand):
+                    self._mkdirs(cand)
+                elif leaf:
+                    self._copy_file(cand, path)
+            else:
+                self._mkdirs(cand) if not os.path.isdir(self.root + cand) else None
+
+    def _copy_file(self, real: str, logical: str) -> None:
+        if real in self.done:
+            return
+        self.done.add(real)
+        try:
+            st = os.stat(real) if isinstance(self.host, LiveHost) else None
+        except OSError:
+            st = None
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            self.present[logical] = "special file"
+            return
+        try:
+            data = self.host.read_bytes(real)
+        except PermissionError:
+            self.unreadable[logical] = "permission denied"
+            return
+        except OSError as e:
+            self.unreadable[logical] = e.strerror or str(e)
+            return
+        if len(data) > MAX_FILE:
+            self.unreadable[logical] = f"larger than {MAX_FILE} bytes, not recorded"
+            return
+        dst = self.root + real
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is not None:
+            if logical in ("/proc/sys/kernel/hostname", "/etc/hostname") and self.redactor.enabled:
+                text = self.redactor.hostname_value(text.strip()) + "\n"
+            else:
+                text = self.redactor.text(text)
+            data = text.encode("utf-8")
+        with open(dst, "wb") as f:
+            f.write(data)
+
+    def record_spec(self, spec: Spec) -> None:
+        pat = spec.pattern
+        self.captured.append(pat)
+        if spec.kind == "list":
+            try:
+                if self.host.is_dir(pat):
+                    self.listdir(pat)
+            except PermissionError:
+                self.unreadable[pat] = "permission denied"
+            except OSError:
+                pass
+            return
+        try:
+            matches = self.glob(pat) if has_magic(pat) else ([pat] if self.host.exists(pat) else [])
+        except PermissionError:
+            self.unreadable[pat] = "permission denied"
+            return
+        for m in matches:
+            if spec.kind == "exists":
+                self.present[m] = "present"
+                continue
+            try:
+                self.mirror_path(m)
+            except PermissionError:
+                self.unreadable[m] = "permission denied"
+            except OSError as e:
+                self.unreadable[m] = e.strerror or str(e)
+
+
+def _release(host: Host) -> str | None:
+    try:
+        return host.read_text("/proc/sys/kernel/osrelease").strip() or None
+    except OSError:
+        return None
+
+
+def record(
+    out: str,
+    host: Host | None = None,
+    redact: bool = True,
+    provenance: str = "",
+    specs: Iterable[Spec] = SPECS,
+    commands: Iterable[tuple[str, ...]] = COMMANDS,
+) -> dict[str, object]:
+    """Record `host` (default: the live one) into `out` (folder or .tar.gz)."""
+    host = host or LiveHost()
+    tarball = out.endswith((".tar.gz", ".tgz"))
+    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
+        raise SnapshotError(f"{out!r} already exists; choose a new path (nothing was overwritten)")
+    work_parent = tempfile.mkdtemp(prefix="gpudoctor-record-", dir=os.path.dirname(os.path.abspath(out)) or None)
+    try:
+        work = os.path.join(work_parent, "snapshot")
+        os.makedirs(os.path.join(work, "root"))
+        hostnames = []
+        for p in ("/proc/sys/kernel/hostname", "/etc/hostname"):
+            try:
+                hostnames.append(host.read_text(p).strip())
+            except OSError:
+                pass
+        redactor = Redactor(hostnames, enabled=redact)
+        rec = _Recorder(host, work, redactor)
+        rel = _release(host)
+        for spec in specs:
+            if "{release}" in spec.pattern:
+                if rel is None:
+                    continue
+                spec = Spec(spec.kind, spec.pattern.replace("{release}", rel))
+            rec.record_spec(spec)
+        cmds = []
+        for argv in commands:
+            r = host.run(argv, timeout=15)
+            d = r.to_dict()
+            d["stdout"] = redactor.text(r.stdout)
+            d["stderr"] = redactor.text(r.stderr)
+            cmds.append(d)
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "gpudoctor_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+            "redacted": redact,
+            "redactions": redactor.replacements,
+            "provenance": provenance,
+            "captured": rec.captured,
+            "listed": rec.listed,
+            "present": rec.present,
+            "unreadable": rec.unreadable,
+            "commands": cmds,
+        }
+        with open(os.path.join(work, "manifest.json"), "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=1, sort_keys=True)
+            f.write("\n")
+        if tarball:
+            tmp_tar = os.path.join(work_parent, "snapshot.tar.gz")
+            with tarfile.open(tmp_tar, "w:gz") as tf:
+                tf.add(work, arcname="snapshot")
+            os.replace(tmp_tar, out)
+        else:
+            if os.path.isdir(out):
+                os.rmdir(out)
+            os.replace(work, out)
+        return {"path": out, "files": sum(len(fs) for _, _, fs in os.walk(out)) if not tarball else None,
+                "redactions": redactor.replacements}
+    finally:
+        shutil.rmtree(work_parent, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Remediations, one module per fix family (the `gpudoctor fix` command)."""
