@@ -48,6 +48,93 @@ def _covers(pattern: str, path: str) -> bool:
     return len(pp) == len(cp) and all(fnmatch.fnmatchcase(c, p) for c, p in zip(cp, pp, strict=True))
 
 
+class DirHost(Host):
+    """A host whose root is a plain folder, with canned command outputs.
+
+    Everything is "captured": a path missing from the folder is absent. Used to
+    build fixtures by hand (write a fake root, then `record(out, DirHost(...))`)
+    and in tests; symlinks resolve inside the folder.
+    """
+
+    def __init__(self, root: str, commands: dict[tuple[str, ...], CommandResult] | None = None,
+                 location: str = "") -> None:
+        if not os.path.isdir(root):
+            raise SnapshotError(f"{root!r} is not a folder")
+        self.root = os.path.abspath(root)
+        self.commands = dict(commands or {})
+        self.location = location or root
+
+    def _real(self, path: str, follow_last: bool = True) -> str:
+        return self.root + _resolve_in(self.root, path, follow_last)
+
+    def read_bytes(self, path: str) -> bytes:
+        real = self._real(path)
+        if os.path.isdir(real):
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+        if not os.path.isfile(real):
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+        with open(real, "rb") as f:
+            return f.read()
+
+    def exists(self, path: str) -> bool:
+        return os.path.lexists(self._real(path, follow_last=False))
+
+    def is_dir(self, path: str) -> bool:
+        return os.path.isdir(self._real(path))
+
+    def is_link(self, path: str) -> bool:
+        return os.path.islink(self._real(path, follow_last=False))
+
+    def listdir(self, path: str) -> list[str]:
+        real = self._real(path)
+        if not os.path.isdir(real):
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+        return sorted(os.listdir(real))
+
+    def readlink(self, path: str) -> str:
+        real = self._real(path, follow_last=False)
+        if os.path.islink(real):
+            return os.readlink(real)
+        if os.path.lexists(real):
+            raise OSError(errno.EINVAL, "Invalid argument", path)
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+
+    def run(self, argv: list[str] | tuple[str, ...], timeout: float = 10.0) -> CommandResult:
+        key = tuple(argv)
+        if key in self.commands:
+            return self.commands[key]
+        return CommandResult(key, None, "", "", found=False)
+
+    def source_info(self) -> SourceInfo:
+        return SourceInfo("folder", self.location)
+
+
+def _resolve_in(root: str, path: str, follow_last: bool = True) -> str:
+    """Resolve symlinks of a logical path inside `root`; returns a logical path."""
+    parts = split_path(path)
+    cur: list[str] = []
+    hops = 0
+    while parts:
+        p = parts.pop(0)
+        if p == "..":
+            if cur:
+                cur.pop()
+            continue
+        cand = "/" + "/".join(cur + [p])
+        real = root + cand
+        if (parts or follow_last) and os.path.islink(real):
+            hops += 1
+            if hops > 40:
+                raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
+            target = os.readlink(real)
+            if target.startswith("/"):
+                cur = []
+            parts = [t for t in target.split("/") if t and t != "."] + parts
+        else:
+            cur.append(p)
+    return "/" + "/".join(cur)
+
+
 class SnapshotHost(Host):
     """A recorded host, read from a folder or a .tar.gz."""
 
@@ -109,28 +196,7 @@ class SnapshotHost(Host):
 
     def _resolve(self, path: str, follow_last: bool = True) -> str:
         """Resolve symlinks within the mirror tree; returns a logical path."""
-        parts = split_path(path)
-        cur: list[str] = []
-        hops = 0
-        while parts:
-            p = parts.pop(0)
-            if p == "..":
-                if cur:
-                    cur.pop()
-                continue
-            cand = "/" + "/".join(cur + [p])
-            real = self._mirror(cand)
-            if (parts or follow_last) and os.path.islink(real):
-                hops += 1
-                if hops > 40:
-                    raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
-                target = os.readlink(real)
-                if target.startswith("/"):
-                    cur = []
-                parts = [t for t in target.split("/") if t and t != "."] + parts
-            else:
-                cur.append(p)
-        return "/" + "/".join(cur)
+        return _resolve_in(self.root, path, follow_last)
 
     def _absent_or_uncaptured(self, path: str, what: str) -> OSError:
         if self.covered(path) or self._listed_absent(path):
