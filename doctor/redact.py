@@ -38,6 +38,7 @@ class Redactor:
         self.enabled = enabled
         self._maps: dict[str, dict[str, str]] = {}
         self._hostnames: list[str] = []
+        self._fakes: set[str] = set()
         for h in hostnames or []:
             self.add_hostname(h)
 
@@ -52,6 +53,8 @@ class Redactor:
 
     def _fake(self, kind: str, real: str) -> str:
         m = self._maps.setdefault(kind, {})
+        if real in self._fakes:
+            return real  # already a fake value: redacting twice changes nothing
         if real not in m:
             n = len(m) + 1
             m[real] = {
@@ -62,6 +65,7 @@ class Redactor:
                 "uuid": f"00000000-0000-4000-8000-{n:012x}",
                 "serial": f"SERIAL-{n:04d}",
             }[kind]
+            self._fakes.add(m[real])
         return m[real]
 
     @property

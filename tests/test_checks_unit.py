@@ -1,0 +1,311 @@
+"""Each check's decision rules, on facts built by hand (no host needed)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from doctor.facts import BootConfig, EarlyLoadConfig, ConfigLine, ModuleState, PciDevice, parse_cmdline
+from doctor.model import Status
+from doctor.runner import run_checks
+from doctor.model import SourceInfo
+from tests.factory import AMD, INTEL, FakeFacts, card, igpu, root_port
+
+SRC = SourceInfo("test", "unit")
+
+
+def verdicts(facts: FakeFacts, gpu: str | None = None) -> dict[str, tuple[Status, str]]:
+    rep = run_checks(facts, SRC, gpu=gpu)
+    return {sr.result.check_id: (sr.result.status, sr.result.summary) for sr in rep.results}
+
+
+def result(facts: FakeFacts, check_id: str, gpu: str | None = None):  # type: ignore[no-untyped-def]
+    rep = run_checks(facts, SRC, gpu=gpu, only=[check_id])
+    assert len(rep.results) == 1
+    return rep.results[0].result
+
+
+MODS = ModuleState(frozenset({"kvm", "kvm_intel", "vfio_pci", "vfio"}), frozenset({"kvm", "vfio_pci"}), frozenset({"ext4"}))
+GRUB_ON = BootConfig("grub", parse_cmdline("intel_iommu=on iommu=pt", "/etc/default/grub"), ("/etc/default/grub",),
+                     tools=("/usr/sbin/update-grub", "/usr/sbin/update-initramfs"))
+
+
+def host(**over):  # type: ignore[no-untyped-def]
+    base = dict(
+        cpu=INTEL,
+        kvm_device=True,
+        acpi_tables=frozenset({"DMAR", "APIC"}),
+        cmdline="BOOT_IMAGE=/vmlinuz root=/dev/sda1 intel_iommu=on iommu=pt",
+        kernel_release="5.0.0-27-generic",
+        kernel_config={"CONFIG_INTEL_IOMMU": "y", "CONFIG_INTEL_IOMMU_DEFAULT_ON": "n"},
+        modules=MODS,
+        kernel_log="[0.1] DMAR: IOMMU enabled\n[1.0] DMAR: Intel(R) Virtualization Technology for Directed I/O",
+        iommu_class=("dmar0",),
+        pci=[root_port(), *card(), igpu()],
+        modprobe={},
+        early_load=EarlyLoadConfig((), (), "initramfs-tools"),
+        boot_config=GRUB_ON,
+    )
+    base.update(over)
+    return FakeFacts(**base)
+
+
+# --- CPU -------------------------------------------------------------------
+
+
+def test_vendor_comes_from_vendor_id_not_flags() -> None:
+    amd_with_vmx_flag = replace(AMD, flags=frozenset({"vmx"}))
+    r = result(host(cpu=amd_with_vmx_flag), "cpu.virtualization")
+    assert r.status is Status.FAIL and "svm" in r.summary
+
+
+def test_vm_guest_without_nested_virt_is_told_about_its_hypervisor() -> None:
+    guest = replace(INTEL, flags=frozenset({"hypervisor"}))
+    r = result(host(cpu=guest), "cpu.virtualization")
+    assert r.status is Status.FAIL
+    assert r.remedy is not None and "nested" in r.remedy.text
+
+
+def test_missing_dev_kvm_fails_with_the_vendor_module() -> None:
+    r = result(host(kvm_device=False), "kvm.available")
+    assert r.status is Status.FAIL
+    assert r.remedy is not None and "modprobe kvm_intel" in r.remedy.steps[0]
+
+
+# --- firmware and command line ---------------------------------------------
+
+
+def test_missing_dmar_hints_firmware_not_kernel_argument() -> None:
+    r = result(host(acpi_tables=frozenset({"APIC"})), "firmware.iommu_table")
+    assert r.status is Status.FAIL
+    assert r.remedy is not None and "firmware" in r.remedy.text and "intel_iommu" not in r.remedy.text
+
+
+def test_missing_intel_iommu_on_is_not_a_failure_when_the_build_default_is_on() -> None:
+    f = host(cmdline="root=/dev/sda1", kernel_config={"CONFIG_INTEL_IOMMU_DEFAULT_ON_INTGPU_OFF": "y"},
+             boot_config=replace(GRUB_ON, cmdline=parse_cmdline("quiet", "/etc/default/grub")))
+    r = result(f, "cmdline.iommu_enabled")
+    assert r.status is Status.PASS, r.summary
+    assert "build default" in r.summary
+
+
+def test_missing_intel_iommu_on_fails_where_the_default_is_off_and_iommu_inactive() -> None:
+    f = host(cmdline="root=/dev/sda1 quiet", iommu_class=(), pci=[*card(group=None)],
+             boot_config=replace(GRUB_ON, cmdline=parse_cmdline("quiet splash", "/etc/default/grub")))
+    r = result(f, "cmdline.iommu_enabled")
+    assert r.status is Status.FAIL
+    assert r.remedy is not None
+    assert any('GRUB_CMDLINE_LINUX="quiet splash intel_iommu=on iommu=pt"' in s for s in r.remedy.steps)
+    assert "sudo update-grub" in r.remedy.steps
+
+
+def test_configured_but_not_booted_is_reboot_pending() -> None:
+    f = host(cmdline="root=/dev/sda1 quiet", iommu_class=(), pci=[*card(group=None)])
+    r = result(f, "cmdline.iommu_enabled")
+    assert r.status is Status.WARN and "reboot pending" in r.summary
+
+
+def test_intel_iommu_off_fails_now() -> None:
+    r = result(host(cmdline="root=/dev/sda1 intel_iommu=off", iommu_class=(), pci=[*card(group=None)],
+                    boot_config=replace(GRUB_ON, cmdline=parse_cmdline("intel_iommu=off", "/etc/default/grub"))),
+               "cmdline.iommu_enabled")
+    assert r.status is Status.FAIL and "intel_iommu=off" in r.summary
+
+
+def test_next_boot_disabling_the_iommu_fails_even_though_it_is_on_now() -> None:
+    r = result(host(boot_config=replace(GRUB_ON, cmdline=parse_cmdline("intel_iommu=off", "/etc/default/grub"))),
+               "cmdline.iommu_enabled")
+    assert r.status is Status.FAIL and "next boot" in r.summary
+
+
+def test_amd_iommu_on_is_flagged_as_unknown_option_not_required() -> None:
+    f = host(cpu=AMD, acpi_tables=frozenset({"IVRS"}), cmdline="root=/dev/sda1 amd_iommu=on iommu=pt",
+             iommu_class=("ivhd0",), kernel_log="AMD-Vi: Found IOMMU at 0000:00:00.2 cap 0x40",
+             boot_config=replace(GRUB_ON, cmdline=parse_cmdline("amd_iommu=on iommu=pt", "/etc/default/grub")))
+    r = result(f, "cmdline.iommu_enabled")
+    assert r.status is Status.WARN
+    assert any("not an option the kernel knows" in m for m in r.messages)
+    assert r.remedy is not None and "amd_iommu=on" in r.remedy.text
+
+
+def test_amd_without_argument_passes() -> None:
+    f = host(cpu=AMD, cmdline="root=/dev/sda1", boot_config=replace(GRUB_ON, cmdline=parse_cmdline("", "/etc/default/grub")))
+    assert result(f, "cmdline.iommu_enabled").status is Status.PASS
+
+
+def test_iommu_pt_is_advice() -> None:
+    r = result(host(cmdline="intel_iommu=on", boot_config=replace(GRUB_ON, cmdline=parse_cmdline("intel_iommu=on", "x"))),
+               "cmdline.iommu_passthrough")
+    assert r.status is Status.WARN
+
+
+def test_grub_cfg_not_regenerated_is_a_warning() -> None:
+    stale = replace(GRUB_ON, generated=parse_cmdline("root=UUID=x ro quiet", "/boot/grub/grub.cfg"), generated_source="/boot/grub/grub.cfg")
+    r = result(host(boot_config=stale), "cmdline.iommu_enabled")
+    assert r.status is Status.WARN and "not regenerated" in r.summary
+
+
+# --- IOMMU active ------------------------------------------------------------
+
+
+def test_unreadable_kernel_log_lets_sysfs_decide_and_says_so() -> None:
+    f = host()
+    f.given.pop("kernel_log")
+    r = result(f, "iommu.active")
+    assert r.status is Status.PASS
+    assert any("kernel log not readable" in m for m in r.messages)
+
+
+def test_no_iommu_units_and_no_groups_fails() -> None:
+    r = result(host(iommu_class=(), pci=[*card(group=None)]), "iommu.active")
+    assert r.status is Status.FAIL
+
+
+# --- GPUs --------------------------------------------------------------------
+
+
+def test_3d_controller_is_a_gpu() -> None:
+    h100 = PciDevice("0000:00:06.0", 0x030200, "10de", "2330", None, "a1", "nvidia", "3", False)
+    r = result(host(pci=[h100]), "gpu.candidate")
+    assert r.status is Status.PASS and "0000:00:06.0" in r.summary
+
+
+def test_boot_display_is_a_warning() -> None:
+    only = replace(card()[0], boot_vga=True)
+    r = result(host(pci=[only, *card()[1:]]), "gpu.candidate")
+    assert r.status is Status.WARN and "boot display" in r.summary
+
+
+def test_default_candidate_skips_the_boot_igpu() -> None:
+    rep = run_checks(host(), SRC)
+    assert [g.address for g in rep.gpus] == ["0000:01:00.0"]
+
+
+def test_bridge_in_group_is_not_a_failure() -> None:
+    assert result(host(), "gpu.group_isolated").status is Status.PASS
+
+
+def test_unrelated_device_in_group_fails_and_is_named() -> None:
+    nic = PciDevice("0000:04:00.0", 0x020000, "10ec", "8168", None, "15", "r8169", "1")
+    r = result(host(pci=[root_port(), *card(), nic, igpu()]), "gpu.group_isolated")
+    assert r.status is Status.FAIL and "0000:04:00.0" in r.summary
+    assert r.remedy is not None and r.remedy.fix_id == ""
+
+
+# --- vfio --------------------------------------------------------------------
+
+IDS = "options vfio-pci ids=10de:1e84,10de:10f8,10de:1ad8,10de:1ad9"
+
+
+def test_ids_cover_every_function() -> None:
+    r = result(host(modprobe={"/etc/modprobe.d/vfio.conf": IDS + "\n"}), "vfio.ids_configured")
+    assert r.status is Status.PASS
+
+
+def test_typoed_ids_fail_with_the_exact_line_from_this_host() -> None:
+    typo = "options vfio-pci ids=10de:1f02,10de:10f9,10de:1ada,10de:1adb\n"
+    r = result(host(modprobe={"/etc/modprobe.d/vfio.conf": typo}), "vfio.ids_configured")
+    assert r.status is Status.FAIL
+    assert "10de:1f02" in r.summary  # named as matching no device
+    assert r.remedy is not None and IDS in r.remedy.text
+
+
+def test_two_conflicting_ids_lines_fail() -> None:
+    r = result(host(modprobe={"/etc/modprobe.d/vfio.conf": IDS + "\n", "/etc/modprobe.d/zz.conf": "options vfio_pci ids=10de:1e84\n"}),
+               "vfio.ids_configured")
+    assert r.status is Status.FAIL and "conflicting" in r.summary
+
+
+def test_ids_on_the_command_line_count() -> None:
+    f = host(cmdline="intel_iommu=on vfio-pci.ids=10de:1e84,10de:10f8,10de:1ad8,10de:1ad9",
+             boot_config=replace(GRUB_ON, cmdline=parse_cmdline("intel_iommu=on vfio-pci.ids=10de:1e84,10de:10f8,10de:1ad8,10de:1ad9", "g")))
+    assert result(f, "vfio.ids_configured").status is Status.PASS
+
+
+def test_builtin_vfio_pci_makes_modprobe_options_dead() -> None:
+    mods = replace(MODS, builtin=frozenset({"vfio_pci", "vfio"}))
+    r = result(host(modules=mods, modprobe={"/etc/modprobe.d/vfio.conf": IDS}), "vfio.ids_configured")
+    assert r.status is Status.FAIL
+    assert any("built into this kernel" in m for m in r.messages)
+
+
+def test_partial_binding_is_not_viable_and_names_the_blockers() -> None:
+    drivers = ("vfio-pci", "vfio-pci", "xhci_hcd", "nvidia-gpu")
+    r = result(host(pci=[root_port(), *card(drivers=drivers), igpu()]), "vfio.group_viable")
+    assert r.status is Status.FAIL
+    assert "0000:01:00.2" in r.summary and "0000:01:00.3" in r.summary and "0000:01:00.0 " not in r.summary
+    assert any("group 1 is not viable" in m for m in r.messages)
+    assert r.remedy is not None
+    assert "echo vfio-pci | sudo tee /sys/bus/pci/devices/0000:01:00.2/driver_override" in r.remedy.steps
+    assert not any("new_id" in s for s in r.remedy.steps)
+
+
+def test_unbound_functions_are_viable() -> None:
+    r = result(host(pci=[root_port(), *card(drivers=("vfio-pci", None, None, "vfio-pci")), igpu()]), "vfio.group_viable")
+    assert r.status is Status.PASS
+
+
+def test_runtime_only_binding_warns_naming_what_is_lost() -> None:
+    r = result(host(pci=[root_port(), *card(drivers=("vfio-pci",) * 4), igpu()]), "vfio.binding_persistent")
+    assert r.status is Status.WARN and "0000:01:00.2" in r.summary
+
+
+def test_ids_and_initramfs_make_the_binding_persistent() -> None:
+    el = EarlyLoadConfig((), (ConfigLine("/etc/initramfs-tools/modules", 1, "vfio-pci"),), "initramfs-tools")
+    f = host(pci=[root_port(), *card(drivers=("vfio-pci",) * 4), igpu()], modprobe={"/etc/modprobe.d/vfio.conf": IDS}, early_load=el)
+    assert result(f, "vfio.binding_persistent").status is Status.PASS
+    assert result(f, "vfio.early_load").status is Status.PASS
+
+
+def test_modules_load_d_only_is_a_race_warning() -> None:
+    el = EarlyLoadConfig((ConfigLine("/etc/modules-load.d/vfio-pci.conf", 1, "vfio-pci"),), (), "initramfs-tools")
+    r = result(host(modprobe={"/etc/modprobe.d/vfio.conf": IDS}, early_load=el), "vfio.early_load")
+    assert r.status is Status.WARN and "xhci_pci" in r.summary
+
+
+def test_softdeps_for_every_native_driver_pass() -> None:
+    sd = "\n".join(f"softdep {m} pre: vfio-pci" for m in ("nvidiafb", "nouveau", "snd_hda_intel", "xhci_pci", "i2c_nvidia_gpu"))
+    r = result(host(modprobe={"/etc/modprobe.d/vfio.conf": IDS + "\n" + sd}), "vfio.early_load")
+    assert r.status is Status.PASS
+
+
+# --- unknown facts -------------------------------------------------------------
+
+
+def test_missing_fact_is_unknown_with_the_command_that_settles_it() -> None:
+    rep = run_checks(FakeFacts(), SRC)
+    by = {sr.result.check_id: sr.result for sr in rep.results}
+    assert by["cpu.virtualization"].status is Status.UNKNOWN
+    assert any("grep" in m for m in by["cpu.virtualization"].messages)
+    assert all(sr.result.status in (Status.UNKNOWN, Status.NOT_APPLICABLE) for sr in rep.results), [
+        (sr.result.check_id, sr.result.status) for sr in rep.results]
+
+
+def test_a_crashing_check_becomes_an_error_result_and_others_still_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from doctor import registry
+
+    specs = registry.load_checks()
+    spec = specs["kvm.available"]
+
+    def boom(ctx):  # type: ignore[no-untyped-def]
+        raise ZeroDivisionError("planted")
+
+    monkeypatch.setitem(registry.REGISTRY, "kvm.available", replace(spec, func=boom))
+    rep = run_checks(healthy(), SRC)
+    by = {sr.result.check_id: sr.result for sr in rep.results}
+    assert by["kvm.available"].status is Status.ERROR and "planted" in by["kvm.available"].summary
+    assert by["cpu.virtualization"].status is Status.PASS
+    assert rep.exit_code == 3
+
+
+def healthy() -> FakeFacts:
+    return host(pci=[root_port(), *card(drivers=("vfio-pci",) * 4), igpu()], modprobe={"/etc/modprobe.d/vfio.conf": IDS},
+                early_load=EarlyLoadConfig((), (ConfigLine("/etc/initramfs-tools/modules", 1, "vfio-pci"),), "initramfs-tools"))
+
+
+def test_exit_codes() -> None:
+    rep = run_checks(healthy(), SRC)
+    assert {sr.result.status for sr in rep.results} <= {Status.PASS, Status.WARN}, [(sr.result.check_id, sr.result.summary) for sr in rep.results if sr.result.status is not Status.PASS]
+    assert rep.exit_code == 0
+    assert run_checks(host(), SRC).exit_code == 1
