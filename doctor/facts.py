@@ -975,14 +975,14 @@ class HostFacts(Facts):
             gsrc = ""
             for cfg in GRUB_CFGS:
                 try:
-                    t = h.read_text_or_none(cfg)
+                    cfg_text = h.read_text_or_none(cfg)
                 except PermissionError:
                     notes.append(f"{cfg} is not readable")
                     continue
                 except NotCaptured:
                     continue
-                if t is not None:
-                    args = parse_grub_cfg_default_linux(t)
+                if cfg_text is not None:
+                    args = parse_grub_cfg_default_linux(cfg_text)
                     if args is not None:
                         generated = parse_cmdline(args, cfg)
                         gsrc = cfg

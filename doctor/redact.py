@@ -59,8 +59,9 @@ class Redactor:
             n = len(m) + 1
             m[real] = {
                 "host": f"host-{n}",
-                "mac": "02:00:00:%02x:%02x:%02x" % ((n >> 16) & 255, (n >> 8) & 255, n & 255),
-                "ipv4": f"192.0.2.{n}" if n < 255 else f"198.51.100.{n % 254 + 1}",
+                "mac": f"02:00:00:{(n >> 16) & 255:02x}:{(n >> 8) & 255:02x}:{n & 255:02x}",
+                # TEST-NET-1 first; past 254 values, the benchmarking range 198.18.0.0/15 (unique)
+                "ipv4": f"192.0.2.{n}" if n < 255 else str(ipaddress.IPv4Address(0xC6120000 + n)),
                 "ipv6": f"2001:db8::{n:x}",
                 "uuid": f"00000000-0000-4000-8000-{n:012x}",
                 "serial": f"SERIAL-{n:04d}",

@@ -6,10 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from doctor.facts import BootConfig, EarlyLoadConfig, ConfigLine, ModuleState, PciDevice, parse_cmdline
-from doctor.model import Status
+from doctor.facts import BootConfig, ConfigLine, EarlyLoadConfig, ModuleState, PciDevice, parse_cmdline
+from doctor.model import SourceInfo, Status
 from doctor.runner import run_checks
-from doctor.model import SourceInfo
 from tests.factory import AMD, INTEL, FakeFacts, card, igpu, root_port
 
 SRC = SourceInfo("test", "unit")

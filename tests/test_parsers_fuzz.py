@@ -77,7 +77,9 @@ def test_shell_parser_raises_only_valueerror(s: str) -> None:
         pass
 
 
-VALUE_CHARS = st.sampled_from(list("abc=_-., $\"'\\") + ["intel_iommu=on", "quiet", "$GRUB_X", "${GRUB_X}"])
+# A lone "$" is left out: special parameters ($$, $1, $?) never appear in grub defaults and
+# have no static value; references to earlier variables are generated as whole tokens.
+VALUE_CHARS = st.sampled_from(list("abc=_-., \"'\\") + ["intel_iommu=on", "quiet", "$GRUB_X", "${GRUB_X}"])
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow], deadline=None)
