@@ -131,7 +131,7 @@ def regen_commands(facts: Facts) -> list[str]:
         if "/usr/bin/kernel-install" in tools:
             return ['sudo kernel-install add "$(uname -r)" "/boot/vmlinuz-$(uname -r)"']
         return ["sudo bootctl update"]
-    if "/usr/sbin/grubby" in tools and not ("/usr/sbin/update-grub" in tools):
+    if "/usr/sbin/grubby" in tools and "/usr/sbin/update-grub" not in tools:
         return []
     if "/usr/sbin/update-grub" in tools:
         return ["sudo update-grub"]
