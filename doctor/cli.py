@@ -35,6 +35,23 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-redact", action="store_true", help="keep hostnames, addresses, serials and UUIDs")
     r.add_argument("--provenance", metavar="TEXT", default="", help="where this snapshot comes from (kept in the manifest)")
 
+    f = sub.add_parser("fix", help="plan (default) or apply the remediations of failing checks")
+    f.add_argument("checks", metavar="CHECK_ID", nargs="*", help="fix only these checks")
+    f.add_argument("--all", action="store_true", help="every failing or warning check that has a remediation")
+    f.add_argument("--gpu", metavar="ADDR", help="the GPU to prepare (default: every non-boot GPU)")
+    f.add_argument("--snapshot", metavar="PATH", help="print the plan a recorded host would get (dry run only)")
+    f.add_argument("--apply", action="store_true", help="execute the plan (needs root; boot-path and unbind actions need --yes)")
+    f.add_argument("--yes", action="store_true", help="agree to actions that touch the boot path or unbind a device")
+    f.add_argument("--force", action="store_true", help="also bind devices the host may be using (boot display, disk, NIC)")
+    f.add_argument("--json", action="store_true", help="print the plan (and outcomes) as a versioned JSON document")
+    f.add_argument("--root", metavar="DIR", help=argparse.SUPPRESS)  # apply into a folder (tests)
+
+    u = sub.add_parser("undo", help="revert the last (or the named) applied fix")
+    u.add_argument("id", nargs="?", help="the fix id (see --list)")
+    u.add_argument("--list", action="store_true", help="list applied fixes")
+    u.add_argument("--force", action="store_true", help="undo even where a file changed after the fix")
+    u.add_argument("--root", metavar="DIR", help=argparse.SUPPRESS)
+
     sub.add_parser("list", help="list the checks")
     return p
 
@@ -110,7 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return {"check": cmd_check, "record": cmd_record, "list": cmd_list}[args.cmd](args)
+        from doctor.fixcli import cmd_fix, cmd_undo
+
+        return {"check": cmd_check, "record": cmd_record, "list": cmd_list, "fix": cmd_fix, "undo": cmd_undo}[args.cmd](args)
     except DoctorError as e:
         print(f"gpudoctor: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -1,0 +1,149 @@
+"""The write side, kept apart from the read-only Host: only `gpudoctor fix`
+and `undo` get a System. `LiveSystem` changes this machine; `RootedSystem`
+changes a folder (a copy of a snapshot's root) and records commands instead of
+running them, so remediations are tested without touching the test machine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+
+from doctor.host import CommandResult, Host, LiveHost
+
+
+@dataclass(frozen=True)
+class FileState:
+    data: bytes | None  # None: the file did not exist
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+
+
+class System:
+    """Writes to a machine. Paths are absolute paths on that machine."""
+
+    live = False
+
+    def real(self, path: str) -> str:
+        raise NotImplementedError
+
+    def host(self) -> Host:
+        raise NotImplementedError
+
+    def state_dir(self) -> str:
+        return self.real(os.environ.get("GPUDOCTOR_STATE_DIR", "/var/lib/gpudoctor"))
+
+    def file_state(self, path: str) -> FileState:
+        real = self.real(path)
+        try:
+            st = os.stat(real)
+            with open(real, "rb") as f:
+                return FileState(f.read(), st.st_mode & 0o7777, st.st_uid, st.st_gid)
+        except FileNotFoundError:
+            return FileState(None)
+
+    def write_atomic(self, path: str, data: bytes, mode: int = 0o644, uid: int | None = None, gid: int | None = None) -> None:
+        """Temporary file in the same folder, fsync, rename: never a half-written file."""
+        real = self.real(path)
+        d = os.path.dirname(real)
+        os.makedirs(d, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".gpudoctor-", dir=d)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, mode)
+            if uid is not None and gid is not None and os.geteuid() == 0:
+                os.chown(tmp, uid, gid)
+            os.replace(tmp, real)
+            dfd = os.open(d, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def restore(self, path: str, state: FileState) -> None:
+        if state.data is None:
+            real = self.real(path)
+            if os.path.lexists(real):
+                os.unlink(real)
+        else:
+            self.write_atomic(path, state.data, state.mode, state.uid, state.gid)
+
+    def run(self, argv: list[str] | tuple[str, ...], timeout: float = 600) -> CommandResult:
+        raise NotImplementedError
+
+    def write_sysfs(self, path: str, text: str) -> None:
+        raise NotImplementedError
+
+
+class LiveSystem(System):
+    live = True
+
+    def real(self, path: str) -> str:
+        return path
+
+    def host(self) -> Host:
+        return LiveHost()
+
+    def run(self, argv: list[str] | tuple[str, ...], timeout: float = 600) -> CommandResult:
+        return LiveHost().run(argv, timeout=timeout)
+
+    def write_sysfs(self, path: str, text: str) -> None:
+        with open(path, "w") as f:
+            f.write(text)
+
+
+@dataclass
+class RootedSystem(System):
+    """A folder standing for a machine's `/`; commands are recorded, not run.
+
+    `responses` maps an argv to the CommandResult to pretend; the default is
+    success. `sysfs` records sysfs writes in order.
+    """
+
+    root: str
+    snapshot: str | None = None  # the snapshot folder whose root/ this is, for re-checks
+    responses: dict[tuple[str, ...], CommandResult] = field(default_factory=dict)
+    ran: list[tuple[str, ...]] = field(default_factory=list)
+    sysfs: list[tuple[str, str]] = field(default_factory=list)
+
+    def real(self, path: str) -> str:
+        return os.path.join(self.root, path.lstrip("/"))
+
+    def host(self) -> Host:
+        if self.snapshot:
+            from doctor.snapshot import SnapshotHost
+
+            return SnapshotHost(self.snapshot)
+        from doctor.snapshot import DirHost
+
+        return DirHost(self.root)
+
+    def run(self, argv: list[str] | tuple[str, ...], timeout: float = 600) -> CommandResult:
+        key = tuple(argv)
+        self.ran.append(key)
+        return self.responses.get(key, CommandResult(key, 0, "", ""))
+
+    def write_sysfs(self, path: str, text: str) -> None:
+        self.sysfs.append((path, text))
+
+
+def run_sh_print_var(files: list[str], var: str) -> str | None:
+    """Source `files` with /bin/sh, in order, and return $var (None if sh failed)."""
+    script = "".join(f'. "{f}" || exit 3\n' for f in files) + f'printf "%s" "${{{var}}}"'
+    try:
+        p = subprocess.run(["sh", "-c", script], capture_output=True, timeout=10, check=False,
+                           env={"PATH": "/usr/bin:/bin"})
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if p.returncode != 0:
+        return None
+    return p.stdout.decode("utf-8", "replace")

@@ -1,0 +1,216 @@
+"""Kernel command line: edit the place the host's bootloader really reads.
+
+For grub, that is the last assignment of GRUB_CMDLINE_LINUX across
+/etc/default/grub and /etc/default/grub.d/*.cfg: only that variable is touched,
+keeping the other arguments, the quoting and any comment, never adding a
+duplicate. The edit is validated by sourcing the files with sh, then the
+configuration is regenerated with the tool the host uses (detected).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from doctor.facts import BootConfig, Facts, parse_shell_assignments
+from doctor.host import Host
+from doctor.plan import INITRAMFS, NEXT_BOOT, Action, Command, FileEdit
+
+VAR = "GRUB_CMDLINE_LINUX"
+_ASSIGN = re.compile(rf"^(\s*(?:export\s+)?{VAR}=)(.*)$")
+
+
+@dataclass(frozen=True)
+class Edited:
+    path: str
+    old: str
+    new: str
+
+
+def _key(tok: str) -> str:
+    return tok.split("=", 1)[0].replace("-", "_")
+
+
+def edit_tokens(tokens: list[str], add: list[str], remove: list[str]) -> list[str]:
+    """Remove exact arguments, then add each one unless an equivalent is present."""
+    out = [t for t in tokens if t not in remove]
+    for a in add:
+        k = _key(a)
+        v = a.split("=", 1)[1] if "=" in a else None
+        present = False
+        for t in out:
+            if _key(t) != k:
+                continue
+            tv = t.split("=", 1)[1] if "=" in t else None
+            if tv == v or (v is not None and tv is not None and v in tv.split(",")):
+                present = True
+        if present:
+            continue
+        # a different value for the same single-valued key is replaced in place (last one wins in the kernel)
+        idx = [i for i, t in enumerate(out) if _key(t) == k]
+        if idx and k in ("iommu", "intel_iommu", "amd_iommu", "vfio_pci.ids"):
+            out[idx[-1]] = a
+        else:
+            out.append(a)
+    return out
+
+
+def _split_rhs(rhs: str) -> tuple[str, str, str]:
+    """(quote char or '', raw value inside the quotes, rest of the line after the value)."""
+    if rhs.startswith('"'):
+        i = 1
+        while i < len(rhs):
+            if rhs[i] == "\\" and i + 1 < len(rhs):
+                i += 2
+                continue
+            if rhs[i] == '"':
+                return '"', rhs[1:i], rhs[i + 1 :]
+            i += 1
+        raise ValueError("unterminated double quote in GRUB_CMDLINE_LINUX")
+    if rhs.startswith("'"):
+        j = rhs.find("'", 1)
+        if j < 0:
+            raise ValueError("unterminated single quote in GRUB_CMDLINE_LINUX")
+        return "'", rhs[1:j], rhs[j + 1 :]
+    m = re.match(r"(\S*)(.*)$", rhs)
+    assert m is not None
+    return "", m.group(1), m.group(2)
+
+
+def edit_grub_files(files: list[tuple[str, str]], add: list[str], remove: list[str]) -> Edited | None:
+    """Edit the last GRUB_CMDLINE_LINUX assignment across `files` (in grub's order).
+
+    Returns the one file that changes, or None when nothing needs to change.
+    Raises ValueError where the value cannot be edited safely (unterminated quotes).
+    """
+    last: tuple[int, int] | None = None
+    for fi, (_, text) in enumerate(files):
+        for li, line in enumerate(text.splitlines()):
+            if _ASSIGN.match(line):
+                last = (fi, li)
+    if last is None:
+        path, text = files[0]
+        if not add:
+            return None
+        sep = "" if text.endswith("\n") or not text else "\n"
+        return Edited(path, text, text + sep + f'{VAR}="{" ".join(add)}"\n')
+    fi, li = last
+    path, text = files[fi]
+    lines = text.splitlines(keepends=True)
+    line = lines[li]
+    eol = "\n" if line.endswith("\n") else ""
+    m = _ASSIGN.match(line.rstrip("\n"))
+    assert m is not None
+    prefix, rhs = m.group(1), m.group(2)
+    quote, raw, rest = _split_rhs(rhs)
+    tokens = raw.split()
+    new_tokens = edit_tokens(tokens, add, remove)
+    if new_tokens == tokens:
+        return None
+    # keep the original spacing where we only append
+    if tokens and new_tokens[: len(tokens)] == tokens:
+        new_raw = raw + ("" if raw.endswith(" ") or not raw else " ") + " ".join(new_tokens[len(tokens) :])
+    else:
+        new_raw = " ".join(new_tokens)
+    q = quote or '"'
+    if q == "'" and "'" in new_raw:
+        q = '"'
+    lines[li] = f"{prefix}{q}{new_raw}{q}{rest}{eol}"
+    return Edited(path, text, "".join(lines))
+
+
+def grub_files(host: Host) -> list[tuple[str, str]]:
+    out = []
+    t = host.read_text_or_none("/etc/default/grub")
+    if t is not None:
+        out.append(("/etc/default/grub", t))
+    try:
+        names = sorted(n for n in host.listdir("/etc/default/grub.d") if n.endswith(".cfg"))
+    except (FileNotFoundError, NotADirectoryError):
+        names = []
+    for n in names:
+        p = f"/etc/default/grub.d/{n}"
+        t = host.read_text_or_none(p)
+        if t is not None:
+            out.append((p, t))
+    return out
+
+
+def intended_value(files: list[tuple[str, str]]) -> str:
+    env: dict[str, str] = {}
+    for _, t in files:
+        env = parse_shell_assignments(t, env)
+    return env.get(VAR, "")
+
+
+def plan_cmdline(facts: Facts, host: Host, add: list[str], remove: list[str], checks: tuple[str, ...]) -> tuple[list[Action], str | None]:
+    """Actions that put `add` on and take `remove` off the next boot's command line."""
+    try:
+        boot: BootConfig = facts.boot_config()
+    except Exception as e:  # noqa: BLE001 - FactUnknown, NotCaptured
+        return [], f"the bootloader could not be detected ({e}); add {' '.join(add)} by hand"
+    tools = boot.tools
+    reason = ("add " + " ".join(add) if add else "") + (" remove " + " ".join(remove) if remove else "")
+    reason = reason.strip()
+    if boot.kind == "kernelstub":
+        acts: list[Action] = []
+        for a in add:
+            acts.append(Command(checks, f"{reason} (kernelstub)", NEXT_BOOT, boot_path=True, argv=("kernelstub", "-a", a), undo_argv=("kernelstub", "-d", a)))
+        for r in remove:
+            acts.append(Command(checks, f"{reason} (kernelstub)", NEXT_BOOT, boot_path=True, argv=("kernelstub", "-d", r), undo_argv=("kernelstub", "-a", r)))
+        return acts, None
+    if boot.kind == "grub" and "/usr/sbin/grubby" in tools and "/usr/sbin/update-grub" not in tools:
+        acts = []
+        if add:
+            acts.append(Command(checks, f"{reason} on every installed kernel (grubby, BLS entries)", NEXT_BOOT, boot_path=True,
+                                argv=("grubby", "--update-kernel=ALL", f"--args={' '.join(add)}"),
+                                undo_argv=("grubby", "--update-kernel=ALL", f"--remove-args={' '.join(add)}")))
+        if remove:
+            acts.append(Command(checks, f"{reason} (grubby)", NEXT_BOOT, boot_path=True,
+                                argv=("grubby", "--update-kernel=ALL", f"--remove-args={' '.join(remove)}"),
+                                undo_argv=("grubby", "--update-kernel=ALL", f"--args={' '.join(remove)}")))
+        return acts, None
+    if boot.kind == "grub":
+        files = grub_files(host)
+        try:
+            ed = edit_grub_files(files, add, remove)
+        except ValueError as e:
+            return [], f"/etc/default/grub cannot be edited safely: {e}"
+        if ed is None:
+            return [], None
+        after = [(p, ed.new if p == ed.path else t) for p, t in files]
+        want = intended_value(after)
+        order = tuple(p for p, _ in after)
+        acts = [FileEdit(checks, f"{reason} in {VAR}", NEXT_BOOT, boot_path=True, path=ed.path, old=ed.old.encode(),
+                         new=ed.new.encode(), shell_check=(order, VAR, want))]
+        if "/usr/sbin/update-grub" in tools:
+            argv: tuple[str, ...] = ("update-grub",)
+            cfg = "/boot/grub/grub.cfg"
+        elif "/usr/sbin/grub2-mkconfig" in tools:
+            cfg = "/boot/grub2/grub.cfg"
+            argv = ("grub2-mkconfig", "-o", cfg)
+        else:
+            cfg = "/boot/grub/grub.cfg"
+            argv = ("grub-mkconfig", "-o", cfg)
+        acts.append(Command(checks, f"regenerate {cfg} so the next boot uses it", NEXT_BOOT, boot_path=True, argv=argv,
+                            undo_argv=argv, expect_in_file=(cfg, tuple(add)), syntax_check=("grub-script-check", cfg)))
+        return acts, None
+    if boot.kind == "systemd-boot":
+        old = host.read_text_or_none("/etc/kernel/cmdline") or ""
+        toks = old.split()
+        new_toks = edit_tokens(toks, add, remove)
+        if new_toks == toks:
+            return [], None
+        new = " ".join(new_toks) + "\n"
+        acts = [FileEdit(checks, f"{reason} in /etc/kernel/cmdline", NEXT_BOOT, boot_path=True, path="/etc/kernel/cmdline",
+                         old=old.encode() if host.exists("/etc/kernel/cmdline") else None, new=new.encode())]
+        try:
+            rel = facts.kernel_release()
+        except Exception:  # noqa: BLE001
+            rel = None
+        if rel and "/usr/bin/kernel-install" in tools:
+            img = f"/boot/vmlinuz-{rel}" if host.exists(f"/boot/vmlinuz-{rel}") else f"/usr/lib/modules/{rel}/vmlinuz"
+            argv = ("kernel-install", "add", rel, img)
+            acts.append(Command(checks, "install the boot entry with the new command line", INITRAMFS, boot_path=True, argv=argv, undo_argv=argv))
+        return acts, None
+    return [], f"bootloader {boot.kind!r} is not supported for automatic edits; add {' '.join(add)} by hand"
