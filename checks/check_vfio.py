@@ -224,10 +224,16 @@ def vfio_binding_persistent(ctx: Context) -> Verdict:
     lost: list[str] = []
     never: list[str] = []
     for d in eps:
-        configured = d.ident in next_ids or d.driver_override == "vfio-pci" and False
+        configured = d.ident in next_ids
         natives = [m.replace("-", "_") for m in native_modules(d)]
         builtin_native = [m for m in natives if mods is not None and mods.is_builtin(m)]
-        early_ok = in_initramfs or (natives and all(m in softdeps for m in natives)) or (not natives and (in_ml or in_initramfs))
+        if natives:
+            early_ok = in_initramfs or all(m in softdeps for m in natives)
+        elif d.driver == "vfio-pci":
+            # its native driver is unknown (bound to vfio now, no `lspci -k`): only the initramfs wins for sure
+            early_ok = in_initramfs
+        else:
+            early_ok = in_ml or in_initramfs
         ok = configured and early_ok and not builtin_native
         if ok:
             continue

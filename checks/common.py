@@ -153,7 +153,7 @@ def cmdline_edit_steps(facts: Facts, add: list[str], remove: list[str]) -> list[
             if remove:
                 steps.append(f'sudo grubby --update-kernel=ALL --remove-args="{" ".join(remove)}"')
         else:
-            cur = boot.cmdline.raw if boot.cmdline else ""
+            cur = boot.grub_linux if boot.grub_linux is not None else (boot.cmdline.raw if boot.cmdline else "")
             kept = [t for t in cur.split() if t not in remove and t.split("=", 1)[0] not in {r.split("=", 1)[0] for r in remove}]
             new = " ".join(kept + [a for a in add if a not in kept])
             steps.append(f'edit /etc/default/grub: GRUB_CMDLINE_LINUX="{new}"' if cur else f'edit /etc/default/grub: GRUB_CMDLINE_LINUX="{" ".join(add)}"')

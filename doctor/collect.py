@@ -53,6 +53,8 @@ SPECS: list[Spec] = [
     *_lists(PCI),
     *_files(*(f"{PCI}/*/{a}" for a in PCI_ATTRS)),
     *_files(f"{PCI}/*/driver", f"{PCI}/*/iommu_group", f"{PCI}/*/resource", f"{PCI}/*/reset_method"),
+    *_lists("/sys/bus/pci/drivers"),
+    *_files("/sys/bus/pci/drivers/*/module"),
     # IOMMU
     *_exists("/sys/kernel/iommu_groups"),
     *_lists("/sys/kernel/iommu_groups", "/sys/class/iommu", "/sys/firmware/acpi/tables", "/sys/module"),

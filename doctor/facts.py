@@ -216,6 +216,7 @@ class BootConfig:
     generated_source: str = ""
     tools: tuple[str, ...] = ()  # regeneration tools present on the host
     notes: tuple[str, ...] = ()
+    grub_linux: str | None = None  # GRUB_CMDLINE_LINUX alone (the variable a fix edits)
 
 
 @dataclass(frozen=True)
@@ -838,6 +839,14 @@ class HostFacts(Facts):
                 group = None
             bv = attrs["boot_vga"]
             dov = (attrs["driver_override"] or "").strip()
+            modules = ln.modules if ln else ()
+            if not modules and driver and driver != "vfio-pci":
+                # no `lspci -k` at hand: the module behind the bound driver (xhci_hcd -> xhci_pci)
+                try:
+                    m = h.link_name(f"/sys/bus/pci/drivers/{driver}/module")
+                except (PermissionError, NotCaptured):
+                    m = None
+                modules = (m,) if m else ()
             out[address] = PciDevice(
                 address=address,
                 class_code=int(cls, 16),
@@ -850,7 +859,7 @@ class HostFacts(Facts):
                 boot_vga=None if bv is None or bv.strip() not in ("0", "1") else bv.strip() == "1",
                 driver_override=None if dov in ("", "(null)") else dov,
                 name=ln.name if ln else None,
-                kernel_modules=ln.modules if ln else (),
+                kernel_modules=modules,
             )
         return dict(sorted(out.items()))
 
@@ -995,6 +1004,7 @@ class HostFacts(Facts):
                 generated_source=gsrc,
                 tools=tools,
                 notes=tuple(notes),
+                grub_linux=env.get("GRUB_CMDLINE_LINUX", ""),
             )
         if kc is not None:
             return BootConfig("systemd-boot", parse_cmdline(kc, "/etc/kernel/cmdline"), ("/etc/kernel/cmdline",), tools=tools)

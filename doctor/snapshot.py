@@ -186,6 +186,12 @@ class SnapshotHost(Host):
             raise SnapshotError(f"{path!r}: manifest.json is malformed ({e!r})") from e
         if not os.path.isdir(self.root):
             raise SnapshotError(f"{path!r} has no root/ folder")
+        # Git keeps no empty folders: every folder above a recorded path exists.
+        self._dirs: set[str] = set(self.listed)
+        for p in list(self.listed) + list(self.present) + list(self.unreadable):
+            parts = p.strip("/").split("/")
+            for i in range(1, len(parts)):
+                self._dirs.add("/" + "/".join(parts[:i]))
 
     # -- coverage ------------------------------------------------------------
     def covered(self, path: str) -> bool:
@@ -225,7 +231,7 @@ class SnapshotHost(Host):
         raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
 
     def exists(self, path: str) -> bool:
-        if path in self.present or path in self.unreadable or path in self.listed:
+        if path in self.present or path in self.unreadable or path in self._dirs:
             return True
         if os.path.lexists(self._mirror(self._resolve(path, follow_last=False))):
             return True
@@ -234,10 +240,10 @@ class SnapshotHost(Host):
         raise NotCaptured(f"whether {path} exists")
 
     def is_dir(self, path: str) -> bool:
-        if path in self.listed:
+        if path in self._dirs:
             return True
         r = self._resolve(path)
-        if r in self.listed or os.path.isdir(self._mirror(r)):
+        if r in self._dirs or os.path.isdir(self._mirror(r)):
             return True
         if os.path.lexists(self._mirror(r)) or path in self.present:
             return False
@@ -249,7 +255,7 @@ class SnapshotHost(Host):
         real = self._mirror(self._resolve(path, follow_last=False))
         if os.path.islink(real):
             return True
-        if os.path.lexists(real) or path in self.listed or path in self.present:
+        if os.path.lexists(real) or path in self._dirs or path in self.present:
             return False
         if self.covered(path) or self._listed_absent(path):
             return False
@@ -375,7 +381,7 @@ class _Recorder:
                 else:
                     nxt.append(f"{base}/{part}")
             cands = nxt
-        return [c for c in cands if os.path.lexists(c) or self.host.exists(c)]
+        return [c for c in cands if self.host.exists(c)]
 
     def mirror_path(self, path: str, leaf: bool = True) -> None:
         """Copy `path` into the mirror, recreating every symlink on the way."""

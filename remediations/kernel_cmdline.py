@@ -77,27 +77,8 @@ def _split_rhs(rhs: str) -> tuple[str, str, str]:
     return "", m.group(1), m.group(2)
 
 
-def edit_grub_files(files: list[tuple[str, str]], add: list[str], remove: list[str]) -> Edited | None:
-    """Edit the last GRUB_CMDLINE_LINUX assignment across `files` (in grub's order).
-
-    Returns the one file that changes, or None when nothing needs to change.
-    Raises ValueError where the value cannot be edited safely (unterminated quotes).
-    """
-    last: tuple[int, int] | None = None
-    for fi, (_, text) in enumerate(files):
-        for li, line in enumerate(text.splitlines()):
-            if _ASSIGN.match(line):
-                last = (fi, li)
-    if last is None:
-        path, text = files[0]
-        if not add:
-            return None
-        sep = "" if text.endswith("\n") or not text else "\n"
-        return Edited(path, text, text + sep + f'{VAR}="{" ".join(add)}"\n')
-    fi, li = last
-    path, text = files[fi]
-    lines = text.splitlines(keepends=True)
-    line = lines[li]
+def _edit_line(line: str, add: list[str], remove: list[str]) -> str | None:
+    """One assignment line with `remove` taken out and `add` put in; None if unchanged."""
     eol = "\n" if line.endswith("\n") else ""
     m = _ASSIGN.match(line.rstrip("\n"))
     assert m is not None
@@ -115,8 +96,45 @@ def edit_grub_files(files: list[tuple[str, str]], add: list[str], remove: list[s
     q = quote or '"'
     if q == "'" and "'" in new_raw:
         q = '"'
-    lines[li] = f"{prefix}{q}{new_raw}{q}{rest}{eol}"
-    return Edited(path, text, "".join(lines))
+    return f"{prefix}{q}{new_raw}{q}{rest}{eol}"
+
+
+def edit_grub_files(files: list[tuple[str, str]], add: list[str], remove: list[str]) -> list[Edited]:
+    """Edit GRUB_CMDLINE_LINUX across `files` (in grub's order): `remove` is taken out of
+    every assignment (a later one may build on an earlier one through
+    $GRUB_CMDLINE_LINUX), `add` goes into the last assignment only.
+
+    Returns the files that change (none when nothing needs to). Raises ValueError
+    where a value cannot be edited safely (unterminated quotes).
+    """
+    texts = [t for _, t in files]
+    lines_of = [t.splitlines(keepends=True) for t in texts]
+    last: tuple[int, int] | None = None
+    for fi, lines in enumerate(lines_of):
+        for li, line in enumerate(lines):
+            if _ASSIGN.match(line.rstrip("\n")):
+                last = (fi, li)
+                if remove:
+                    new = _edit_line(line, [], remove)
+                    if new is not None:
+                        lines[li] = new
+    if last is None:
+        if add:
+            t = lines_of[0]
+            text = "".join(t)
+            sep = "" if text.endswith("\n") or not text else "\n"
+            lines_of[0] = [text + sep + f'{VAR}="{" ".join(add)}"\n']
+    elif add:
+        fi, li = last
+        new = _edit_line(lines_of[fi][li], add, [])
+        if new is not None:
+            lines_of[fi][li] = new
+    out = []
+    for (path, old), lines in zip(files, lines_of, strict=True):
+        new_text = "".join(lines)
+        if new_text != old:
+            out.append(Edited(path, old, new_text))
+    return out
 
 
 def grub_files(host: Host) -> list[tuple[str, str]]:
@@ -173,16 +191,17 @@ def plan_cmdline(facts: Facts, host: Host, add: list[str], remove: list[str], ch
     if boot.kind == "grub":
         files = grub_files(host)
         try:
-            ed = edit_grub_files(files, add, remove)
+            eds = edit_grub_files(files, add, remove)
         except ValueError as e:
             return [], f"/etc/default/grub cannot be edited safely: {e}"
-        if ed is None:
+        if not eds:
             return [], None
-        after = [(p, ed.new if p == ed.path else t) for p, t in files]
+        changed = {e.path: e.new for e in eds}
+        after = [(p, changed.get(p, t)) for p, t in files]
         want = intended_value(after)
         order = tuple(p for p, _ in after)
         acts = [FileEdit(checks, f"{reason} in {VAR}", NEXT_BOOT, boot_path=True, path=ed.path, old=ed.old.encode(),
-                         new=ed.new.encode(), shell_check=(order, VAR, want))]
+                         new=ed.new.encode(), shell_check=(order, VAR, want) if ed is eds[-1] else None) for ed in eds]
         if "/usr/sbin/update-grub" in tools:
             argv: tuple[str, ...] = ("update-grub",)
             cfg = "/boot/grub/grub.cfg"
