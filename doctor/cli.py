@@ -1,4 +1,4 @@
-"""Command line: gpudoctor check | record | list.
+"""Command line: gpudoctor check [--from PATH...] | record | list | explain.
 
 Exit codes: 0 all pass or warn, 1 any check failed, 2 usage or bad input,
 3 internal error (or a check that errored), 130 interrupted.
@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--html", metavar="PATH", nargs="?", const="", help="also write a self-contained HTML report (default: reports/)")
     c.add_argument("-v", "--verbose", action="store_true", help="show evidence and fixes for every check")
     c.add_argument("--no-redact", action="store_true", help="keep hostnames, addresses, serials and UUIDs in the output")
+    c.add_argument("--from", dest="from_paths", metavar="PATH", nargs="+",
+                   help="check pasted outputs (files or folders: lspci, dmesg, /proc/cmdline, IOMMU groups, ...) instead of this host")
 
     r = sub.add_parser("record", help="snapshot this host into a replayable, redacted fixture")
     r.add_argument("-o", "--output", metavar="PATH", help="folder, or a path ending in .tar.gz (default: gpudoctor-snapshot-<time>.tar.gz)")
@@ -53,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--root", metavar="DIR", help=argparse.SUPPRESS)
 
     sub.add_parser("list", help="list the checks")
+
+    e = sub.add_parser("explain", help="explain a QEMU/libvirt/kernel error text (exit 0 recognised, 1 not)")
+    e.add_argument("text", nargs="*", metavar="TEXT", help="the error text; '-' or nothing reads stdin")
+    e.add_argument("--json", action="store_true", help="print JSON")
     return p
 
 
@@ -68,6 +74,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     from doctor.render import dumps_json, render_terminal
     from doctor.runner import run_checks
 
+    if getattr(args, "from_paths", None):
+        from doctor.pasted import cmd_check_from
+
+        return cmd_check_from(args)
     host = _open_host(args.snapshot)
     try:
         facts = HostFacts(host)
@@ -127,9 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        from doctor.explain import cmd_explain
         from doctor.fixcli import cmd_fix, cmd_undo
 
-        return {"check": cmd_check, "record": cmd_record, "list": cmd_list, "fix": cmd_fix, "undo": cmd_undo}[args.cmd](args)
+        return {"check": cmd_check, "record": cmd_record, "list": cmd_list, "fix": cmd_fix, "undo": cmd_undo,
+                "explain": cmd_explain}[args.cmd](args)
     except DoctorError as e:
         print(f"gpudoctor: error: {e}", file=sys.stderr)
         return e.exit_code

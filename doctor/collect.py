@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from doctor.facts import BOOT_TOOLS, GRUB_CFGS, MODPROBE_DIRS, MODULES_LOAD_DIRS, PCI_ATTRS
+from doctor.facts import (
+    BLS_DIRS,
+    BOOT_TOOLS,
+    GRUB_CFGS,
+    INITRAMFS_IMAGES,
+    MODPROBE_DIRS,
+    MODULES_LOAD_DIRS,
+    PCI_ATTRS,
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,22 @@ SPECS: list[Spec] = [
         "/etc/kernelstub/configuration",
     ),
     *_exists(*BOOT_TOOLS),
+    *_exists("/boot/vmlinuz-{release}", "/usr/lib/modules/{release}/vmlinuz"),
+    # forecast checks (checks/check_forecast*.py)
+    *_files("/proc/interrupts", "/proc/self/mounts", "/proc/net/route", "/proc/net/ipv6_route"),
+    *_files(f"{PCI}/*/config"),
+    *_lists("/sys/class/block", "/sys/class/net", *BLS_DIRS, "/etc/libvirt/qemu"),
+    *_files("/sys/class/block/*", "/sys/class/block/*/dm/name", "/sys/class/block/*/slaves/*"),
+    *_files("/sys/class/net/*", "/sys/class/net/*/lower_*"),
+    *_files(*(f"{d}/*.conf" for d in BLS_DIRS), "/boot/grub2/grubenv", "/boot/grub/grubenv"),
+    *_files(*INITRAMFS_IMAGES),
+    *_exists("/sys/firmware/efi"),
+    *_files(
+        "/sys/firmware/efi/efivars/SecureBoot-*",
+        "/sys/kernel/security/lockdown",
+        "/sys/module/module/parameters/sig_enforce",
+        "/etc/libvirt/qemu/*.xml",
+    ),
 ]
 
 COMMANDS: list[tuple[str, ...]] = [

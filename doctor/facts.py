@@ -364,6 +364,60 @@ class Facts:
                 pass
         return s
 
+    # -- forecast facts (checks/check_forecast*.py) ---------------------------
+    def iomem(self) -> tuple[IomemRange, ...]:
+        raise self._unknown("/proc/iomem", "sudo cat /proc/iomem")
+
+    def pci_bars(self, address: str) -> tuple[PciBar, ...]:
+        raise self._unknown(f"BARs of {address}", f"cat /sys/bus/pci/devices/{address}/resource")
+
+    def pci_config(self, address: str) -> bytes:
+        raise self._unknown(f"config space of {address}", f"sudo lspci -vvv -s {address}")
+
+    def reset_method(self, address: str) -> tuple[str, ...] | None:
+        """The kernel's reset methods for a device in order; None where the attribute is absent."""
+        raise self._unknown(f"reset methods of {address}", f"cat /sys/bus/pci/devices/{address}/reset_method")
+
+    def consoles(self) -> ConsoleState:
+        raise self._unknown("consoles and framebuffers", "grep . /sys/class/vtconsole/*/name /sys/class/vtconsole/*/bind; cat /proc/fb")
+
+    def interrupt_chips(self) -> frozenset[str]:
+        raise self._unknown("interrupt controllers", "cat /proc/interrupts")
+
+    def vfio_allow_unsafe_interrupts(self) -> bool | None:
+        """vfio_iommu_type1's allow_unsafe_interrupts; None where the module is not loaded."""
+        raise self._unknown("vfio_iommu_type1 parameters", "cat /sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts")
+
+    def mounts(self) -> tuple[Mount, ...]:
+        raise self._unknown("mounted filesystems", "cat /proc/self/mounts")
+
+    def block_devices(self) -> dict[str, BlockDevice]:
+        raise self._unknown("block devices", "ls -l /sys/class/block/")
+
+    def net_interfaces(self) -> dict[str, NetInterface]:
+        raise self._unknown("network interfaces", "ls -l /sys/class/net/")
+
+    def default_route_ifaces(self) -> tuple[str, ...]:
+        raise self._unknown("default route", "ip route show default; ip -6 route show default")
+
+    def boot_entries(self) -> tuple[BootEntry, ...]:
+        raise self._unknown("boot loader entries", "grep . /boot/loader/entries/*.conf")
+
+    def initramfs(self) -> InitramfsImage:
+        raise self._unknown("initramfs image", "lsinitramfs /boot/initrd.img-$(uname -r) | grep vfio")
+
+    def security(self) -> SecurityState:
+        raise self._unknown("Secure Boot and lockdown", "mokutil --sb-state; cat /sys/kernel/security/lockdown")
+
+    def option_rom(self, address: str) -> bytes:
+        """The GPU's option ROM image. Never read from sysfs by default: reading `rom` needs
+        writing 1 to it first, which changes the device's state."""
+        raise FactUnknown(f"option ROM of {address}", "not read (reading it means writing 1 to sysfs `rom`)",
+                          f"sudo sh -c 'echo 1 > /sys/bus/pci/devices/{address}/rom; cat /sys/bus/pci/devices/{address}/rom > rom.bin; echo 0 > /sys/bus/pci/devices/{address}/rom'")
+
+    def libvirt_hostdevs(self) -> tuple[LibvirtHostdev, ...]:
+        raise self._unknown("libvirt domain definitions", "sudo grep -A3 '<hostdev' /etc/libvirt/qemu/*.xml")
+
     # -- derived facts shared by checks ------------------------------------
     def gpus(self) -> list[PciDevice]:
         return [d for d in self.pci_devices().values() if d.is_display]
@@ -631,6 +685,404 @@ def parse_lspci_nnk(text: str) -> list[LspciEntry]:
             cur["modules"] = tuple(x.strip() for x in s.split(":", 1)[1].split(",") if x.strip())
     flush()
     return out
+
+
+# ---------------------------------------------------------------------------
+# forecast facts: value types and pure parsers (fuzzed by tests/test_forecast.py)
+
+
+@dataclass(frozen=True)
+class IomemRange:
+    start: int
+    end: int
+    name: str
+    depth: int  # indentation level in /proc/iomem
+
+    def overlaps(self, start: int, end: int) -> bool:
+        return self.start <= end and start <= self.end
+
+    def __str__(self) -> str:
+        return f"{self.start:08x}-{self.end:08x} : {self.name}"
+
+
+def parse_iomem(text: str) -> tuple[IomemRange, ...]:
+    out: list[IomemRange] = []
+    for line in text.splitlines():
+        m = re.match(r"^( *)([0-9a-fA-F]+)-([0-9a-fA-F]+) : (.*)$", line)
+        if m:
+            out.append(IomemRange(int(m.group(2), 16), int(m.group(3), 16), m.group(4).strip(), len(m.group(1)) // 2))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class PciBar:
+    index: int  # 0-5 BARs, 6 the expansion ROM
+    start: int
+    end: int
+    flags: int
+
+    @property
+    def is_mem(self) -> bool:
+        return bool(self.flags & 0x200)
+
+    def __str__(self) -> str:
+        return f"{'ROM' if self.index == 6 else f'BAR {self.index}'} [mem {self.start:#x}-{self.end:#x}]"
+
+
+def parse_pci_resource(text: str) -> tuple[PciBar, ...]:
+    """The `resource` attribute: one `start end flags` line per region (0-5 BARs, 6 ROM)."""
+    out: list[PciBar] = []
+    for i, line in enumerate(text.splitlines()[:7]):
+        parts = line.split()
+        if len(parts) != 3:
+            continue
+        try:
+            s, e, f = (int(p, 16) for p in parts)
+        except ValueError:
+            continue
+        if s or e:
+            out.append(PciBar(i, s, e, f))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class ConsoleState:
+    vtconsoles: tuple[tuple[str, str, bool], ...]  # (vtconN, name, bound)
+    framebuffers: tuple[str, ...]  # /proc/fb lines ("0 EFI VGA")
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str
+    target: str
+    fstype: str
+
+
+def parse_mounts(text: str) -> tuple[Mount, ...]:
+    out = []
+    for line in text.splitlines():
+        p = line.split()
+        if len(p) >= 3:
+            dec = [x.replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\") for x in p[:3]]
+            out.append(Mount(dec[0], dec[1], dec[2]))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class BlockDevice:
+    name: str  # nvme0n1p2, sda1, dm-0
+    sysfs: str  # /sys/devices/... (the class link's target)
+    slaves: tuple[str, ...] = ()  # dm/md: the devices under it
+    dm_name: str | None = None  # dm: its /dev/mapper name
+
+    @property
+    def pci_address(self) -> str | None:
+        return last_pci_address(self.sysfs)
+
+
+@dataclass(frozen=True)
+class NetInterface:
+    name: str
+    sysfs: str
+    lowers: tuple[str, ...] = ()  # bridge ports, bond slaves, vlan parents
+
+    @property
+    def pci_address(self) -> str | None:
+        return last_pci_address(self.sysfs)
+
+
+_PCI_COMPONENT = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
+
+
+def last_pci_address(sysfs_path: str) -> str | None:
+    """The PCI function a sysfs device path hangs off (the last PCI component)."""
+    found = None
+    for part in sysfs_path.split("/"):
+        if _PCI_COMPONENT.match(part):
+            found = part
+    return found
+
+
+def parse_default_route_ifaces(route: str | None, route6: str | None) -> tuple[str, ...]:
+    """Interfaces of the default route(s), from /proc/net/route and /proc/net/ipv6_route."""
+    out: list[str] = []
+    for line in (route or "").splitlines()[1:]:
+        p = line.split()
+        # Iface Destination Gateway Flags ... Mask ...
+        if len(p) >= 8 and p[1] == "00000000" and p[7] == "00000000" and int(p[3], 16) & 0x1:
+            if p[0] not in out:
+                out.append(p[0])
+    for line in (route6 or "").splitlines():
+        p = line.split()
+        if len(p) >= 10 and p[0] == "0" * 32 and p[1] == "00" and p[9] != "lo" and int(p[8], 16) & 0x1:
+            if p[9] not in out:
+                out.append(p[9])
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class BootEntry:
+    """A Boot Loader Specification entry (/boot/loader/entries/*.conf)."""
+
+    path: str
+    title: str
+    version: str
+    options: str
+
+
+def parse_bls_entry(text: str, path: str, env: dict[str, str] | None = None) -> BootEntry:
+    keys: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        k, _, v = s.partition(" ")
+        keys.setdefault(k, []).append(v.strip())
+    opts = " ".join(keys.get("options", []))
+    if env:
+        opts = re.sub(r"\$([A-Za-z_][A-Za-z0-9_]*)", lambda m: (env or {}).get(m.group(1), m.group(0)), opts)
+    return BootEntry(path, (keys.get("title") or [""])[0], (keys.get("version") or [""])[0], opts)
+
+
+def parse_grubenv(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or "=" not in line:
+            continue
+        k, v = line.split("=", 1)
+        out[k.strip()] = v
+    return out
+
+
+@dataclass(frozen=True)
+class InitramfsImage:
+    path: str
+    segments: tuple[str, ...]  # "cpio", "gzip", "zstd", ... in order
+    names: frozenset[str]  # every path in the archive(s), without a leading "./" or "/"
+    files: tuple[tuple[str, bytes], ...]  # contents of the small files we care about (modprobe.d, conf)
+    undecoded: str | None = None  # a compression this Python cannot decode (the rest is unknown)
+
+    def has_module(self, name: str) -> bool:
+        want = {name.replace("-", "_"), name.replace("_", "-")}
+        for n in self.names:
+            base = n.rsplit("/", 1)[-1]
+            for suf in (".ko", ".ko.xz", ".ko.zst", ".ko.gz"):
+                if base.endswith(suf) and base[: -len(suf)] in want:
+                    return True
+        return False
+
+    def file(self, name: str) -> bytes | None:
+        for n, data in self.files:
+            if n == name:
+                return data
+        return None
+
+
+_CPIO_KEEP = re.compile(r"^(usr/)?(etc|lib)/modprobe\.d/[^/]+\.conf$|^conf/modules$|^etc/modules-load\.d/[^/]+\.conf$")
+
+
+def _decompressor(data: bytes) -> tuple[str, Callable[[bytes], bytes] | None]:
+    import bz2
+    import gzip
+    import lzma
+
+    if data[:2] == b"\x1f\x8b":
+        return "gzip", lambda b: gzip.decompress(b)
+    if data[:6] == b"\xfd7zXZ\x00":
+        return "xz", lambda b: lzma.decompress(b, format=lzma.FORMAT_XZ)
+    if data[:3] == b"\x5d\x00\x00":
+        return "lzma", lambda b: lzma.decompress(b, format=lzma.FORMAT_ALONE)
+    if data[:3] == b"BZh":
+        return "bzip2", bz2.decompress
+    if data[:4] == b"\x28\xb5\x2f\xfd":
+        try:
+            from compression import zstd  # type: ignore[import-not-found]  # Python 3.14
+
+            return "zstd", zstd.decompress
+        except ImportError:
+            try:
+                import zstandard  # type: ignore[import-not-found]
+
+                return "zstd", lambda b: zstandard.ZstdDecompressor().decompressobj().decompress(b)
+            except ImportError:
+                return "zstd", None
+    if data[:4] in (b"\x02\x21\x4c\x18", b"\x04\x22\x4d\x18"):
+        try:
+            import lz4.frame  # type: ignore[import-not-found]
+
+            return "lz4", lz4.frame.decompress if data[:4] == b"\x04\x22\x4d\x18" else None
+        except ImportError:
+            return "lz4", None
+    return "unknown", None
+
+
+def parse_initramfs(data: bytes, path: str) -> InitramfsImage:
+    """Walk concatenated newc cpio archives, uncompressed or compressed (gzip, xz, lzma,
+    bzip2; zstd/lz4 where this Python has a decoder): the early-microcode cpio first,
+    then the main one. Raises ValueError for something that is not an initramfs."""
+    names: set[str] = set()
+    files: list[tuple[str, bytes]] = []
+    segments: list[str] = []
+    undecoded = None
+    buf = data
+    pos = 0
+    while pos < len(buf):
+        # skip the zero padding between archives
+        while pos < len(buf) and buf[pos] == 0:
+            pos += 1
+        if pos >= len(buf):
+            break
+        if buf[pos : pos + 6] in (b"070701", b"070702"):
+            segments.append("cpio")
+            pos = _walk_cpio(buf, pos, names, files)
+            continue
+        kind, dec = _decompressor(buf[pos : pos + 8])
+        if dec is None:
+            if kind == "unknown" and not segments:
+                raise ValueError(f"{path}: not a cpio archive or a known compression")
+            undecoded = kind
+            segments.append(kind)
+            break
+        segments.append(kind)
+        try:
+            out = dec(buf[pos:])
+        except Exception as e:  # noqa: BLE001 - a corrupt image is reported, not raised
+            raise ValueError(f"{path}: {kind} data does not decompress ({e})") from e
+        # the decompressed stream is itself one or more cpio archives; nothing follows it we can find
+        buf = out
+        pos = 0
+    if not segments:
+        raise ValueError(f"{path}: empty")
+    return InitramfsImage(path, tuple(segments), frozenset(names), tuple(files), undecoded)
+
+
+def _walk_cpio(buf: bytes, pos: int, names: set[str], files: list[tuple[str, bytes]]) -> int:
+    while pos + 110 <= len(buf):
+        if buf[pos : pos + 6] not in (b"070701", b"070702"):
+            raise ValueError(f"bad cpio header at offset {pos}")
+        try:
+            mode = int(buf[pos + 14 : pos + 22], 16)
+            fsize = int(buf[pos + 54 : pos + 62], 16)
+            nsize = int(buf[pos + 94 : pos + 102], 16)
+        except ValueError as e:
+            raise ValueError(f"bad cpio header at offset {pos}") from e
+        name_start = pos + 110
+        name = buf[name_start : name_start + nsize - 1].decode("utf-8", "replace")
+        data_start = (name_start + nsize + 3) & ~3
+        end = (data_start + fsize + 3) & ~3
+        if name == "TRAILER!!!":
+            return end
+        n = name.lstrip("./").lstrip("/")
+        if n:
+            names.add(n)
+            if (mode & 0o170000) == 0o100000 and fsize < 65536 and _CPIO_KEEP.match(n):
+                files.append((n, buf[data_start : data_start + fsize]))
+        pos = end
+    return len(buf)
+
+
+@dataclass(frozen=True)
+class LibvirtHostdev:
+    domain: str  # the domain's <name>
+    file: str
+    address: str  # normalized PCI address of <source><address .../>
+
+
+def parse_libvirt_hostdevs(text: str, file: str) -> tuple[LibvirtHostdev, ...]:
+    """PCI <hostdev> sources of a libvirt domain XML (ValueError if it does not parse)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as e:
+        raise ValueError(f"{file}: {e}") from e
+    name = (root.findtext("name") or file.rsplit("/", 1)[-1]).strip()
+    out = []
+    for hd in root.iter("hostdev"):
+        if hd.get("type") != "pci":
+            continue
+        a = hd.find("source/address")
+        if a is None:
+            continue
+        try:
+            dom = int(a.get("domain", "0"), 0)
+            bus = int(a.get("bus", "0"), 0)
+            slot = int(a.get("slot", "0"), 0)
+            fn = int(a.get("function", "0"), 0)
+        except ValueError:
+            continue
+        out.append(LibvirtHostdev(name, file, f"{dom:04x}:{bus:02x}:{slot:02x}.{fn:x}"))
+    return tuple(out)
+
+
+def parse_interrupt_chips(text: str) -> frozenset[str]:
+    """The irq chip names of /proc/interrupts (IR-PCI-MSI, IR-IO-APIC, PCI-MSI, ...)."""
+    chips: set[str] = set()
+    for line in text.splitlines()[1:]:
+        p = line.split()
+        for tok in p[1:]:
+            if not tok.isdigit():
+                chips.add(tok)
+                break
+    return frozenset(chips)
+
+
+@dataclass(frozen=True)
+class SecurityState:
+    secure_boot: bool | None  # efivars SecureBoot-*; None: not an EFI boot or unreadable
+    lockdown: str | None  # "none", "integrity", "confidentiality"; None: no lockdown LSM
+    sig_enforce: bool | None  # module.sig_enforce
+    sources: tuple[tuple[str, str], ...] = ()
+
+
+def parse_pcie_flr(config: bytes) -> bool | None:
+    """FLR support from the PCI Express capability's Device Capabilities (bit 28).
+
+    None where the capability list cannot be read (config shorter than 256 bytes:
+    an unprivileged read returns only the first 64)."""
+    if len(config) < 64:
+        return None
+    status = int.from_bytes(config[6:8], "little")
+    if not status & 0x10:
+        return False  # no capability list: conventional PCI, no PCIe FLR
+    if len(config) < 256:
+        return None
+    ptr = config[0x34] & 0xFC
+    seen = set()
+    while ptr and ptr not in seen and ptr + 8 <= len(config):
+        seen.add(ptr)
+        cap_id = config[ptr]
+        if cap_id == 0x10:
+            devcap = int.from_bytes(config[ptr + 4 : ptr + 8], "little")
+            return bool(devcap & (1 << 28))
+        ptr = config[ptr + 1] & 0xFC
+    return False
+
+
+def parse_option_rom(data: bytes) -> list[str]:
+    """Images of a PCI option ROM: ["x86 (legacy)", "EFI", ...]; ValueError if invalid."""
+    images: list[str] = []
+    off = 0
+    while off + 0x1A <= len(data):
+        if data[off : off + 2] != b"\x55\xaa":
+            if not images:
+                raise ValueError("no 0x55AA signature at offset 0")
+            break
+        pcir = off + int.from_bytes(data[off + 0x18 : off + 0x1A], "little")
+        if data[pcir : pcir + 4] != b"PCIR":
+            raise ValueError(f"no PCI data structure ('PCIR') in the image at {off:#x}")
+        code = data[pcir + 0x14]
+        images.append({0: "x86 (legacy BIOS)", 1: "Open Firmware", 2: "HP PA-RISC", 3: "EFI"}.get(code, f"type {code}"))
+        length = int.from_bytes(data[pcir + 0x10 : pcir + 0x12], "little") * 512
+        last = data[pcir + 0x15] & 0x80
+        if last or not length:
+            break
+        off += length
+    return images
+
+
+BLS_DIRS = ("/boot/loader/entries", "/boot/efi/loader/entries", "/efi/loader/entries")
+INITRAMFS_IMAGES = ("/boot/initrd.img-{release}", "/boot/initramfs-{release}.img", "/boot/initrd-{release}")
 
 
 # ---------------------------------------------------------------------------
@@ -1013,6 +1465,265 @@ class HostFacts(Facts):
             "no /etc/default/grub, /etc/kernel/cmdline or kernelstub configuration on this host",
             "ls /etc/default/grub /etc/kernel/cmdline /boot/loader/entries",
         )
+
+    # -- forecast facts -------------------------------------------------------
+    def _per(self, key: str, fn: Callable[[], T]) -> T:
+        """Cache a per-argument fact (FactUnknown included), like @fact does."""
+        if key in self._cache:
+            v = self._cache[key]
+            if isinstance(v, BaseException):
+                raise v
+            return v  # type: ignore[no-any-return]
+        try:
+            v = fn()
+        except (FactUnknown, NotCaptured) as e:
+            self._cache[key] = e
+            raise
+        self._cache[key] = v
+        return v
+
+    def _text_or_none(self, fact_name: str, path: str, settle: str) -> str | None:
+        try:
+            return self.host.read_text_or_none(path)
+        except PermissionError as e:
+            raise FactUnknown(fact_name, f"{path} is not readable (permission denied)", settle) from e
+        except NotCaptured as e:
+            raise FactUnknown(fact_name, str(e), settle) from e
+
+    @fact
+    def iomem(self) -> tuple[IomemRange, ...]:
+        rs = parse_iomem(self._need("/proc/iomem", "/proc/iomem", "sudo cat /proc/iomem"))
+        if rs and all(r.start == 0 and r.end == 0 for r in rs):
+            raise FactUnknown("/proc/iomem", "addresses hidden (read without root they are all zero)", "sudo cat /proc/iomem")
+        return rs
+
+    def pci_bars(self, address: str) -> tuple[PciBar, ...]:
+        p = f"/sys/bus/pci/devices/{address}/resource"
+        return self._per(f"pci_bars:{address}", lambda: parse_pci_resource(self._need(f"BARs of {address}", p, f"cat {p}")))
+
+    def pci_config(self, address: str) -> bytes:
+        p = f"/sys/bus/pci/devices/{address}/config"
+
+        def read() -> bytes:
+            try:
+                return self.host.read_bytes(p)
+            except FileNotFoundError as e:
+                raise FactUnknown(f"config space of {address}", f"{p} does not exist", f"sudo lspci -vvv -s {address}") from e
+            except (PermissionError, NotCaptured) as e:
+                raise FactUnknown(f"config space of {address}", str(e), f"sudo lspci -vvv -s {address}") from e
+
+        return self._per(f"pci_config:{address}", read)
+
+    def reset_method(self, address: str) -> tuple[str, ...] | None:
+        p = f"/sys/bus/pci/devices/{address}/reset_method"
+
+        def read() -> tuple[str, ...] | None:
+            t = self._text_or_none(f"reset methods of {address}", p, f"cat {p}")
+            return None if t is None else tuple(t.split())
+
+        return self._per(f"reset_method:{address}", read)
+
+    @fact
+    def consoles(self) -> ConsoleState:
+        settle = "grep . /sys/class/vtconsole/*/name /sys/class/vtconsole/*/bind; cat /proc/fb"
+        vts: list[tuple[str, str, bool]] = []
+        try:
+            names = self.host.listdir("/sys/class/vtconsole")
+        except FileNotFoundError:
+            names = []
+        except (PermissionError, NotCaptured) as e:
+            raise FactUnknown("consoles and framebuffers", str(e), settle) from e
+        for n in names:
+            name = (self._text_or_none("consoles and framebuffers", f"/sys/class/vtconsole/{n}/name", settle) or "").strip()
+            bind = (self._text_or_none("consoles and framebuffers", f"/sys/class/vtconsole/{n}/bind", settle) or "").strip()
+            vts.append((n, name, bind == "1"))
+        fb = self._text_or_none("consoles and framebuffers", "/proc/fb", settle) or ""
+        return ConsoleState(tuple(vts), tuple(ln.strip() for ln in fb.splitlines() if ln.strip()))
+
+    @fact
+    def interrupt_chips(self) -> frozenset[str]:
+        return parse_interrupt_chips(self._need("interrupt controllers", "/proc/interrupts", "cat /proc/interrupts"))
+
+    @fact
+    def vfio_allow_unsafe_interrupts(self) -> bool | None:
+        p = "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts"
+        t = self._text_or_none("vfio_iommu_type1 parameters", p, f"cat {p}")
+        return None if t is None else t.strip() in ("Y", "1")
+
+    @fact
+    def mounts(self) -> tuple[Mount, ...]:
+        return parse_mounts(self._need("mounted filesystems", "/proc/self/mounts", "cat /proc/self/mounts"))
+
+    def _class_links(self, cls: str, fact_name: str) -> dict[str, str]:
+        import posixpath
+
+        base = f"/sys/class/{cls}"
+        try:
+            names = self.host.listdir(base)
+        except FileNotFoundError:
+            return {}
+        except (PermissionError, NotCaptured) as e:
+            raise FactUnknown(fact_name, str(e), f"ls -l {base}/") from e
+        out = {}
+        for n in names:
+            try:
+                t = self.host.readlink(f"{base}/{n}")
+            except (OSError, NotCaptured):
+                continue
+            # class links are relative and point into /sys/devices, which has no symlinks on the way
+            out[n] = posixpath.normpath(t if t.startswith("/") else posixpath.join(base, t))
+        return out
+
+    @fact
+    def block_devices(self) -> dict[str, BlockDevice]:
+        out: dict[str, BlockDevice] = {}
+        for n, path in self._class_links("block", "block devices").items():
+            slaves: tuple[str, ...] = ()
+            dm = None
+            if "/virtual/" in path:
+                try:
+                    slaves = tuple(self.host.listdir(f"/sys/class/block/{n}/slaves"))
+                except (OSError, NotCaptured):
+                    slaves = ()
+                try:
+                    t = self.host.read_text_or_none(f"/sys/class/block/{n}/dm/name")
+                    dm = t.strip() if t else None
+                except (OSError, NotCaptured):
+                    dm = None
+            out[n] = BlockDevice(n, path, slaves, dm)
+        return out
+
+    @fact
+    def net_interfaces(self) -> dict[str, NetInterface]:
+        out: dict[str, NetInterface] = {}
+        for n, path in self._class_links("net", "network interfaces").items():
+            lowers: tuple[str, ...] = ()
+            if "/virtual/" in path:
+                try:
+                    lowers = tuple(x[len("lower_"):] for x in self.host.listdir(f"/sys/class/net/{n}") if x.startswith("lower_"))
+                except (OSError, NotCaptured):
+                    lowers = ()
+            out[n] = NetInterface(n, path, lowers)
+        return out
+
+    @fact
+    def default_route_ifaces(self) -> tuple[str, ...]:
+        r4 = self._text_or_none("default route", "/proc/net/route", "ip route show default")
+        r6 = self._text_or_none("default route", "/proc/net/ipv6_route", "ip -6 route show default")
+        if r4 is None and r6 is None:
+            raise FactUnknown("default route", "no /proc/net/route", "ip route show default")
+        return parse_default_route_ifaces(r4, r6)
+
+    @fact
+    def boot_entries(self) -> tuple[BootEntry, ...]:
+        env: dict[str, str] = {}
+        for p in ("/boot/grub2/grubenv", "/boot/grub/grubenv"):
+            try:
+                t = self.host.read_text_or_none(p)
+            except (PermissionError, NotCaptured):
+                t = None
+            if t is not None:
+                env = parse_grubenv(t)
+                break
+        out: list[BootEntry] = []
+        for d in BLS_DIRS:
+            try:
+                names = self.host.listdir(d)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except (PermissionError, NotCaptured) as e:
+                raise FactUnknown("boot loader entries", str(e), f"sudo ls {d}") from e
+            for n in names:
+                if n.endswith(".conf"):
+                    t = self._text_or_none("boot loader entries", f"{d}/{n}", f"sudo cat {d}/{n}")
+                    if t is not None:
+                        out.append(parse_bls_entry(t, f"{d}/{n}", env))
+        return tuple(out)
+
+    @fact
+    def initramfs(self) -> InitramfsImage:
+        rel = self.kernel_release()
+        settle = f"lsinitramfs /boot/initrd.img-{rel} | grep vfio  (dracut: lsinitrd | grep vfio)"
+        for tmpl in INITRAMFS_IMAGES:
+            p = tmpl.format(release=rel)
+            try:
+                data = self.host.read_bytes(p)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except PermissionError as e:
+                raise FactUnknown("initramfs image", f"{p}: {e.strerror or 'not readable'}", settle) from e
+            except NotCaptured as e:
+                raise FactUnknown("initramfs image", str(e), settle) from e
+            try:
+                return parse_initramfs(data, p)
+            except ValueError as e:
+                raise FactUnknown("initramfs image", str(e), settle) from e
+        raise FactUnknown("initramfs image", f"none of {', '.join(t.format(release=rel) for t in INITRAMFS_IMAGES)} exists", settle)
+
+    @fact
+    def security(self) -> SecurityState:
+        h = self.host
+        src: list[tuple[str, str]] = []
+        sb: bool | None = None
+        try:
+            efi = h.exists("/sys/firmware/efi")
+        except NotCaptured:
+            efi = None
+        if efi is False:
+            sb = False
+            src.append(("/sys/firmware/efi", "absent: booted without UEFI (no Secure Boot)"))
+        elif efi:
+            try:
+                vars_ = [p for p in h.glob("/sys/firmware/efi/efivars/SecureBoot-*")]
+                if vars_:
+                    data = h.read_bytes(vars_[0])
+                    if len(data) >= 5:
+                        sb = data[4] == 1
+                        src.append((vars_[0], f"{'1 (enabled)' if sb else '0 (disabled)'}"))
+            except (OSError, NotCaptured):
+                sb = None
+        lock = None
+        try:
+            t = h.read_text_or_none("/sys/kernel/security/lockdown")
+            if t is not None:
+                m = re.search(r"\[(\w+)\]", t)
+                lock = m.group(1) if m else None
+                src.append(("/sys/kernel/security/lockdown", t.strip()))
+        except (PermissionError, NotCaptured):
+            pass
+        sig = None
+        try:
+            t = h.read_text_or_none("/sys/module/module/parameters/sig_enforce")
+            if t is not None:
+                sig = t.strip() in ("Y", "1")
+                src.append(("/sys/module/module/parameters/sig_enforce", t.strip()))
+        except (PermissionError, NotCaptured):
+            pass
+        if sb is None and lock is None and sig is None:
+            raise FactUnknown("Secure Boot and lockdown", "no efivars, lockdown or sig_enforce readable", "mokutil --sb-state")
+        return SecurityState(sb, lock, sig, tuple(src))
+
+    @fact
+    def libvirt_hostdevs(self) -> tuple[LibvirtHostdev, ...]:
+        d = "/etc/libvirt/qemu"
+        settle = f"sudo grep -A3 '<hostdev' {d}/*.xml"
+        try:
+            names = self.host.listdir(d)
+        except (FileNotFoundError, NotADirectoryError):
+            return ()
+        except (PermissionError, NotCaptured) as e:
+            raise FactUnknown("libvirt domain definitions", str(e), settle) from e
+        out: list[LibvirtHostdev] = []
+        for n in names:
+            if n.endswith(".xml"):
+                t = self._text_or_none("libvirt domain definitions", f"{d}/{n}", settle)
+                if t is None:
+                    continue
+                try:
+                    out.extend(parse_libvirt_hostdevs(t, f"{d}/{n}"))
+                except ValueError:
+                    continue
+        return tuple(out)
 
     def summary(self) -> HostSummary:
         s = super().summary()

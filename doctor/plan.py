@@ -435,14 +435,7 @@ def apply_plan(plan: Plan, sysm: System, journal: Journal) -> list[str]:
     except BaseException as e:
         # roll back in reverse order, including the action that was half done
         failed = [i for i in range(len(plan.actions)) if journal.doc["entries"][i]["state"] == "started"]
-        for i in reversed(done + failed):
-            entry = journal.doc["entries"][i]
-            try:
-                plan.actions[i].rollback(sysm, entry["record"], force=True)
-                entry["state"] = "rolled back"
-            except Exception as re:  # noqa: BLE001
-                entry["state"] = f"rollback failed: {re}"
-            journal.save()
+        _revert(plan.actions, journal, sorted(done + failed), force=True, final_state="rolled back")
         journal.doc["state"] = "rolled back" if not isinstance(e, KeyboardInterrupt) else "interrupted, rolled back"
         journal.save()
         raise
@@ -471,14 +464,43 @@ def undo(sysm: System, fix_id: str | None = None, force: bool = False) -> tuple[
                 cur = sysm.file_state(a.path)
                 if _sha(cur.data) != e["record"].get("new_sha"):
                     a.rollback(sysm, e["record"], force=False)  # raises UndoConflict with the diff
-    log = []
-    for a, e in reversed(list(zip(actions, entries, strict=True))):
-        if e["state"] not in ("done", "started"):
-            continue
-        a.rollback(sysm, e["record"], force=True)
-        e["state"] = "undone"
-        j.save()
-        log.append(f"undone: {a.describe()}")
+    todo = [i for i, e in enumerate(entries) if e["state"] in ("done", "started")]
+    log = _revert(actions, j, todo, force=True, final_state="undone")
     j.doc["state"] = "undone"
     j.save()
     return fix_id, log
+
+
+def _revert(actions: list[Action], journal: Journal, indices: list[int], force: bool, final_state: str) -> list[str]:
+    """Undo `indices` in reverse order, but run the regenerations (update-grub,
+    update-initramfs, ...) last, once each: they must read the restored files."""
+    sysm = journal.sysm
+    entries = journal.doc["entries"]
+    log: list[str] = []
+    regen: list[int] = []
+    for i in reversed(indices):
+        a, e = actions[i], entries[i]
+        if isinstance(a, Command) and a.undo_argv is not None and a.undo_argv == a.argv:
+            regen.append(i)
+            continue
+        try:
+            a.rollback(sysm, e["record"], force=force)
+            e["state"] = final_state
+            log.append(f"undone: {a.describe()}")
+        except UndoConflict:
+            raise
+        except Exception as err:  # noqa: BLE001 - keep going: the journal says what is left
+            e["state"] = f"rollback failed: {err}"
+            log.append(f"FAILED to undo: {a.describe()}: {err}")
+        journal.save()
+    seen: set[tuple[str, ...]] = set()
+    for i in sorted(regen):
+        a, e = actions[i], entries[i]
+        assert isinstance(a, Command)
+        if a.argv not in seen:
+            seen.add(a.argv)
+            a.rollback(sysm, e["record"], force=force)
+            log.append(f"regenerated from the restored files: {' '.join(a.argv)}")
+        e["state"] = final_state
+        journal.save()
+    return log

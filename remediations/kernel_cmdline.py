@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from doctor.errors import NotCaptured
 from doctor.facts import BootConfig, Facts, parse_shell_assignments
 from doctor.host import Host
 from doctor.plan import INITRAMFS, NEXT_BOOT, Action, Command, FileEdit
@@ -228,8 +229,18 @@ def plan_cmdline(facts: Facts, host: Host, add: list[str], remove: list[str], ch
         except Exception:  # noqa: BLE001
             rel = None
         if rel and "/usr/bin/kernel-install" in tools:
-            img = f"/boot/vmlinuz-{rel}" if host.exists(f"/boot/vmlinuz-{rel}") else f"/usr/lib/modules/{rel}/vmlinuz"
+            # Debian keeps the image in /boot, Fedora and Arch under /usr/lib/modules
+            img = f"/boot/vmlinuz-{rel}"
+            if not _exists_or_unknown(host, img) and _exists_or_unknown(host, f"/usr/lib/modules/{rel}/vmlinuz"):
+                img = f"/usr/lib/modules/{rel}/vmlinuz"
             argv = ("kernel-install", "add", rel, img)
             acts.append(Command(checks, "install the boot entry with the new command line", INITRAMFS, boot_path=True, argv=argv, undo_argv=argv))
         return acts, None
     return [], f"bootloader {boot.kind!r} is not supported for automatic edits; add {' '.join(add)} by hand"
+
+
+def _exists_or_unknown(host: Host, path: str) -> bool | None:
+    try:
+        return host.exists(path)
+    except NotCaptured:
+        return None

@@ -324,19 +324,22 @@ def _assert_unknown_only(results: dict[str, Result], unknown: set[str], why: str
 def test_uncaptured_cmdline_is_unknown(tmp_path: Path) -> None:
     """/proc/cmdline deleted and no longer a captured pattern: not captured, so unknown."""
     results = _degraded(tmp_path, "/proc/cmdline", uncapture="/proc/cmdline")
-    _assert_unknown_only(results, {"cmdline.iommu_enabled", "cmdline.iommu_passthrough"}, "not captured")
+    _assert_unknown_only(results, {"cmdline.iommu_enabled", "cmdline.iommu_passthrough", "cmdline.iommu_args_meaningful"},
+                         "not captured")
 
 
 def test_missing_cmdline_is_unknown(tmp_path: Path) -> None:
     """/proc/cmdline captured but absent: the fact is unknown (it does not exist), not 'no arguments'."""
     results = _degraded(tmp_path, "/proc/cmdline")
-    _assert_unknown_only(results, {"cmdline.iommu_enabled", "cmdline.iommu_passthrough"}, "does not exist")
+    _assert_unknown_only(results, {"cmdline.iommu_enabled", "cmdline.iommu_passthrough", "cmdline.iommu_args_meaningful"},
+                         "does not exist")
 
 
 def test_uncaptured_dmesg_falls_back_to_sysfs(tmp_path: Path) -> None:
     """No kernel log: iommu.active decides from sysfs and says so; every verdict holds."""
     results = _degraded(tmp_path, None, drop_command=("dmesg",))
-    _assert_unknown_only(results, set(), "")
+    # interrupt remapping is seen in the log or /proc/interrupts; this reconstructed host has only the log
+    _assert_unknown_only(results, {"iommu.interrupt_remapping"}, "/proc/interrupts")
     assert any("decided from sysfs" in m for m in results["iommu.active"].messages)
 
 

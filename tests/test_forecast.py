@@ -1,0 +1,696 @@
+"""Forecast checks (checks/check_forecast.py): rules on hand-built facts, parsers, snapshot replay."""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from doctor.errors import FactUnknown
+from doctor.facts import (
+    BlockDevice,
+    BootConfig,
+    ConfigLine,
+    ConsoleState,
+    EarlyLoadConfig,
+    HostFacts,
+    IomemRange,
+    LibvirtHostdev,
+    ModuleState,
+    Mount,
+    NetInterface,
+    PciBar,
+    PciDevice,
+    SecurityState,
+    last_pci_address,
+    parse_cmdline,
+    parse_default_route_ifaces,
+    parse_initramfs,
+    parse_interrupt_chips,
+    parse_iomem,
+    parse_libvirt_hostdevs,
+    parse_option_rom,
+    parse_pci_resource,
+    parse_pcie_flr,
+)
+from doctor.host import CommandResult
+from doctor.model import SourceInfo, Status
+from doctor.registry import REGISTRY
+from doctor.runner import run_checks
+from doctor.snapshot import DirHost, SnapshotHost, record
+from tests.factory import AMD, INTEL, FakeFacts, card, igpu, root_port
+
+SRC = SourceInfo("test", "forecast")
+_SAVED: dict = {}
+
+
+@pytest.fixture(autouse=True)
+def forecast_checks() -> Iterator[None]:
+    """Register the forecast checks for these tests only (the module is not in load_checks yet),
+    and take them out again so other test files see the registry they expect."""
+    import checks.check_forecast as m
+
+    if not _SAVED:
+        _SAVED.update({k: v for k, v in REGISTRY.items() if v.func.__module__ == m.__name__})
+    REGISTRY.update(_SAVED)
+    yield
+    for k in _SAVED:
+        REGISTRY.pop(k, None)
+
+
+class ForecastFacts(FakeFacts):
+    """FakeFacts plus the forecast facts; every fact not given is unknown."""
+
+    def iomem(self):  # type: ignore[no-untyped-def]
+        return self._get("iomem", super().iomem)
+
+    def pci_bars(self, address):  # type: ignore[no-untyped-def]
+        if "bars" in self.given:
+            return self.given["bars"].get(address, ())
+        return super().pci_bars(address)
+
+    def pci_config(self, address):  # type: ignore[no-untyped-def]
+        if "config" in self.given and address in self.given["config"]:
+            return self.given["config"][address]
+        return super().pci_config(address)
+
+    def reset_method(self, address):  # type: ignore[no-untyped-def]
+        if "reset_method" in self.given:
+            return self.given["reset_method"].get(address)
+        return super().reset_method(address)
+
+    def consoles(self):  # type: ignore[no-untyped-def]
+        return self._get("consoles", super().consoles)
+
+    def interrupt_chips(self):  # type: ignore[no-untyped-def]
+        return self._get("interrupt_chips", super().interrupt_chips)
+
+    def vfio_allow_unsafe_interrupts(self):  # type: ignore[no-untyped-def]
+        return self._get("unsafe", super().vfio_allow_unsafe_interrupts)
+
+    def mounts(self):  # type: ignore[no-untyped-def]
+        return self._get("mounts", super().mounts)
+
+    def block_devices(self):  # type: ignore[no-untyped-def]
+        return self._get("block_devices", super().block_devices)
+
+    def net_interfaces(self):  # type: ignore[no-untyped-def]
+        return self._get("net_interfaces", super().net_interfaces)
+
+    def default_route_ifaces(self):  # type: ignore[no-untyped-def]
+        return self._get("default_route", super().default_route_ifaces)
+
+    def boot_entries(self):  # type: ignore[no-untyped-def]
+        return self._get("boot_entries", super().boot_entries)
+
+    def initramfs(self):  # type: ignore[no-untyped-def]
+        return self._get("initramfs", super().initramfs)
+
+    def security(self):  # type: ignore[no-untyped-def]
+        return self._get("security", super().security)
+
+    def libvirt_hostdevs(self):  # type: ignore[no-untyped-def]
+        return self._get("libvirt", super().libvirt_hostdevs)
+
+    def option_rom(self, address):  # type: ignore[no-untyped-def]
+        if "rom" in self.given:
+            return self.given["rom"]
+        return super().option_rom(address)
+
+
+MODS = ModuleState(frozenset({"kvm", "kvm_intel", "vfio_pci", "vfio", "vfio_iommu_type1"}), frozenset({"kvm", "vfio_pci"}),
+                   frozenset({"ext4"}))
+GRUB_ON = BootConfig("grub", parse_cmdline("intel_iommu=on iommu=pt", "/etc/default/grub"), ("/etc/default/grub",),
+                     tools=("/usr/sbin/update-grub", "/usr/sbin/update-initramfs"))
+IDS = "options vfio-pci ids=10de:1e84,10de:10f8,10de:1ad8,10de:1ad9\n"
+
+
+def host(**over):  # type: ignore[no-untyped-def]
+    base = dict(
+        cpu=INTEL,
+        cmdline="BOOT_IMAGE=/vmlinuz root=/dev/sda1 intel_iommu=on iommu=pt",
+        kernel_release="6.1.0-13-amd64",
+        kernel_config={"CONFIG_INTEL_IOMMU": "y", "CONFIG_VFIO_PCI": "m"},
+        modules=MODS,
+        kernel_log="[0.1] DMAR: IOMMU enabled\n[0.2] DMAR-IR: Enabled IRQ remapping in x2apic mode",
+        iommu_class=("dmar0",),
+        pci=[root_port(), *card(), igpu()],
+        modprobe={},
+        early_load=EarlyLoadConfig((), (), "initramfs-tools"),
+        boot_config=GRUB_ON,
+    )
+    base.update(over)
+    return ForecastFacts(**base)
+
+
+def result(facts, check_id: str, gpu: str | None = None):  # type: ignore[no-untyped-def]
+    rep = run_checks(facts, SRC, gpu=gpu, only=[check_id])
+    assert len(rep.results) == 1
+    return rep.results[0].result
+
+
+def text(r) -> str:  # type: ignore[no-untyped-def]
+    return " ".join([r.summary, *r.messages, *(f"{e.source} {e.value}" for e in r.evidence), *(r.remedy.steps if r.remedy else ()),
+                     r.remedy.text if r.remedy else ""])
+
+
+# --- 3. interrupt remapping ------------------------------------------------------------
+
+
+def test_remapping_enabled_in_the_log_passes() -> None:
+    assert result(host(), "iommu.interrupt_remapping").status is Status.PASS
+
+
+def test_remapping_seen_only_in_proc_interrupts_passes_without_a_log() -> None:
+    f = host(kernel_log="", interrupt_chips=frozenset({"IR-IO-APIC", "IR-PCI-MSIX-0000:00:04.0", "DMAR-MSI"}))
+    f.given.pop("kernel_log")
+    r = result(f, "iommu.interrupt_remapping")
+    assert r.status is Status.PASS and "IR- chips" in r.summary
+
+
+def test_no_remapping_fails_with_the_qemu_error_it_forecasts() -> None:
+    f = host(kernel_log="[0.1] DMAR: IOMMU enabled", interrupt_chips=frozenset({"IO-APIC", "PCI-MSIX-0000:01:00.0"}), unsafe=False)
+    r = result(f, "iommu.interrupt_remapping")
+    assert r.status is Status.FAIL
+    assert "Failed to set iommu for container: Operation not permitted" in text(r)
+    assert "allow_unsafe_interrupts" in text(r)
+
+
+def test_intremap_off_on_the_command_line_is_named_and_removed_by_the_remedy() -> None:
+    f = host(cmdline="root=/dev/sda1 intel_iommu=on intremap=off", kernel_log="[0.1] DMAR: IOMMU enabled", unsafe=False)
+    r = result(f, "iommu.interrupt_remapping")
+    assert r.status is Status.FAIL and "intremap=off" in r.summary
+    assert any("intremap=off" not in s.split("GRUB_CMDLINE_LINUX=")[-1] for s in r.remedy.steps if "GRUB_CMDLINE_LINUX" in s)
+
+
+def test_no_remapping_but_unsafe_interrupts_allowed_warns() -> None:
+    f = host(kernel_log="[0.1] DMAR: IOMMU enabled", interrupt_chips=frozenset({"IO-APIC", "PCI-MSI"}), unsafe=True)
+    r = result(f, "iommu.interrupt_remapping")
+    assert r.status is Status.WARN and "allow_unsafe_interrupts" in r.summary
+
+
+def test_vfio_refusal_already_in_the_log_is_shown() -> None:
+    log = "[5.0] vfio_iommu_type1_attach_group: No interrupt remapping support.  Use the module param"
+    r = result(host(kernel_log=log, unsafe=False), "iommu.interrupt_remapping")
+    assert r.status is Status.FAIL and "already happened" in text(r)
+
+
+def test_remapping_unknown_without_log_or_interrupts() -> None:
+    f = host()
+    f.given.pop("kernel_log")
+    assert result(f, "iommu.interrupt_remapping").status is Status.UNKNOWN
+
+
+def test_remapping_not_applicable_without_iommu() -> None:
+    f = host(iommu_class=(), pci=[*card(group=None), igpu(group=None)])
+    assert result(f, "iommu.interrupt_remapping").status is Status.NOT_APPLICABLE
+
+
+def test_amd_remapping_line_passes() -> None:
+    f = host(cpu=AMD, kernel_log="[0.5] AMD-Vi: Interrupt remapping enabled", iommu_class=("ivhd0",))
+    assert result(f, "iommu.interrupt_remapping").status is Status.PASS
+
+
+# --- 6. identical cards --------------------------------------------------------------------
+
+
+def twin_cards() -> list[PciDevice]:
+    """Two identical NVIDIA cards: 01:00 for the guest (vfio-pci), 02:00 for the host (nouveau)."""
+    return [root_port(), *card(drivers=("vfio-pci",) * 4), *card(group="2", bus="02"), igpu()]
+
+
+def test_ids_line_that_also_takes_the_hosts_identical_card_fails() -> None:
+    f = host(pci=twin_cards(), modprobe={"/etc/modprobe.d/vfio.conf": IDS})
+    r = result(f, "vfio.ids_unique_to_card", gpu="0000:01:00.0")
+    assert r.status is Status.FAIL
+    assert "0000:02:00.0 (nouveau)" in r.summary
+    assert any("driver_override" in s for s in r.remedy.steps)
+    assert not any("ids=" in s and "options vfio-pci" in s for s in r.remedy.steps)
+
+
+def test_cmdline_ids_count_as_ids_too() -> None:
+    f = host(pci=twin_cards(), cmdline="root=/dev/sda1 intel_iommu=on vfio-pci.ids=10de:1e84")
+    r = result(f, "vfio.ids_unique_to_card", gpu="0000:01:00.0")
+    assert r.status is Status.FAIL and "/proc/cmdline" in text(r)
+
+
+def test_identical_card_without_ids_warns_not_to_use_ids() -> None:
+    r = result(host(pci=twin_cards()), "vfio.ids_unique_to_card", gpu="0000:01:00.0")
+    assert r.status is Status.WARN and "do not use ids=" in r.summary
+
+
+def test_unique_ids_pass() -> None:
+    assert result(host(), "vfio.ids_unique_to_card").status is Status.PASS
+
+
+def test_host_display_with_the_same_id_as_the_guest_card_is_a_twin() -> None:
+    """The lab's case: the host's boot display 00:01.0 (bochs) and the card's VGA share 1234:1111."""
+    boot = PciDevice("0000:00:01.0", 0x030000, "1234", "1111", None, "02", "bochs-drm", "1", True)
+    cardvga = PciDevice("0000:01:00.0", 0x030000, "1234", "1111", None, "02", "bochs-drm", "6", False)
+    f = host(pci=[boot, cardvga], modprobe={"/etc/modprobe.d/vfio.conf": "options vfio-pci ids=1234:1111\n"})
+    r = result(f, "vfio.ids_unique_to_card", gpu="0000:01:00.0")
+    assert r.status is Status.FAIL and "0000:00:01.0" in r.summary
+
+
+# --- 4. group safety ------------------------------------------------------------------------
+
+
+def nvme(group: str = "1") -> PciDevice:
+    return PciDevice("0000:03:00.0", 0x010802, "144d", "a808", None, "00", "nvme", group)
+
+
+def nic(group: str = "1") -> PciDevice:
+    return PciDevice("0000:04:00.0", 0x020000, "8086", "15b8", None, "00", "e1000e", group)
+
+
+DISKS = {
+    "nvme0n1p2": BlockDevice("nvme0n1p2", "/sys/devices/pci0000:00/0000:00:1d.0/0000:03:00.0/nvme/nvme0/nvme0n1/nvme0n1p2"),
+    "dm-0": BlockDevice("dm-0", "/sys/devices/virtual/block/dm-0", ("nvme0n1p2",), "vg-root"),
+}
+NETS = {
+    "enp4s0": NetInterface("enp4s0", "/sys/devices/pci0000:00/0000:00:1c.0/0000:04:00.0/net/enp4s0"),
+    "br0": NetInterface("br0", "/sys/devices/virtual/net/br0", ("enp4s0",)),
+}
+
+
+def safety_host(**over):  # type: ignore[no-untyped-def]
+    base = dict(mounts=(Mount("/dev/mapper/vg-root", "/", "ext4"), Mount("proc", "/proc", "proc")),
+                block_devices=DISKS, net_interfaces=NETS, default_route=("br0",))
+    base.update(over)
+    return host(**base)
+
+
+def test_group_with_the_root_disk_controller_fails_through_lvm() -> None:
+    f = safety_host(pci=[root_port(), *card(), nvme(group="1"), igpu()])
+    r = result(f, "gpu.group_safe")
+    assert r.status is Status.FAIL and "0000:03:00.0 holds mounted filesystems: / (/dev/mapper/vg-root" in r.summary
+
+
+def test_group_with_the_default_route_nic_behind_a_bridge_fails() -> None:
+    f = safety_host(pci=[root_port(), *card(), nic(group="1"), igpu()])
+    r = result(f, "gpu.group_safe")
+    assert r.status is Status.FAIL and "default route (br0 via enp4s0)" in r.summary
+
+
+def test_group_of_the_only_display_warns() -> None:
+    f = safety_host(pci=[root_port(), *card()])
+    r = result(f, "gpu.group_safe")
+    assert r.status is Status.WARN and "only display" in r.summary
+
+
+def test_acs_override_warns_that_groups_are_not_isolation() -> None:
+    f = safety_host(cmdline="root=/dev/sda1 intel_iommu=on pcie_acs_override=downstream,multifunction")
+    r = result(f, "gpu.group_safe")
+    assert r.status is Status.WARN and "pcie_acs_override" in r.summary
+
+
+def test_clean_group_passes() -> None:
+    f = safety_host(pci=[root_port(), *card(), nvme(group="5"), nic(group="6"), igpu()])
+    assert result(f, "gpu.group_safe").status is Status.PASS
+
+
+def test_ids_that_bind_another_group_bring_its_hazards_in() -> None:
+    ids = "options vfio-pci ids=10de:1e84,10de:10f8,10de:1ad8,10de:1ad9,144d:a808\n"
+    f = safety_host(pci=[root_port(), *card(), nvme(group="5"), igpu()], modprobe={"/etc/modprobe.d/vfio.conf": ids})
+    r = result(f, "gpu.group_safe")
+    assert r.status is Status.FAIL and "0000:03:00.0" in r.summary
+
+
+def test_unknown_mounts_with_foreign_devices_in_group_is_unknown() -> None:
+    f = host(pci=[root_port(), *card(), nvme(group="1"), igpu()])
+    assert result(f, "gpu.group_safe").status is Status.UNKNOWN
+
+
+# --- 2. configuration in effect -----------------------------------------------------------
+
+
+def test_options_for_a_builtin_vfio_pci_are_dead() -> None:
+    f = host(kernel_config={"CONFIG_VFIO_PCI": "y"}, modprobe={"/etc/modprobe.d/vfio.conf": IDS})
+    r = result(f, "boot.config_in_effect")
+    assert r.status is Status.FAIL and "never read" in r.summary and "CONFIG_VFIO_PCI=y" in r.summary
+    assert any("vfio-pci.ids=10de:1e84" in s for s in r.remedy.steps)
+
+
+def test_grub_edited_but_not_regenerated_fails_for_passthrough_args() -> None:
+    boot = BootConfig("grub", parse_cmdline("quiet intel_iommu=on iommu=pt", "/etc/default/grub"), ("/etc/default/grub",),
+                      generated=parse_cmdline("BOOT_IMAGE=/vmlinuz root=UUID=x ro quiet", "/boot/grub/grub.cfg"),
+                      generated_source="/boot/grub/grub.cfg", tools=("/usr/sbin/update-grub",))
+    r = result(host(boot_config=boot), "boot.config_in_effect")
+    assert r.status is Status.FAIL and "not regenerated" in r.summary and "intel_iommu=on" in r.summary
+    assert "sudo update-grub" in r.remedy.steps
+
+
+def test_grub_regenerated_passes() -> None:
+    boot = BootConfig("grub", parse_cmdline("quiet intel_iommu=on", "/etc/default/grub"), ("/etc/default/grub",),
+                      generated=parse_cmdline("BOOT_IMAGE=/vmlinuz root=UUID=x ro quiet intel_iommu=on", "/boot/grub/grub.cfg"),
+                      generated_source="/boot/grub/grub.cfg", tools=("/usr/sbin/update-grub",))
+    assert result(host(boot_config=boot), "boot.config_in_effect").status is Status.PASS
+
+
+def test_bls_entry_without_the_new_args_fails() -> None:
+    from doctor.facts import BootEntry
+
+    boot = BootConfig("systemd-boot", parse_cmdline("root=UUID=x rw amd_iommu=pt", "/etc/kernel/cmdline"), ("/etc/kernel/cmdline",),
+                      tools=("/usr/bin/kernel-install",))
+    entry = BootEntry("/boot/loader/entries/abc-6.1.0-13-amd64.conf", "Debian", "6.1.0-13-amd64", "root=UUID=x rw")
+    r = result(host(boot_config=boot, boot_entries=(entry,)), "boot.config_in_effect")
+    assert r.status is Status.FAIL and "amd_iommu=pt" in r.summary and "kernel-install" in " ".join(r.remedy.steps)
+
+
+def cpio(entries: list[tuple[str, bytes]]) -> bytes:
+    out = b""
+    for i, (name, data) in enumerate([*entries, ("TRAILER!!!", b"")]):
+        nb = name.encode() + b"\0"
+        hdr = b"070701" + b"".join(f"{x:08X}".encode() for x in (i, 0o100644, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(nb), 0))
+        out += hdr + nb
+        out += b"\0" * (-len(out) % 4) + data
+        out += b"\0" * (-len(out) % 4)
+    return out
+
+
+KO = "usr/lib/modules/6.1.0-13-amd64/kernel/drivers/vfio/pci/vfio-pci.ko"
+
+
+def initramfs_host(image: bytes, conf: str = IDS) -> ForecastFacts:
+    return host(modprobe={"/etc/modprobe.d/vfio.conf": conf},
+                early_load=EarlyLoadConfig((), (ConfigLine("/etc/initramfs-tools/modules", 1, "vfio-pci"),), "initramfs-tools"),
+                initramfs=parse_initramfs(image, "/boot/initrd.img-6.1.0-13-amd64"))
+
+
+def test_initramfs_with_microcode_then_gzip_holding_vfio_passes() -> None:
+    early = cpio([("kernel/x86/microcode/GenuineIntel.bin", b"\x01" * 100)])
+    main = gzip.compress(cpio([(KO, b"\x7fELF"), ("etc/modprobe.d/vfio.conf", IDS.encode())]))
+    r = result(initramfs_host(early + main), "boot.initramfs_current")
+    assert r.status is Status.PASS, r.summary
+
+
+def test_initramfs_older_than_vfio_conf_fails() -> None:
+    img = lzma.compress(cpio([(KO, b"\x7fELF"), ("etc/modprobe.d/vfio.conf", b"options vfio-pci ids=10de:1e84\n")]),
+                        format=lzma.FORMAT_XZ)
+    r = result(initramfs_host(img), "boot.initramfs_current")
+    assert r.status is Status.FAIL and "differs" in r.summary and r.remedy.steps == ("sudo update-initramfs -u",)
+
+
+def test_initramfs_without_vfio_pci_fails() -> None:
+    img = gzip.compress(cpio([("etc/modprobe.d/vfio.conf", IDS.encode())]))
+    r = result(initramfs_host(img), "boot.initramfs_current")
+    assert r.status is Status.FAIL and "does not contain vfio-pci.ko" in r.summary
+
+
+def test_zstd_initramfs_without_a_decoder_is_unknown_not_absent() -> None:
+    early = cpio([("kernel/x86/microcode/AuthenticAMD.bin", b"\x01")])
+    img = parse_initramfs(early + b"\x28\xb5\x2f\xfd" + b"\0" * 64, "/boot/initrd.img-6.1.0-13-amd64")
+    if img.undecoded is None:
+        pytest.skip("this Python decodes zstd")
+    f = host(
+        modprobe={"/etc/modprobe.d/vfio.conf": IDS},
+        early_load=EarlyLoadConfig((), (ConfigLine("/etc/initramfs-tools/modules", 1, "vfio-pci"),), "initramfs-tools"), initramfs=img)
+    assert result(f, "boot.initramfs_current").status is Status.UNKNOWN
+
+
+# --- 1. framebuffer ---------------------------------------------------------------------------
+
+BAR0 = PciBar(0, 0xC0000000, 0xCFFFFFFF, 0x42208)
+LAB_IOMEM = parse_iomem("c0000000-febfffff : PCI Bus 0000:00\n  c0000000-cfffffff : 0000:01:00.0\n    c0000000-c03e7fff : efifb\n")
+
+
+def fb_host(**over):  # type: ignore[no-untyped-def]
+    base = dict(bars={"0000:01:00.0": (BAR0,)}, iomem=LAB_IOMEM, consoles=ConsoleState((("vtcon1", "(M) frame buffer device", True),), ("0 EFI VGA",)))
+    base.update(over)
+    return host(**base)
+
+
+def test_efifb_in_a_vga_bar_on_6_1_is_evicted_on_bind() -> None:
+    r = result(fb_host(), "gpu.framebuffer_free")
+    assert r.status is Status.PASS and "removes it when vfio-pci binds" in r.summary
+
+
+def test_efifb_on_a_5_15_kernel_fails_with_the_remedy_for_efifb() -> None:
+    r = result(fb_host(kernel_release="5.15.0-91-generic"), "gpu.framebuffer_free")
+    assert r.status is Status.FAIL and "can't reserve" in text(r)
+    assert "video=efifb:off" in r.remedy.text
+
+
+def test_simpledrm_in_a_display_class_gpu_fails_even_on_new_kernels() -> None:
+    """siderolabs/talos#14356: 6.18, class 0380 AMD APU, BOOTFB/simpledrm in BAR 0."""
+    apu = PciDevice("0000:c3:00.0", 0x038000, "1002", "1586", None, "c1", "amdgpu", "20", True)
+    bar = PciBar(0, 0x2800000000, 0x2FFFFFFFFF, 0x14220C)
+    iomem = parse_iomem("2800000000-2fffffffff : 0000:c3:00.0\n  2800000000-2801fa3fff : BOOTFB\n    2800000000-2801fa3fff : simpledrm\n")
+    f = host(pci=[apu], kernel_release="6.18.48-talos", bars={apu.address: (bar,)}, iomem=iomem, consoles=ConsoleState((), ()))
+    r = result(f, "gpu.framebuffer_free", gpu="0000:c3:00.0")
+    assert r.status is Status.FAIL and "not VGA" in text(r)
+    assert "initcall_blacklist=sysfb_init" in r.remedy.text
+
+
+def test_framebuffer_still_there_while_on_vfio_pci_fails() -> None:
+    f = fb_host(pci=[root_port(), *card(drivers=("vfio-pci",) * 4), igpu()])
+    assert result(f, "gpu.framebuffer_free").status is Status.FAIL
+
+
+def test_no_framebuffer_in_the_bars_passes() -> None:
+    f = fb_host(iomem=parse_iomem("80000000-80ffffff : 0000:00:02.0\n  80000000-803fffff : efifb\n"))
+    assert result(f, "gpu.framebuffer_free").status is Status.PASS
+
+
+def test_hidden_iomem_addresses_are_unknown() -> None:
+    f = host(bars={"0000:01:00.0": (BAR0,)})
+    assert result(f, "gpu.framebuffer_free").status is Status.UNKNOWN
+
+
+# --- 5. reset --------------------------------------------------------------------------------
+
+
+def pcie_config(flr: bool) -> bytes:
+    c = bytearray(256)
+    c[6] = 0x10  # capability list
+    c[0x34] = 0x60
+    c[0x60] = 0x10  # PCI Express
+    c[0x61] = 0
+    c[0x64:0x68] = ((1 << 28) if flr else 0).to_bytes(4, "little")
+    return bytes(c)
+
+
+def test_flr_in_reset_method_passes() -> None:
+    r = result(host(reset_method={"0000:01:00.0": ("flr", "bus")}), "gpu.reset_capable")
+    assert r.status is Status.PASS
+
+
+def test_navi10_without_vendor_reset_warns_about_header_type_127() -> None:
+    navi = PciDevice("0000:01:00.0", 0x030000, "1002", "731f", None, "c1", "amdgpu", "1", False)
+    r = result(host(pci=[navi], reset_method={navi.address: ("bus",)}), "gpu.reset_capable")
+    assert r.status is Status.WARN and "Unknown PCI header type '127'" in text(r)
+
+
+def test_navi10_with_vendor_reset_selected_passes() -> None:
+    navi = PciDevice("0000:01:00.0", 0x030000, "1002", "731f", None, "c1", "amdgpu", "1", False)
+    mods = ModuleState(frozenset({"vendor_reset", "vfio_pci"}), frozenset(), None)
+    r = result(host(pci=[navi], modules=mods, reset_method={navi.address: ("device_specific", "bus")}), "gpu.reset_capable")
+    assert r.status is Status.PASS
+
+
+def test_bus_reset_shared_with_another_device_warns() -> None:
+    other = PciDevice("0000:01:01.0", 0x020000, "8086", "1533", None, "03", "igb", "3")
+    r = result(host(pci=[root_port(), *card(), other], reset_method={"0000:01:00.0": ("bus",)}), "gpu.reset_capable")
+    assert r.status is Status.WARN and "0000:01:01.0" in r.summary
+
+
+def test_old_kernel_reads_flr_from_config_space() -> None:
+    f = host(reset_method={}, config={"0000:01:00.0": pcie_config(True)})
+    assert result(f, "gpu.reset_capable").status is Status.PASS
+    f = host(reset_method={}, config={"0000:01:00.0": pcie_config(False)})
+    assert result(f, "gpu.reset_capable").status is Status.WARN
+
+
+def test_dead_device_reads_all_ones() -> None:
+    f = host(reset_method={"0000:01:00.0": ("bus",)}, config={"0000:01:00.0": b"\xff" * 256})
+    r = result(f, "gpu.reset_capable")
+    assert r.status is Status.FAIL and "127" in text(r)
+
+
+# --- 9. drift ---------------------------------------------------------------------------------
+
+
+def test_stale_libvirt_hostdev_fails_and_names_the_domain() -> None:
+    hd = (LibvirtHostdev("win11", "/etc/libvirt/qemu/win11.xml", "0000:0a:00.0"),
+          LibvirtHostdev("win11", "/etc/libvirt/qemu/win11.xml", "0000:01:00.0"))
+    r = result(host(libvirt=hd), "config.no_drift")
+    assert r.status is Status.FAIL and "domain win11: 0000:0a:00.0" in r.summary
+
+
+def test_stale_vfio_id_warns() -> None:
+    f = host(libvirt=(), modprobe={"/etc/modprobe.d/vfio.conf": IDS.strip() + ",10de:1b80\n"})
+    r = result(f, "config.no_drift")
+    assert r.status is Status.WARN and "10de:1b80 (/etc/modprobe.d/vfio.conf:1)" in r.summary
+
+
+def test_no_drift_passes() -> None:
+    assert result(host(libvirt=(), modprobe={"/etc/modprobe.d/vfio.conf": IDS}), "config.no_drift").status is Status.PASS
+
+
+# --- 8. Secure Boot ----------------------------------------------------------------------------
+
+
+def navi_host(**over):  # type: ignore[no-untyped-def]
+    navi = PciDevice("0000:01:00.0", 0x030000, "1002", "731f", None, "c1", "amdgpu", "1", False)
+    return host(pci=[navi], **over)
+
+
+def test_secure_boot_with_vendor_reset_not_loaded_warns() -> None:
+    r = result(navi_host(security=SecurityState(True, "integrity", None)), "boot.secure_boot_modules")
+    assert r.status is Status.WARN and "vendor_reset" in r.summary
+
+
+def test_secure_boot_off_passes_and_no_oot_module_is_not_applicable() -> None:
+    assert result(navi_host(security=SecurityState(False, "none", False)), "boot.secure_boot_modules").status is Status.PASS
+    assert result(host(security=SecurityState(True, None, None)), "boot.secure_boot_modules").status is Status.NOT_APPLICABLE
+
+
+# --- 10. option ROM ------------------------------------------------------------------------------
+
+
+def rom_image(code: int, last: bool) -> bytes:
+    img = bytearray(512)
+    img[0:2] = b"\x55\xaa"
+    img[0x18:0x1A] = (0x40).to_bytes(2, "little")
+    img[0x40:0x44] = b"PCIR"
+    img[0x50:0x52] = (1).to_bytes(2, "little")
+    img[0x54] = code
+    img[0x55] = 0x80 if last else 0
+    return bytes(img)
+
+
+def test_rom_is_not_read_by_default() -> None:
+    f = host(bars={"0000:01:00.0": (BAR0, PciBar(6, 0xD0000000, 0xD007FFFF, 0x46200))})
+    r = result(f, "gpu.rom_readable")
+    assert r.status is Status.UNKNOWN and "rombar=0" in r.remedy.text and "romfile" in r.remedy.text
+
+
+def test_rom_with_legacy_and_efi_images_passes_and_garbage_fails() -> None:
+    bars = {"0000:01:00.0": (BAR0, PciBar(6, 0xD0000000, 0xD007FFFF, 0x46200))}
+    assert result(host(bars=bars, rom=rom_image(0, False) + rom_image(3, True)), "gpu.rom_readable").status is Status.PASS
+    assert result(host(bars=bars, rom=b"\xff" * 1024), "gpu.rom_readable").status is Status.FAIL
+    assert result(host(bars=bars, rom=rom_image(0, True)), "gpu.rom_readable").status is Status.WARN
+
+
+# --- 11. command-line advice ----------------------------------------------------------------------
+
+
+def test_iommu_pt_alone_on_intel_warns() -> None:
+    r = result(host(cmdline="root=/dev/sda1 iommu=pt"), "cmdline.iommu_args_meaningful")
+    assert r.status is Status.WARN and "does not turn the Intel IOMMU on" in r.summary
+
+
+def test_amd_iommu_on_is_not_an_option() -> None:
+    r = result(host(cpu=AMD, cmdline="root=/dev/sda1 amd_iommu=on iommu=pt"), "cmdline.iommu_args_meaningful")
+    assert r.status is Status.WARN and "Unknown option" in r.summary
+
+
+# --- parsers ----------------------------------------------------------------------------------------
+
+
+def test_parsers() -> None:
+    assert parse_pci_resource("0x00000000c0000000 0x00000000c0ffffff 0x0000000000042208\n" + "0x0 0x0 0x0\n" * 6) == (
+        PciBar(0, 0xC0000000, 0xC0FFFFFF, 0x42208),)
+    assert IomemRange(0xC0000000, 0xC03E7FFF, "efifb", 2) in LAB_IOMEM
+    assert parse_interrupt_chips("   CPU0\n  0: 1 IR-IO-APIC 2-edge timer\n 24: 0 DMAR-MSI 0-edge dmar0\n") == {"IR-IO-APIC", "DMAR-MSI"}
+    route = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n" \
+            "br0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\nbr0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\n"
+    assert parse_default_route_ifaces(route, None) == ("br0",)
+    assert last_pci_address("/sys/devices/pci0000:00/0000:00:1c.0/0000:04:00.0/net/enp4s0") == "0000:04:00.0"
+    xml = "<domain><name>win</name><devices><hostdev mode='subsystem' type='pci'><source>" \
+          "<address domain='0x0000' bus='0x0a' slot='0x00' function='0x1'/></source></hostdev></devices></domain>"
+    assert parse_libvirt_hostdevs(xml, "x.xml") == (LibvirtHostdev("win", "x.xml", "0000:0a:00.1"),)
+    assert parse_pcie_flr(b"\0" * 64) is False  # no capability list bit
+    assert parse_pcie_flr(b"\0" * 6 + b"\x10" + b"\0" * 57) is None  # unprivileged 64-byte read
+    assert parse_option_rom(rom_image(0, False) + rom_image(3, True)) == ["x86 (legacy BIOS)", "EFI"]
+    with pytest.raises(ValueError):
+        parse_initramfs(b"not an initramfs at all", "x")
+
+
+# --- snapshot capture: record then replay gives the same verdicts --------------------------------
+
+
+def forecast_tree(tmp_path) -> DirHost:  # type: ignore[no-untyped-def]
+    """A host whose GPU group also holds the NVMe with / and whose iomem has efifb in BAR 0."""
+    root = tmp_path / "root"
+
+    def w(p: str, data: str | bytes) -> None:
+        f = root / p.lstrip("/")
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(data if isinstance(data, bytes) else data.encode())
+
+    def ln(p: str, target: str) -> None:
+        f = root / p.lstrip("/")
+        f.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, f)
+
+    w("/proc/cmdline", "BOOT_IMAGE=/vmlinuz root=/dev/nvme0n1p2 intel_iommu=on intremap=off\n")
+    w("/proc/sys/kernel/osrelease", "5.15.0-91-generic\n")
+    w("/proc/cpuinfo", "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Test\nflags\t\t: fpu vmx\n")
+    w("/proc/iomem", "c0000000-cfffffff : 0000:01:00.0\n  c0000000-c03e7fff : efifb\n")
+    w("/proc/interrupts", "  CPU0\n 0: 1 IO-APIC 2-edge timer\n 24: 3 PCI-MSI 1-edge nvme0q0\n")
+    w("/proc/self/mounts", "/dev/nvme0n1p2 / ext4 rw 0 0\nproc /proc proc rw 0 0\n")
+    w("/proc/net/route", "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n")
+    w("/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts", "N\n")
+    (root / "sys/kernel/iommu_groups").mkdir(parents=True)
+    (root / "sys/class/iommu/dmar0").mkdir(parents=True)
+    for addr, cls, ven, dev, drv in (("0000:01:00.0", "0x030000", "0x10de", "0x1e84", "nouveau"),
+                                     ("0000:03:00.0", "0x010802", "0x144d", "0xa808", "nvme")):
+        d = f"/sys/devices/pci0000:00/0000:00:01.0/{addr}"
+        w(f"{d}/class", cls + "\n")
+        w(f"{d}/vendor", ven + "\n")
+        w(f"{d}/device", dev + "\n")
+        w(f"{d}/resource", ("0x00000000c0000000 0x00000000cfffffff 0x0000000000042208\n" if addr.startswith("0000:01") else "") + "0x0 0x0 0x0\n" * 6)
+        w(f"{d}/reset_method", "bus\n")
+        (root / f"sys/bus/pci/drivers/{drv}").mkdir(parents=True, exist_ok=True)
+        ln(f"{d}/driver", f"../../../../bus/pci/drivers/{drv}")
+        (root / "sys/kernel/iommu_groups/1/devices").mkdir(parents=True, exist_ok=True)
+        ln(f"/sys/kernel/iommu_groups/1/devices/{addr}", f"../../../../devices/pci0000:00/0000:00:01.0/{addr}")
+        ln(f"{d}/iommu_group", "../../../../kernel/iommu_groups/1")
+        ln(f"/sys/bus/pci/devices/{addr}", f"../../../devices/pci0000:00/0000:00:01.0/{addr}")
+    (root / "sys/devices/pci0000:00/0000:00:01.0/0000:03:00.0/nvme/nvme0/nvme0n1/nvme0n1p2").mkdir(parents=True)
+    ln("/sys/class/block/nvme0n1p2", "../../devices/pci0000:00/0000:00:01.0/0000:03:00.0/nvme/nvme0/nvme0n1/nvme0n1p2")
+    (root / "sys/class/net").mkdir(parents=True)
+    w("/etc/modprobe.d/vfio.conf", "options vfio-pci ids=10de:1e84,10de:1b80\n")
+    cmds = {("dmesg",): CommandResult(("dmesg",), 0, "[0.1] DMAR: IOMMU enabled\n", "")}
+    return DirHost(str(root), cmds)
+
+
+FORECAST_IDS = ["iommu.interrupt_remapping", "vfio.ids_unique_to_card", "gpu.group_safe", "boot.config_in_effect",
+                "boot.initramfs_current", "gpu.framebuffer_free", "gpu.reset_capable", "config.no_drift",
+                "boot.secure_boot_modules", "gpu.rom_readable", "cmdline.iommu_args_meaningful"]
+
+
+def statuses(h) -> list[tuple[str, str | None, str, str]]:  # type: ignore[no-untyped-def]
+    rep = run_checks(HostFacts(h), h.source_info(), only=FORECAST_IDS)
+    return [(sr.result.check_id, sr.subject, sr.result.status.value, sr.result.summary) for sr in rep.results]
+
+
+def test_record_then_replay_gives_identical_forecasts(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    src = forecast_tree(tmp_path)
+    live = statuses(src)
+    by = {c: s for c, _, s, _ in live}
+    assert by["iommu.interrupt_remapping"] == "fail"
+    assert by["gpu.group_safe"] == "fail"
+    assert by["gpu.framebuffer_free"] == "fail"
+    assert by["config.no_drift"] == "warn"
+    out = str(tmp_path / "snap")
+    record(out, src, redact=False)
+    assert statuses(SnapshotHost(out)) == live
+
+
+def test_a_fact_the_recording_lacks_is_unknown_not_absent(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    src = forecast_tree(tmp_path)
+    out = tmp_path / "snap"
+    record(str(out), src, redact=False)
+    m = json.loads((out / "manifest.json").read_text())
+    m["captured"] = [p for p in m["captured"] if p != "/proc/interrupts"]
+    (out / "manifest.json").write_text(json.dumps(m))
+    f = HostFacts(SnapshotHost(str(out)))
+    with pytest.raises(FactUnknown):
+        f.interrupt_chips()
