@@ -114,6 +114,16 @@ def cmdline_iommu_enabled(ctx: Context) -> Verdict:
     amd_bogus = vendor == "amd" and "on" in live.option_values("amd_iommu")
     if amd_bogus:
         msgs.append("`amd_iommu=on` is not an option the kernel knows (it logs `AMD-Vi: Unknown option`); AMD-Vi is on by default. Remove it.")
+    if vendor == "unknown":
+        off = [a for a in ("intel_iommu=off", "amd_iommu=off", "iommu=off") if a in live.raw.split()]
+        if off:
+            return verdict(Status.FAIL, f"IOMMU disabled on the running kernel by {off[0]}", ev, msgs,
+                           Remedy(f"Remove {off[0]} from the kernel command line and reboot.", fix_id="kernel_cmdline",
+                                  params=(("remove", off[0]),)))
+        if "on" in live.option_values("intel_iommu"):
+            return verdict(Status.PASS, "intel_iommu=on and nothing disables the IOMMU (on an AMD CPU, AMD-Vi is on by default)", ev, msgs)
+        return verdict(Status.UNKNOWN, "unknown: the CPU vendor decides which argument applies", ev,
+                       msgs + ["to settle it, collect: grep -m1 vendor_id /proc/cpuinfo"])
     if vendor not in ("intel", "amd"):
         return verdict(Status.NOT_APPLICABLE, f"CPU vendor {vendor}: no x86 IOMMU argument applies", ev, msgs)
     now, why_now = _state(live, vendor, default_on)
@@ -140,6 +150,9 @@ def cmdline_iommu_enabled(ctx: Context) -> Verdict:
             Remedy("Add intel_iommu=on (and iommu=pt) to the kernel command line, regenerate the bootloader configuration, reboot.",
                    tuple(cmdline_edit_steps(facts, ["intel_iommu=on", "iommu=pt"], [])), "kernel_cmdline", (("add", "intel_iommu=on iommu=pt"),)),
         )
+    if now == "unknown-default" and active is None:
+        return verdict(Status.UNKNOWN, "unknown: no intel_iommu=on, and neither the kernel's build default nor the IOMMU state is known",
+                       ev, msgs + ["to settle it, collect: grep INTEL_IOMMU_DEFAULT_ON /boot/config-$(uname -r); ls /sys/class/iommu"])
     if now == "unknown-default" and not active:
         return verdict(
             Status.FAIL, "no intel_iommu=on on the command line and the IOMMU is not active", ev, msgs,
@@ -210,9 +223,11 @@ def iommu_active(ctx: Context) -> Verdict:
     if the log is unreadable, sysfs decides and the report says so."""
     facts = ctx.facts
     vendor = _vendor(facts)
-    cls = facts.iommu_class()
+    cls = try_fact(facts.iommu_class)
     groups = try_fact(facts.iommu_groups)
-    ev = [Evidence("/sys/class/iommu", " ".join(cls) if cls else "(empty)")]
+    if cls is None and groups is None:
+        facts.iommu_class()  # raises: neither sysfs view is known, so the verdict is unknown
+    ev = [Evidence("/sys/class/iommu", "unknown" if cls is None else " ".join(cls) if cls else "(empty)")]
     if groups is not None:
         ev.append(Evidence("/sys/kernel/iommu_groups", f"{len(groups)} groups"))
     msgs: list[str] = []
@@ -238,8 +253,14 @@ def iommu_active(ctx: Context) -> Verdict:
             ev.append(Evidence(log.source, "no DMAR / AMD-Vi lines (the log may have rotated)"))
     active = bool(cls) or bool(groups)
     if active:
-        kind = "VT-d (DMAR)" if any(c.startswith("dmar") for c in cls) else "AMD-Vi" if any(c.startswith("ivhd") for c in cls) else "IOMMU"
-        return verdict(Status.PASS, f"{kind} active: {len(cls)} unit(s), {len(groups or {})} groups", ev, msgs)
+        units = cls or ()
+        kind = "VT-d (DMAR)" if any(c.startswith("dmar") for c in units) else "AMD-Vi" if any(c.startswith("ivhd") for c in units) else "IOMMU"
+        return verdict(Status.PASS, f"{kind} active: {len(units) if cls is not None else 'unknown number of'} unit(s), "
+                       f"{len(groups or {})} groups", ev, msgs)
+    if cls is None or groups is None:
+        which = "/sys/class/iommu" if cls is None else "/sys/kernel/iommu_groups"
+        return verdict(Status.UNKNOWN, f"unknown: {which} is not known and the other view shows no IOMMU", ev,
+                       msgs + [f"to settle it, collect: ls {which}"])
     hint = "Check the firmware setting (firmware.iommu_table) and the command line (cmdline.iommu_enabled)."
     return verdict(
         Status.FAIL,
