@@ -130,6 +130,29 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fix(args: argparse.Namespace) -> int:
+    from doctor.fixcli import cmd_fix as run
+
+    return run(args)
+
+
+def cmd_undo(args: argparse.Namespace) -> int:
+    from doctor.fixcli import cmd_undo as run
+
+    return run(args)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from doctor.explain import cmd_explain as run
+
+    return run(args)
+
+
+# each command imports what it needs when it runs: `check` stays quick to start
+_COMMANDS = {"check": cmd_check, "record": cmd_record, "list": cmd_list, "fix": cmd_fix, "undo": cmd_undo,
+             "explain": cmd_explain}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -137,11 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        from doctor.explain import cmd_explain
-        from doctor.fixcli import cmd_fix, cmd_undo
-
-        return {"check": cmd_check, "record": cmd_record, "list": cmd_list, "fix": cmd_fix, "undo": cmd_undo,
-                "explain": cmd_explain}[args.cmd](args)
+        return _COMMANDS[args.cmd](args)
     except DoctorError as e:
         print(f"gpudoctor: error: {e}", file=sys.stderr)
         return e.exit_code
