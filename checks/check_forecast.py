@@ -12,6 +12,7 @@ import re
 from checks.common import (
     cmdline_edit_steps,
     endpoints,
+    identical_devices,
     ids_config,
     initramfs_update_command,
     pci_evidence,
@@ -200,13 +201,7 @@ def vfio_ids_unique_to_card(ctx: Context) -> Verdict:
     gpu = ctx.gpu
     assert gpu is not None
     eps = endpoints(facts, gpu)
-    mine = {d.address for d in eps}
-    devs = facts.pci_devices()
-    twins: dict[str, list[PciDevice]] = {}
-    for d in eps:
-        for o in devs.values():
-            if o.ident == d.ident and o.address not in mine and not o.is_bridge:
-                twins.setdefault(d.ident, []).append(o)
+    twins = identical_devices(facts, eps)
     if not twins:
         return verdict(Status.PASS, f"no other device on this host has the id of {gpu.address}'s function(s): "
                        + ",".join(sorted({d.ident for d in eps})), [pci_evidence(d) for d in eps])

@@ -7,6 +7,7 @@ import re
 from checks.common import (
     VIABLE_DRIVERS,
     endpoints,
+    identical_devices,
     ids_config,
     ids_line,
     initramfs_update_command,
@@ -66,6 +67,15 @@ def vfio_ids_configured(ctx: Context) -> Verdict:
         f"Use exactly this line (all {len(want)} function id(s) of the group, derived from this host):\n  {correct}",
         remedy_steps, "vfio_conf", (("ids", ",".join(want)),),
     )
+    twins = identical_devices(facts, eps)
+    if twins and not (cfg.ids or cfg.cmdline_now or cfg.cmdline_next):
+        names = ", ".join(f"{t.address} ({i})" for i, ts in twins.items() for t in ts)
+        return verdict(
+            Status.WARN, f"no ids configured, and none should be: an ids= line would also take {names} from the host",
+            ev, msgs + ["Bind this card per device with driver_override instead (see vfio.ids_unique_to_card)."],
+            Remedy("Do not use vfio-pci ids here: set driver_override for the card's functions (at boot: a udev rule or a "
+                   "modprobe install hook), see vfio.ids_unique_to_card.", fix_id="pci_bind"),
+        )
     if missing:
         summary = f"vfio-pci ids miss {', '.join(missing)}"
         if stale:

@@ -29,6 +29,17 @@ def endpoints(facts: Facts, gpu: PciDevice) -> list[PciDevice]:
     return [d for d in members if not d.is_bridge]
 
 
+def identical_devices(facts: Facts, eps: list[PciDevice]) -> dict[str, list[PciDevice]]:
+    """Devices outside `eps` with the same vendor:device as one of them (an ids= line grabs them too)."""
+    mine = {d.address for d in eps}
+    twins: dict[str, list[PciDevice]] = {}
+    for d in eps:
+        for o in facts.pci_devices().values():
+            if o.ident == d.ident and o.address not in mine and not o.is_bridge:
+                twins.setdefault(d.ident, []).append(o)
+    return twins
+
+
 def pci_evidence(dev: PciDevice) -> Evidence:
     return Evidence(f"/sys/bus/pci/devices/{dev.address}", dev.label())
 

@@ -87,6 +87,13 @@ def build_plan(report: Report, host: Host, only: list[str] | None = None, force:
             continue
         if fix == "vfio_conf" and gpu.address not in seen_conf:
             seen_conf.add(gpu.address)
+            from checks.common import endpoints, identical_devices
+
+            twins = identical_devices(facts, endpoints(facts, gpu))
+            if twins:
+                plan.explanations.append((cid, "no ids= line: it would also take " + ", ".join(
+                    t.address for ts in twins.values() for t in ts) + " from the host; bind per device (driver_override)"))
+                continue
             answers = tuple(c for c, s, _ in wanted if s == subject and c in ("vfio.ids_configured", "vfio.binding_persistent"))
             if builtin_vfio:
                 from checks.common import endpoints, wanted_ids

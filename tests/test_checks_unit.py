@@ -320,3 +320,31 @@ def test_exit_codes() -> None:
     assert {sr.result.status for sr in rep.results} <= {Status.PASS, Status.WARN}, [(sr.result.check_id, sr.result.summary) for sr in rep.results if sr.result.status is not Status.PASS]
     assert rep.exit_code == 0
     assert run_checks(host(), SRC).exit_code == 1
+
+
+def test_identical_card_kept_by_the_host_means_no_ids_line() -> None:
+    second = card(group="2", bus="02")  # the same four ids, staying with the host on its drivers
+    f = host(pci=[root_port(), *card(), *second, igpu()])
+    r = result(f, "vfio.ids_configured", gpu="0000:01:00.0")
+    assert r.status is Status.WARN and "0000:02:00.0" in r.summary
+    assert r.remedy is not None and "driver_override" in r.remedy.text and "ids=" not in "".join(r.remedy.steps)
+    from doctor.fixer import build_plan
+    from doctor.plan import FileEdit
+
+    rep = run_checks(f, SRC, gpu="0000:01:00.0")
+    plan = build_plan(rep, FakeHostForPlan())
+    assert not any(isinstance(a, FileEdit) and a.path == "/etc/modprobe.d/vfio.conf" for a in plan.actions)
+    assert any("would also take 0000:02:00.0" in why for _, why in plan.explanations)
+
+
+class FakeHostForPlan:
+    """Just enough of a Host for planning file edits: every file absent."""
+
+    def read_text_or_none(self, path: str) -> None:
+        return None
+
+    def exists(self, path: str) -> bool:
+        return False
+
+    def listdir(self, path: str) -> list[str]:
+        raise FileNotFoundError(path)
