@@ -1448,9 +1448,16 @@ class HostFacts(Facts):
                         generated = parse_cmdline(args, cfg)
                         gsrc = cfg
                     break
+            next_cmdline = parse_cmdline(configured, " + ".join(files))
+            if env.get("GRUB_ENABLE_BLSCFG") == "true":
+                # BLS hosts (Fedora, RHEL): grub reads each kernel's own entry; grubby edits those
+                entry = self._default_bls_entry()
+                if entry is not None:
+                    next_cmdline = parse_cmdline(entry.options, entry.path)
+                    notes.append(f"BLS: the next boot's arguments come from {entry.path}, not from /etc/default/grub")
             return BootConfig(
                 "grub",
-                parse_cmdline(configured, " + ".join(files)),
+                next_cmdline,
                 tuple(files),
                 generated=generated,
                 generated_source=gsrc,
@@ -1639,6 +1646,20 @@ class HostFacts(Facts):
                     if t is not None:
                         out.append(parse_bls_entry(t, f"{d}/{n}", env))
         return tuple(out)
+
+    def _default_bls_entry(self) -> BootEntry | None:
+        """The entry of the running kernel, else the newest one; None where there is none."""
+        try:
+            entries = self.boot_entries()
+            rel = self.kernel_release()
+        except (FactUnknown, NotCaptured):
+            return None
+        if not entries:
+            return None
+        for e in entries:
+            if e.version == rel or e.path.endswith(f"-{rel}.conf"):
+                return e
+        return sorted(entries, key=lambda e: e.version)[-1]
 
     @fact
     def initramfs(self) -> InitramfsImage:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from doctor.errors import NotCaptured
 from doctor.facts import BootConfig, Facts, parse_shell_assignments
 from doctor.host import Host
-from doctor.plan import INITRAMFS, NEXT_BOOT, Action, Command, FileEdit
+from doctor.plan import NEXT_BOOT, Action, Command, FileEdit
 
 VAR = "GRUB_CMDLINE_LINUX"
 _ASSIGN = re.compile(rf"^(\s*(?:export\s+)?{VAR}=)(.*)$")
@@ -234,7 +234,7 @@ def plan_cmdline(facts: Facts, host: Host, add: list[str], remove: list[str], ch
             if not _exists_or_unknown(host, img) and _exists_or_unknown(host, f"/usr/lib/modules/{rel}/vmlinuz"):
                 img = f"/usr/lib/modules/{rel}/vmlinuz"
             argv = ("kernel-install", "add", rel, img)
-            acts.append(Command(checks, "install the boot entry with the new command line", INITRAMFS, boot_path=True, argv=argv, undo_argv=argv))
+            acts.append(Command(checks, "install the boot entry with the new command line", NEXT_BOOT, boot_path=True, argv=argv, undo_argv=argv))
         return acts, None
     return [], f"bootloader {boot.kind!r} is not supported for automatic edits; add {' '.join(add)} by hand"
 
