@@ -126,7 +126,7 @@ def build_plan(report: Report, host: Host, only: list[str] | None = None, force:
             rb = None
         if rb is not None:
             plan.actions.append(rb)
-        else:
+        elif not any(c == "vfio.early_load" for c, _ in plan.explanations):
             plan.explanations.append(("vfio.early_load", "no initramfs tool detected: rebuild your initramfs by hand"))
     if add or remove or regen:
         acts, why = plan_cmdline(facts, host, add, remove, tuple(dict.fromkeys(cmd_checks)) or ("cmdline.iommu_enabled",))
