@@ -849,16 +849,26 @@ def cmdline_iommu_args_meaningful(ctx: Context) -> Verdict:
     vendor = _vendor(facts)
     ev = [Evidence("/proc/cmdline", c.raw or "(empty)")]
     if vendor == "intel":
-        cfg = try_fact(facts.kernel_config) or {}
-        default_on = cfg.get("CONFIG_INTEL_IOMMU_DEFAULT_ON") == "y"
+        from checks.check_iommu import _build_default_on, _iommu_active
+
+        default_on, cfg_ev = _build_default_on(facts)
+        if cfg_ev is not None:
+            ev.append(cfg_ev)
         opts = c.option_values("intel_iommu")
-        if c.last("iommu") == "pt" and "on" not in opts and not default_on:
+        pt_alone = c.last("iommu") == "pt" and "on" not in opts
+        if pt_alone and default_on is None:
+            active = _iommu_active(facts)
+            if active is None:
+                return verdict(Status.UNKNOWN, "unknown: iommu=pt without intel_iommu=on, and the kernel's build default is unknown",
+                               ev, ["to settle it, collect: grep INTEL_IOMMU_DEFAULT_ON /boot/config-$(uname -r)"])
+            default_on = active
+        if pt_alone and not default_on:
             return verdict(Status.WARN, "iommu=pt without intel_iommu=on: iommu=pt does not turn the Intel IOMMU on", ev,
                            ["iommu=pt only sets identity mapping for host devices once an IOMMU is on."],
                            Remedy("Add intel_iommu=on.", tuple(cmdline_edit_steps(facts, ["intel_iommu=on"], []))))
         if "on" in opts and default_on:
             return verdict(Status.PASS, "intel_iommu=on is harmless but not needed: this kernel's build default is on", ev,
-                           ["CONFIG_INTEL_IOMMU_DEFAULT_ON=y"])
+                           [cfg_ev.value if cfg_ev else "the IOMMU is on by the kernel's build default"])
     if vendor == "amd" and "on" in c.option_values("amd_iommu"):
         log = try_fact(facts.kernel_log)
         ev += [Evidence(log.source, ln.strip()) for ln in (log.grep(r"AMD-Vi: Unknown option") if log else [])[:2]]

@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--apply", action="store_true", help="execute the plan (needs root; boot-path and unbind actions need --yes)")
     f.add_argument("--yes", action="store_true", help="agree to actions that touch the boot path or unbind a device")
     f.add_argument("--force", action="store_true", help="also bind devices the host may be using (boot display, disk, NIC)")
+    f.add_argument("--advice", action="store_true", help="with --all, also follow advice (e.g. iommu=pt), not only what blocks passthrough")
     f.add_argument("--json", action="store_true", help="print the plan (and outcomes) as a versioned JSON document")
     f.add_argument("--root", metavar="DIR", help=argparse.SUPPRESS)  # apply into a folder (tests)
 

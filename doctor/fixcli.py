@@ -42,7 +42,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
         host = sysm.host()
     facts = HostFacts(host)
     before = run_checks(facts, host.source_info(), gpu=args.gpu)
-    plan = build_plan(before, host, only=args.checks or None, force=args.force)
+    plan = build_plan(before, host, only=args.checks or None, force=args.force, advice=args.advice)
     doc: dict = {**plan.to_dict(), "applied": False}
     if not args.apply:
         if args.json:

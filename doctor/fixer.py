@@ -16,7 +16,13 @@ from doctor.runner import Report
 FIXABLE = (Status.FAIL, Status.WARN)
 
 
-def _wanted(report: Report, only: list[str] | None) -> list[tuple[str, str | None, Any]]:
+def _wanted(report: Report, only: list[str] | None, advice: bool = False) -> list[tuple[str, str | None, Any]]:
+    """Failing and warning results to fix. Advice (iommu=pt, ...) is fixed only when named or
+    asked for: `--all` changes nothing the host works without (a healthy host gets no bootloader edit)."""
+    from doctor.model import Severity
+    from doctor.registry import load_checks
+
+    specs = load_checks()
     out = []
     for sr in report.results:
         r = sr.result
@@ -24,11 +30,14 @@ def _wanted(report: Report, only: list[str] | None) -> list[tuple[str, str | Non
             continue
         if only and r.check_id not in only:
             continue
+        spec = specs.get(r.check_id)
+        if not only and not advice and spec is not None and spec.severity is Severity.ADVICE:
+            continue
         out.append((r.check_id, sr.subject, r))
     return out
 
 
-def build_plan(report: Report, host: Host, only: list[str] | None = None, force: bool = False) -> Plan:
+def build_plan(report: Report, host: Host, only: list[str] | None = None, force: bool = False, advice: bool = False) -> Plan:
     from remediations.early_load import initramfs_rebuild, plan_early_load
     from remediations.kernel_cmdline import plan_cmdline
     from remediations.pci_bind import plan_bind
@@ -41,7 +50,7 @@ def build_plan(report: Report, host: Host, only: list[str] | None = None, force:
         if bad:
             raise BadInput(f"unknown check id(s): {', '.join(bad)} (see `gpudoctor list`)")
     plan = Plan()
-    wanted = _wanted(report, only)
+    wanted = _wanted(report, only, advice)
     gpus = {g.address: g for g in report.gpus}
 
     def gpu_of(subject: str | None) -> PciDevice | None:

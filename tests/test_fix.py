@@ -57,7 +57,7 @@ def tree_digest(root: str) -> dict[str, str]:
 def plan_for(snap: str):  # type: ignore[no-untyped-def]
     h = SnapshotHost(snap)
     rep = run_checks(HostFacts(h), h.source_info())
-    return rep, build_plan(rep, h)
+    return rep, build_plan(rep, h, advice=True)
 
 
 def test_plan_for_the_notes_partial_host(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -151,7 +151,7 @@ def test_kill_after_each_action_then_undo_restores_everything(tmp_path) -> None:
         snap = copy_fixture(tmp_path / str(i), "seed-partial")
         root = os.path.join(snap, "root")
         before = tree_digest(root)
-        p = gd("fix", "--all", "--apply", "--yes", "--root", root, env={"GPUDOCTOR_TEST_CRASH_AFTER": str(i)})
+        p = gd("fix", "--all", "--advice", "--apply", "--yes", "--root", root, env={"GPUDOCTOR_TEST_CRASH_AFTER": str(i)})
         assert p.returncode == 137, (i, p.stdout, p.stderr)
         doc = Journal.list(RootedSystem(root))[-1]
         assert [e["state"] for e in doc["entries"]][: i + 1] == ["done"] * (i + 1)
@@ -173,7 +173,7 @@ def test_undo_stops_when_a_file_changed_after_the_fix(tmp_path) -> None:  # type
     snap = copy_fixture(tmp_path, "seed-partial")
     root = os.path.join(snap, "root")
     before = tree_digest(root)
-    assert gd("fix", "--all", "--apply", "--yes", "--root", root).returncode in (0, 1)
+    assert gd("fix", "--all", "--advice", "--apply", "--yes", "--root", root).returncode in (0, 1)
     conf = os.path.join(root, "etc/modprobe.d/vfio.conf")
     with open(conf, "a") as f:
         f.write("# my own later edit\n")
@@ -187,7 +187,10 @@ def test_undo_stops_when_a_file_changed_after_the_fix(tmp_path) -> None:  # type
 
 def test_snapshot_fix_is_a_dry_run_only() -> None:
     p = gd("fix", "--all", "--snapshot", os.path.join(FIX, "seed-partial"))
-    assert p.returncode == 0 and "Dry run" in p.stdout and "update-grub" in p.stdout
+    assert p.returncode == 0 and "Dry run" in p.stdout and "update-initramfs" in p.stdout
+    assert "update-grub" not in p.stdout  # iommu=pt is advice: only with --advice or when named
+    p = gd("fix", "--all", "--advice", "--snapshot", os.path.join(FIX, "seed-partial"))
+    assert "update-grub" in p.stdout
     p = gd("fix", "--all", "--snapshot", os.path.join(FIX, "seed-partial"), "--apply")
     assert p.returncode == 2
     p = gd("fix", "--snapshot", os.path.join(FIX, "seed-partial"))

@@ -43,11 +43,11 @@ def plan_for(snap: str) -> Plan:
     """The plan `gpudoctor fix --all --snapshot` makes."""
     h = SnapshotHost(snap)
     rep = run_checks(HostFacts(h), h.source_info())
-    return build_plan(rep, h)
+    return build_plan(rep, h, advice=True)  # iommu=pt exercises every bootloader family
 
 
 def cli_plan(snap: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "doctor.cli", "fix", "--all", "--snapshot", snap], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "doctor.cli", "fix", "--all", "--advice", "--snapshot", snap], capture_output=True,
                           text=True, check=False, cwd=REPO, stdin=subprocess.DEVNULL, timeout=120)
 
 
