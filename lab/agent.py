@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 
@@ -32,6 +33,14 @@ def _write_json(path: str, data: dict) -> None:
 def _uptime() -> float:
     with open("/proc/uptime") as f:
         return float(f.read().split()[0])
+
+
+def _feed(pipe, data: bytes) -> None:  # type: ignore[no-untyped-def]
+    try:
+        pipe.write(data)
+        pipe.close()
+    except (BrokenPipeError, OSError):
+        pass
 
 
 def run_job(share: str, jid: str, job: dict) -> dict:
@@ -58,12 +67,9 @@ def run_job(share: str, jid: str, job: dict) -> dict:
         except OSError as e:
             return {"rc": 127, "timed_out": False, "duration": 0.0, "error": f"cannot start: {e}"}
         try:
-            if job.get("input") is not None:
-                try:
-                    p.stdin.write(job["input"].encode())
-                    p.stdin.close()
-                except BrokenPipeError:
-                    pass
+            if job.get("input") is not None and p.stdin is not None:
+                # In a thread: a command that never reads stdin must not block the timeout.
+                threading.Thread(target=_feed, args=(p.stdin, job["input"].encode()), daemon=True).start()
             rc = p.wait(timeout=job.get("timeout") or 60)
         except subprocess.TimeoutExpired:
             timed_out = True

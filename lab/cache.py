@@ -44,6 +44,8 @@ ROOT_MODULES = [
     "snd_hda_intel",
     "bochs",
     "e1000e",
+    "kvm_amd",  # loads only where the CPU has svm (the AMD scenarios); fails harmlessly elsewhere
+    "kvm_intel",  # never loads under TCG (no VMX), like a host with VT-x disabled
 ]
 # Without these the guest cannot reach its root; the others are best effort.
 REQUIRED_MODULES = {"9pnet_virtio", "9p", "overlay", "vfio", "vfio_iommu_type1", "vfio_pci"}
@@ -253,8 +255,7 @@ class _Cpio:
     def _entry(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
         nb = name.encode() + b"\0"
         hdr = "070701" + "".join(
-            f"{v:08x}"
-            for v in (self.ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(nb), 0)
+            f"{v:08x}" for v in (self.ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(nb), 0)
         )
         self.ino += 1
         self.buf.write(hdr.encode() + nb)
@@ -310,9 +311,11 @@ def build_initramfs(k: Kernel, cache: Path | None = None) -> Path:
         names.append(p.name)
     c.file("modules/order", ("\n".join(names) + "\n").encode())
     c.file("kver", (k.kver + "\n").encode())
-    tmp = out.with_suffix(".tmp")
-    tmp.write_bytes(gzip.compress(c.finish(), compresslevel=1))
-    tmp.rename(out)
+    fd, tmp = tempfile.mkstemp(prefix=".initrd-", dir=cache)  # concurrent builders don't collide
+    with os.fdopen(fd, "wb") as f:
+        f.write(gzip.compress(c.finish(), compresslevel=1))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, out)
     for old in cache.glob("initrd-*.gz"):
         if old != out:
             old.unlink(missing_ok=True)

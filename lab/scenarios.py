@@ -9,15 +9,24 @@ CARD_FUNCTIONS = ["0000:01:00.0", "0000:01:00.1", "0000:01:00.2", "0000:01:00.3"
 
 INTEL_IOMMU = ["-device", "intel-iommu,intremap=on,caching-mode=on"]
 AMD_IOMMU = ["-device", "amd-iommu,intremap=on"]
+# TCG's default qemu64 CPU says AuthenticAMD and has svm (TCG emulates SVM, so kvm_amd loads and
+# /dev/kvm exists). An Intel host gets an Intel vendor string; TCG cannot emulate VMX, so the
+# Intel scenarios have no vmx flag and no /dev/kvm (like VT-x disabled in the firmware).
+INTEL_CPU = ["-cpu", "qemu64,vendor=GenuineIntel,-svm"]
+AMD_CPU = ["-cpu", "qemu64,vendor=AuthenticAMD,+svm"]
 
 # A four-function "GPU": VGA (0300), HDA audio (0403), xHCI USB (0c03), 16550 serial (0700),
 # all in one multifunction slot behind a PCIe root port, so they end up at 01:00.0-3.
 # q35 also keeps its own default VGA at 00:01.0 (the "boot display").
 CARD_DEVICES = [
-    "-device", "VGA,bus=rp1,addr=00.0,multifunction=on",
-    "-device", "ich9-intel-hda,bus=rp1,addr=00.1",
-    "-device", "qemu-xhci,bus=rp1,addr=00.2",
-    "-device", "pci-serial,bus=rp1,addr=00.3",
+    "-device",
+    "VGA,bus=rp1,addr=00.0,multifunction=on",
+    "-device",
+    "ich9-intel-hda,bus=rp1,addr=00.1",
+    "-device",
+    "qemu-xhci,bus=rp1,addr=00.2",
+    "-device",
+    "pci-serial,bus=rp1,addr=00.3",
 ]
 ROOT_PORT = ["-device", "pcie-root-port,id=rp1,chassis=1,slot=1"]
 
@@ -25,9 +34,12 @@ ROOT_PORT = ["-device", "pcie-root-port,id=rp1,chassis=1,slot=1"]
 # isolate them, so everything below both lands in a single IOMMU group. A NIC at 02:00.0 then
 # shares the card's group.
 SHARED_PORTS = [
-    "-device", "pcie-root-port,id=rp1,chassis=1,slot=1,addr=1c.0,multifunction=on,disable-acs=on",
-    "-device", "pcie-root-port,id=rp2,chassis=2,slot=2,addr=1c.1,disable-acs=on",
-    "-device", "e1000e,bus=rp2,addr=00.0",
+    "-device",
+    "pcie-root-port,id=rp1,chassis=1,slot=1,addr=1c.0,multifunction=on,disable-acs=on",
+    "-device",
+    "pcie-root-port,id=rp2,chassis=2,slot=2,addr=1c.1,disable-acs=on",
+    "-device",
+    "e1000e,bus=rp2,addr=00.0",
 ]
 
 
@@ -50,7 +62,12 @@ class Scenario:
 
 
 def _intel(**kw) -> dict:
-    return dict(iommu="intel", qemu_devices=INTEL_IOMMU + ROOT_PORT + CARD_DEVICES, append="intel_iommu=on", **kw)
+    return dict(
+        iommu="intel",
+        qemu_devices=INTEL_CPU + INTEL_IOMMU + ROOT_PORT + CARD_DEVICES,
+        append="intel_iommu=on",
+        **kw,
+    )
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -78,15 +95,15 @@ SCENARIOS: dict[str, Scenario] = {
             name="amd-partial",
             description="AMD-Vi; 01:00.0 and 01:00.1 on vfio-pci, the other two functions not",
             iommu="amd",
-            qemu_devices=AMD_IOMMU + ROOT_PORT + CARD_DEVICES,
-            append="amd_iommu=on",
+            qemu_devices=AMD_CPU + AMD_IOMMU + ROOT_PORT + CARD_DEVICES,
+            append="iommu=pt",  # AMD-Vi is on by default; amd_iommu=on is not a valid option
             bind_vfio=["0000:01:00.0", "0000:01:00.1"],
         ),
         Scenario(
             name="intel-iommu-off",
             description="Intel IOMMU device present but intel_iommu=off on the kernel command line",
             iommu="intel",
-            qemu_devices=INTEL_IOMMU + ROOT_PORT + CARD_DEVICES,
+            qemu_devices=INTEL_CPU + INTEL_IOMMU + ROOT_PORT + CARD_DEVICES,
             append="intel_iommu=off",
             iommu_enabled=False,
         ),
@@ -95,17 +112,25 @@ SCENARIOS: dict[str, Scenario] = {
             description="Card behind a root port without ACS that shares a multifunction slot with "
             "another ACS-less root port; the NIC at 02:00.0 lands in the card's IOMMU group",
             iommu="intel",
-            qemu_devices=INTEL_IOMMU + SHARED_PORTS + CARD_DEVICES,
+            qemu_devices=INTEL_CPU + INTEL_IOMMU + SHARED_PORTS + CARD_DEVICES,
             append="intel_iommu=on",
             group_intruders=["0000:02:00.0"],
+            # The whole card is on vfio-pci, yet the group is not viable: the NIC is on e1000e.
+            bind_vfio=list(CARD_FUNCTIONS),
         ),
         Scenario(
             name="intel-dmesg-restricted",
             description="Intel VT-d, partial binding; kernel.dmesg_restrict=1 and the doctor runs "
-            "without CAP_SYSLOG, so it cannot read the kernel log",
+            "without CAP_SYSLOG and CAP_SYS_ADMIN (the kernel still lets CAP_SYS_ADMIN read it), so "
+            "dmesg and /dev/kmsg fail for it",
             bind_vfio=["0000:01:00.0", "0000:01:00.1"],
             sysctl={"kernel.dmesg_restrict": "1"},
-            doctor_prefix=["setpriv", "--inh-caps=-syslog", "--bounding-set=-syslog", "--"],
+            doctor_prefix=[
+                "setpriv",
+                "--inh-caps=-syslog,-sys_admin",
+                "--bounding-set=-syslog,-sys_admin",
+                "--",
+            ],  # fmt: skip
             **_intel(),
         ),
     ]

@@ -1,0 +1,857 @@
+"""Disk-image scenarios: a real Debian 12 install booted through a real bootloader and initramfs.
+
+Unlike the direct-kernel lab (lab/vm.py: ``-kernel`` + a busybox initramfs + the host's userland
+over 9p), these guests boot a cached disk image: SeaBIOS -> GRUB (on the disk's MBR) -> the
+image's own kernel and initramfs-tools initramfs -> systemd. Fixes that need a reboot are proven
+across a real reboot. See lab/disk_README.md.
+
+Image (built once, cached): ``python -m lab.disk build`` (or ``sudo bash lab/setup_disk.sh``)::
+
+    <cache>/disk/debs/                 debootstrap --cache-dir (the .debs, reused on rebuilds)
+    <cache>/disk/bios-<key>.raw        the base image: MBR, one ext4 partition, GRUB installed
+    <cache>/disk/bios-<key>.json       what was built and how long each step took
+    <cache>/disk/prep/<name>-<key>.qcow2  a scenario's prepared first state (overlay on the base)
+
+Each run works on its own ``qemu-img create -f qcow2 -b ... -F ...`` overlay in a temporary
+folder, so the cached images are never written after they are built.
+
+One boot is one QEMU process (``-no-reboot``): the guest's ``systemctl reboot`` ends the process
+and the host starts the next boot from the same disk, with a fresh job. Every boot has its own
+deadlines (boot to the runner, the job, the shutdown); QEMU is always killed on the way out.
+
+The runner in the image (a oneshot systemd unit, ``gpudoctor-lab.service``) mounts the 9p share
+``labshare`` at each boot, runs ``job.json`` step by step (each step with its own timeout),
+writes each step's output and a ``truth.json`` of ground truth read in the guest (/proc/cmdline,
+driver links, IOMMU groups, the kernel log, file hashes) back to the share, then powers off or
+reboots as the job says. It writes markers on the serial console (``GPUDOCTOR-LAB ...``) that the
+host uses for timings and hang detection. The checkout under test is shared read-only as
+``gpsrc`` and run with ``PYTHONPATH`` (python3, python3-rich, python3-packaging and
+python3-pytest come from Debian).
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .cache import cache_dir
+from .errors import LabBootError, LabError, LabGuestDied, LabGuestHung, LabSetupError
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parent
+SETUP_HINT = "run `sudo bash lab/setup_disk.sh` (installs debootstrap/fdisk/qemu and builds the disk image)"
+
+SUITE = "bookworm"
+PACKAGES = [
+    "linux-image-amd64", "systemd-sysv", "udev", "kmod", "pciutils", "zstd", "initramfs-tools",
+    "grub-pc", "python3", "python3-rich", "python3-packaging", "python3-pytest",
+]  # fmt: skip
+IMAGE_SIZE = 3 * 1024**3  # sparse
+PART_START = 1024 * 1024  # bytes (sector 2048)
+BUILDER_VERSION = "5"  # bump when the image recipe changes (part of the cache key)
+
+MARK = "GPUDOCTOR-LAB"
+GUEST_SHARE = "/run/gpudoctor-lab"
+GUEST_SRC = "/run/gpudoctor-src"
+
+# Files whose bytes the scenarios compare across boots (sha256 in truth.json).
+TRACKED_FILES = [
+    "/etc/default/grub",
+    "/boot/grub/grub.cfg",
+    "/etc/modprobe.d/vfio.conf",
+    "/etc/initramfs-tools/modules",
+    "/etc/modules-load.d/vfio-pci.conf",
+    "/etc/initramfs-tools/initramfs.conf",
+    "/etc/fstab",
+]
+
+# The card for disk scenarios: three functions with *modular* drivers (bochs-drm, snd_hda_intel,
+# xhci_pci), so vfio-pci can take all of them from the initramfs. The direct-kernel lab's 4th
+# function, pci-serial, is driven by 8250_pci, built into Debian's kernel: it binds before any
+# module loads and neither ids= nor a softdep can move it at boot.
+DISK_CARD = "0000:01:00.0"
+DISK_CARD_FUNCTIONS = ["0000:01:00.0", "0000:01:00.1", "0000:01:00.2"]
+DISK_CARD_DEVICES = [
+    "-device", "pcie-root-port,id=rp1,chassis=1,slot=1",
+    "-device", "VGA,bus=rp1,addr=00.0,multifunction=on",
+    "-device", "ich9-intel-hda,bus=rp1,addr=00.1",
+    "-device", "qemu-xhci,bus=rp1,addr=00.2",
+]  # fmt: skip
+INTEL_PLATFORM = ["-cpu", "qemu64,vendor=GenuineIntel,-svm", "-device", "intel-iommu,intremap=on,caching-mode=on"]
+AMD_PLATFORM = ["-cpu", "qemu64,vendor=AuthenticAMD,+svm", "-device", "amd-iommu,intremap=on"]
+
+
+def _log(msg: str) -> None:
+    print(f"[lab/disk] {msg}", file=sys.stderr, flush=True)
+
+
+def disk_cache(cache: Path | None = None) -> Path:
+    return (cache or cache_dir()) / "disk"
+
+
+# --------------------------------------------------------------------------- the image recipe
+
+
+def apt_mirror() -> str:
+    """The Debian mirror this machine's apt uses (deb822 sources first, then sources.list)."""
+    env = os.environ.get("GPUDOCTOR_LAB_MIRROR")
+    if env:
+        return env
+    cands: list[Path] = [Path("/etc/apt/sources.list.d/debian.sources")]
+    cands += sorted(Path("/etc/apt/sources.list.d").glob("*.sources")) if Path("/etc/apt/sources.list.d").is_dir() else []
+    for p in cands:
+        try:
+            text = p.read_text()
+        except OSError:
+            continue
+        for para in re.split(r"\n\s*\n", text):
+            if re.search(r"^Types:.*\bdeb\b", para, re.M) and re.search(r"^Suites:.*\b" + SUITE + r"\b", para, re.M):
+                m = re.search(r"^URIs:\s*(\S+)", para, re.M)
+                if m and "security" not in m.group(1):
+                    return m.group(1)
+    try:
+        for line in Path("/etc/apt/sources.list").read_text().splitlines():
+            m = re.match(r"\s*deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+" + SUITE + r"\s", line)
+            if m and "security" not in m.group(1):
+                return m.group(1)
+    except OSError:
+        pass
+    return "http://deb.debian.org/debian"
+
+
+GRUB_DEFAULT = """\
+# written by gpudoctor's lab (lab/disk.py)
+GRUB_DEFAULT=0
+GRUB_TIMEOUT=0
+GRUB_DISTRIBUTOR=`lsb_release -i -s 2> /dev/null || echo Debian`
+GRUB_CMDLINE_LINUX_DEFAULT="console=ttyS0,115200 quiet"
+GRUB_CMDLINE_LINUX=""
+GRUB_TERMINAL=serial
+GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"
+GRUB_DISABLE_OS_PROBER=true
+"""
+
+UNIT = """\
+[Unit]
+Description=gpudoctor lab job runner (9p share labshare)
+After=local-fs.target systemd-modules-load.service systemd-udevd.service systemd-udev-trigger.service
+Wants=systemd-udev-trigger.service
+ConditionKernelCommandLine=!gpudoctor_lab.off
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/python3 -u /usr/local/sbin/gpudoctor-lab-runner
+StandardOutput=journal
+StandardError=journal
+TimeoutStartSec=infinity
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+RUNNER = r'''#!/usr/bin/python3
+"""gpudoctor lab runner: mount the 9p share, run job.json, write results, power off/reboot."""
+import hashlib, json, os, subprocess, sys, time
+
+SHARE = "@SHARE@"
+SRC = "@SRC@"
+MARK = "@MARK@"
+
+
+def mark(msg):
+    try:
+        with open("/dev/ttyS0", "w") as f:
+            f.write(f"\n{MARK} {msg} uptime={uptime():.1f}\n")
+    except OSError:
+        pass
+
+
+def uptime():
+    with open("/proc/uptime") as f:
+        return float(f.read().split()[0])
+
+
+def sh(cmd, timeout=60):
+    try:
+        return subprocess.run(cmd, shell=isinstance(cmd, str), capture_output=True, text=True, timeout=timeout,
+                              errors="replace").stdout
+    except Exception as e:
+        return f"(failed: {e})"
+
+
+def mount(tag, where, ro=False):
+    os.makedirs(where, exist_ok=True)
+    opts = "trans=virtio,version=9p2000.L,msize=262144,cache=none" + (",ro" if ro else "")
+    for _ in range(50):
+        if subprocess.run(["mount", "-t", "9p", "-o", opts, tag, where]).returncode == 0:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def truth(files):
+    t = {"uptime": uptime()}
+    t["cmdline"] = open("/proc/cmdline").read().strip()
+    t["uname_r"] = os.uname().release
+    drivers, overrides = {}, {}
+    for a in sorted(os.listdir("/sys/bus/pci/devices")):
+        d = f"/sys/bus/pci/devices/{a}"
+        drivers[a] = os.path.basename(os.readlink(d + "/driver")) if os.path.exists(d + "/driver") else None
+    t["drivers"] = drivers
+    groups = {}
+    base = "/sys/kernel/iommu_groups"
+    if os.path.isdir(base):
+        for g in os.listdir(base):
+            groups[g] = sorted(os.listdir(f"{base}/{g}/devices"))
+    t["iommu_groups"] = groups
+    t["dmesg"] = sh(["dmesg"])
+    t["lsmod"] = sh(["lsmod"])
+    t["root_mount"] = sh(["findmnt", "-n", "-o", "SOURCE,FSTYPE,OPTIONS", "/"]).strip()
+    hashes = {}
+    for p in files:
+        try:
+            with open(p, "rb") as f:
+                hashes[p] = hashlib.sha256(f.read()).hexdigest()
+        except OSError:
+            hashes[p] = None
+    t["files"] = hashes
+    t["boot_files"] = sorted(os.listdir("/boot"))
+    t["failed_units"] = sh(["systemctl", "--failed", "--no-legend", "--plain"]).strip()
+    t["initrd_modules"] = ""
+    return t
+
+
+def main():
+    if not mount("labshare", SHARE):
+        mark("NOSHARE")
+        return
+    mount("gpsrc", SRC, ro=True)
+    jp = f"{SHARE}/job.json"
+    if not os.path.exists(jp):
+        mark("NOJOB")
+        return
+    job = json.load(open(jp))
+    boot = job["boot"]
+    out = f"{SHARE}/results/{boot}"
+    os.makedirs(out, exist_ok=True)
+    os.rename(jp, f"{SHARE}/job.taken.{boot}.json")
+    mark(f"READY boot={boot}")
+    subprocess.run(["udevadm", "settle", "--timeout=60"])
+    if job.get("truth_before", True):
+        json.dump(truth(job.get("files", [])), open(f"{out}/truth.json", "w"), indent=1)
+    env = dict(os.environ, PYTHONPATH=SRC, PYTHONDONTWRITEBYTECODE="1", LC_ALL="C.UTF-8", TERM="dumb",
+               COLUMNS="200", PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    env.update(job.get("env", {}))
+    steps = job.get("steps", [])
+    for i, st in enumerate(steps):
+        mark(f"STEP {i} START {st.get('name', '')}")
+        t0 = time.monotonic()
+        res = {"name": st.get("name"), "timed_out": False}
+        with open(f"{out}/{i}.out", "w") as fo, open(f"{out}/{i}.err", "w") as fe:
+            try:
+                p = subprocess.Popen(["/bin/sh", "-c", st["sh"]], stdout=fo, stderr=fe, env=env, cwd="/",
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+                try:
+                    res["rc"] = p.wait(timeout=st.get("timeout", 300))
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, 9)
+                    res["rc"] = p.wait()
+                    res["timed_out"] = True
+            except Exception as e:
+                res["rc"] = -1
+                res["error"] = repr(e)
+        res["duration"] = time.monotonic() - t0
+        json.dump(res, open(f"{out}/{i}.json", "w"))
+        mark(f"STEP {i} END rc={res['rc']} duration={res['duration']:.1f}")
+        if res["rc"] != 0 and st.get("stop_on_error", True):
+            break
+    if job.get("truth_after"):
+        json.dump(truth(job.get("files", [])), open(f"{out}/truth_after.json", "w"), indent=1)
+    json.dump({"uptime": uptime(), "then": job.get("then", "poweroff")}, open(f"{out}/done.json", "w"))
+    os.sync()
+    then = job.get("then", "poweroff")
+    mark(f"DONE boot={boot} then={then}")
+    if then in ("poweroff", "reboot"):
+        subprocess.run(["systemctl", "--no-block", then])
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as e:
+        mark(f"RUNNER-ERROR {e!r}")
+        raise
+'''
+
+
+def runner_text() -> str:
+    return RUNNER.replace("@SHARE@", GUEST_SHARE).replace("@SRC@", GUEST_SRC).replace("@MARK@", MARK)
+
+
+def image_key(firmware: str = "bios") -> str:
+    h = hashlib.sha256()
+    for part in (BUILDER_VERSION, firmware, SUITE, " ".join(PACKAGES), GRUB_DEFAULT, UNIT, runner_text()):
+        h.update(part.encode() + b"\0")
+    return h.hexdigest()[:12]
+
+
+@dataclass
+class BaseImage:
+    path: Path
+    meta: dict
+
+    @property
+    def key(self) -> str:
+        return self.meta["key"]
+
+
+def _run(argv: list[str], what: str, timeout: float = 1800, **kw) -> subprocess.CompletedProcess:
+    t0 = time.monotonic()
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, errors="replace", **kw)
+    if r.returncode != 0:
+        raise LabSetupError(
+            f"{what} failed (rc={r.returncode}, {time.monotonic() - t0:.0f}s): {shlex.join(argv)}\n"
+            f"--- stdout tail:\n{r.stdout[-3000:]}\n--- stderr tail:\n{r.stderr[-3000:]}"
+        )
+    return r
+
+
+def _need_tools() -> None:
+    missing = [t for t in ("debootstrap", "sfdisk", "mkfs.ext4", "qemu-img", "qemu-system-x86_64") if not shutil.which(t)]
+    if missing:
+        raise LabSetupError(f"missing tools: {' '.join(missing)}; {SETUP_HINT}")
+    if os.geteuid() != 0:
+        raise LabSetupError(f"building the disk image needs root (debootstrap); {SETUP_HINT}")
+
+
+def load_image(cache: Path | None = None, firmware: str = "bios") -> BaseImage:
+    d = disk_cache(cache)
+    key = image_key(firmware)
+    path = d / f"{firmware}-{key}.raw"
+    meta = d / f"{firmware}-{key}.json"
+    if not path.exists() or not meta.exists():
+        others = sorted(p.name for p in d.glob(f"{firmware}-*.raw")) if d.is_dir() else []
+        raise LabSetupError(
+            f"no {firmware} disk image for recipe {key} in {d}"
+            + (f" (older recipes there: {', '.join(others)})" if others else "")
+            + f"; {SETUP_HINT}"
+        )
+    return BaseImage(path, json.loads(meta.read_text()))
+
+
+def build_image(cache: Path | None = None, force: bool = False, firmware: str = "bios") -> BaseImage:
+    """Build (or reuse) the cached BIOS/GRUB base image. Needs root and Debian's archive."""
+    if firmware != "bios":
+        raise LabSetupError("only the bios (GRUB) image is implemented")
+    if not force:
+        try:
+            img = load_image(cache, firmware)
+            _log(f"disk image already cached: {img.path}")
+            return img
+        except LabSetupError:
+            pass
+    _need_tools()
+    d = disk_cache(cache)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "debs").mkdir(exist_ok=True)
+    key = image_key(firmware)
+    times: dict[str, float] = {}
+    work = Path(tempfile.mkdtemp(prefix=f"build-{firmware}-", dir=d))
+    try:
+        # The debootstrapped tree is kept (rootfs-<key>/) until an image is built from it, so a
+        # failure in a later step does not cost another debootstrap.
+        rootfs = d / f"rootfs-{key}"
+        ok = d / f"rootfs-{key}.ok"
+        mirror = apt_mirror()
+        t0 = time.monotonic()
+        if ok.exists() and rootfs.is_dir():
+            _log(f"reusing the debootstrapped tree {rootfs}")
+        else:
+            shutil.rmtree(rootfs, ignore_errors=True)
+            _log(f"debootstrap --variant=minbase {SUITE} from {mirror} (~2-4 min; ~125 MB of .debs the first time)")
+            _run(["debootstrap", "--variant=minbase", f"--cache-dir={d / 'debs'}", f"--include={','.join(PACKAGES)}",
+                  SUITE, str(rootfs), mirror], "debootstrap", env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+            ok.write_text(mirror + "\n")
+            times["debootstrap"] = time.monotonic() - t0
+            _log(f"  debootstrap done in {times['debootstrap']:.0f}s")
+
+        t0 = time.monotonic()
+        fs_uuid = str(uuid.uuid4())
+        _configure_rootfs(rootfs, fs_uuid)
+        kernels = sorted((rootfs / "boot").glob("vmlinuz-*"))
+        initrds = sorted((rootfs / "boot").glob("initrd.img-*"))
+        if not kernels or not initrds:
+            raise LabSetupError(f"no kernel/initrd in {rootfs}/boot after debootstrap: {os.listdir(rootfs / 'boot')}")
+        kver = kernels[-1].name[len("vmlinuz-"):]
+        shutil.copy2(kernels[-1], work / "vmlinuz")
+        shutil.copy2(initrds[-1], work / "initrd.img")
+        raw = work / "image.raw"
+        with open(raw, "wb") as f:
+            f.truncate(IMAGE_SIZE)
+        _run(["sfdisk", "--no-reread", "--no-tell-kernel", str(raw)], "sfdisk",
+             input=f"label: dos\nstart={PART_START // 512}, type=83, bootable\n")
+        part_bytes = IMAGE_SIZE - PART_START
+        _run(["mkfs.ext4", "-F", "-q", "-L", "gpudoctor-root", "-U", fs_uuid, "-d", str(rootfs),
+              "-E", f"offset={PART_START}", str(raw), f"{part_bytes // 1024}k"], "mkfs.ext4 -d")
+        times["mkfs"] = time.monotonic() - t0
+        _log(f"  partition + mkfs.ext4 -d done in {times['mkfs']:.0f}s (kernel {kver})")
+
+        # First boot with the image's own kernel and initrd: install GRUB on the MBR, build the
+        # MODULES=dep initramfs, write grub.cfg. Then a second boot through GRUB proves the disk
+        # boots on its own.
+        t0 = time.monotonic()
+        m = Machine(raw, name="build", platform=INTEL_PLATFORM, devices=DISK_CARD_DEVICES, overlay=False,
+                    kernel=(work / "vmlinuz", work / "initrd.img",
+                            f"root=UUID={fs_uuid} ro console=ttyS0,115200 gpudoctor_lab.firstboot"))
+        try:
+            b = m.boot([
+                Step("update-initramfs", "update-initramfs -u -k all", timeout=900),
+                Step("grub-install", "grub-install --target=i386-pc /dev/vda", timeout=300),
+                Step("update-grub", "update-grub", timeout=300),
+            ], then="poweroff", boot_timeout=300, truth=False)
+            b.check()
+            times["first_boot"] = time.monotonic() - t0
+            _log(f"  first boot (initramfs, grub-install, update-grub) done in {times['first_boot']:.0f}s: "
+                 + ", ".join(f"{s.name} {s.duration:.0f}s" for s in b.steps))
+            m.kernel = None
+            t0 = time.monotonic()
+            b = m.boot([Step("true", "true")], then="poweroff", boot_timeout=300)
+            b.check()
+            times["grub_boot"] = time.monotonic() - t0
+            _log(f"  boot through GRUB ok in {times['grub_boot']:.0f}s (runner up after {b.ready_s:.1f}s): "
+                 f"{b.truth.get('cmdline')}")
+        finally:
+            m.close()
+        final = d / f"{firmware}-{key}.raw"
+        raw.rename(final)
+        meta = {"key": key, "firmware": firmware, "suite": SUITE, "mirror": mirror, "kver": kver, "fs_uuid": fs_uuid,
+                "packages": PACKAGES, "times": times, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "used_bytes": final.stat().st_blocks * 512}
+        (d / f"{firmware}-{key}.json").write_text(json.dumps(meta, indent=1) + "\n")
+        shutil.rmtree(rootfs, ignore_errors=True)
+        ok.unlink(missing_ok=True)
+        for old in d.glob(f"{firmware}-*.raw"):
+            if old != final:
+                old.unlink(missing_ok=True)
+                old.with_suffix(".json").unlink(missing_ok=True)
+        _log(f"image {final} built: {meta['used_bytes'] / 1e6:.0f} MB used; times {json.dumps({k: round(v) for k, v in times.items()})}")
+        return BaseImage(final, meta)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _configure_rootfs(root: Path, fs_uuid: str) -> None:
+    (root / "etc/fstab").write_text(f"UUID={fs_uuid} / ext4 errors=remount-ro 0 1\n")
+    (root / "etc/hostname").write_text("gpudoctor-lab\n")
+    (root / "etc/hosts").write_text("127.0.0.1 localhost\n127.0.1.1 gpudoctor-lab\n")
+    (root / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")  # no systemd-firstboot prompts
+    (root / "etc/default/grub").write_text(GRUB_DEFAULT)
+    conf = root / "etc/initramfs-tools/initramfs.conf"
+    conf.write_text(re.sub(r"^MODULES=.*$", "MODULES=dep", conf.read_text(), flags=re.M))
+    sb = root / "usr/local/sbin/gpudoctor-lab-runner"
+    sb.write_text(runner_text())
+    sb.chmod(0o755)
+    (root / "etc/systemd/system/gpudoctor-lab.service").write_text(UNIT)
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    link = wants / "gpudoctor-lab.service"
+    if not link.exists():
+        link.symlink_to("/etc/systemd/system/gpudoctor-lab.service")
+    # root without a password on the serial console (debugging by hand with GPUDOCTOR_LAB_KEEP)
+    shadow = root / "etc/shadow"
+    shadow.write_text(re.sub(r"^root:[^:]*:", "root::", shadow.read_text(), flags=re.M))
+    # Nothing in the guest may wait for a network or a timer.
+    for unit in ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer"):
+        for w in (root / "etc/systemd/system/timers.target.wants").glob(unit):
+            w.unlink()
+    (root / "var/cache/apt/archives").mkdir(parents=True, exist_ok=True)
+    for deb in (root / "var/cache/apt/archives").glob("*.deb"):
+        deb.unlink()
+
+
+# --------------------------------------------------------------------------- booting
+
+
+_live: weakref.WeakSet[Machine] = weakref.WeakSet()
+
+
+def _kill_all() -> None:
+    for m in list(_live):
+        m.close()
+
+
+atexit.register(_kill_all)
+
+
+def _preexec() -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+@dataclass
+class Step:
+    name: str
+    sh: str
+    timeout: float = 300
+    stop_on_error: bool = True
+
+
+@dataclass
+class StepResult:
+    name: str
+    sh: str
+    rc: int | None
+    stdout: str
+    stderr: str
+    duration: float
+    timed_out: bool = False
+    ran: bool = True
+
+    def json(self) -> dict | list:
+        try:
+            return json.loads(self.stdout)
+        except ValueError as e:
+            raise LabError(f"step {self.name}: stdout is not JSON ({e}):\n{self}") from None
+
+    def __str__(self) -> str:
+        return (f"$ {self.sh}\n[rc={self.rc}{' TIMED OUT' if self.timed_out else ''} {self.duration:.1f}s]\n"
+                f"--- stdout\n{self.stdout[-6000:]}--- stderr\n{self.stderr[-4000:]}")
+
+
+@dataclass
+class BootResult:
+    machine: str
+    index: int
+    steps: list[StepResult]
+    truth: dict
+    truth_after: dict
+    ready_s: float  # QEMU start -> runner's READY marker (boot to a usable command)
+    total_s: float  # QEMU start -> QEMU exit
+    console: str
+    markers: list[tuple[float, str]] = field(default_factory=list)
+
+    def step(self, name: str) -> StepResult:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise LabError(f"boot {self.index} of {self.machine}: no step {name!r}")
+
+    def at(self, marker: str) -> float:
+        """Seconds from QEMU's start to the first console marker starting with *marker*
+        (e.g. "STEP 1 START", "STEP 0 END", "DONE"); the power-off is ``total_s``."""
+        for t, line in self.markers:
+            if line.startswith(f"{MARK} {marker}"):
+                return t
+        raise LabError(f"boot {self.index} of {self.machine}: no marker {marker!r} on the console")
+
+    def check(self) -> BootResult:
+        bad = [s for s in self.steps if s.rc != 0 or s.timed_out or not s.ran]
+        if bad:
+            raise LabError(f"boot {self.index} of {self.machine}: step {bad[0].name} failed:\n{bad[0]}\n"
+                           f"--- console tail:\n{_tail_text(self.console)}")
+        return self
+
+    def summary(self) -> str:
+        return (f"boot {self.index}: runner up {self.ready_s:.1f}s, total {self.total_s:.1f}s; "
+                + ", ".join(f"{s.name} {s.duration:.1f}s rc={s.rc}" for s in self.steps))
+
+
+def _tail_text(text: str, lines: int = 40) -> str:
+    return "\n".join(text[-20000:].splitlines()[-lines:])
+
+
+def qemu_binary() -> str:
+    return os.environ.get("GPUDOCTOR_LAB_QEMU", "qemu-system-x86_64")
+
+
+class Machine:
+    """A disk that boots again and again: ``m.boot(steps)`` is one power cycle (one QEMU process)."""
+
+    def __init__(
+        self,
+        backing: Path,
+        *,
+        name: str,
+        platform: list[str] = INTEL_PLATFORM,
+        devices: list[str] = DISK_CARD_DEVICES,
+        overlay: bool = True,
+        backing_format: str = "raw",
+        kernel: tuple[Path, Path, str] | None = None,
+        memory: int = 1536,
+        smp: int = 2,
+    ) -> None:
+        self.name = name
+        self.platform = platform
+        self.devices = devices
+        self.kernel = kernel
+        self.memory = memory
+        self.smp = smp
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"gpudoctor-disk-{name}-"))
+        self.share = self.workdir / "share"
+        (self.share / "results").mkdir(parents=True)
+        self.proc: subprocess.Popen | None = None
+        self.boots: list[BootResult] = []
+        self._closed = False
+        if overlay:
+            self.disk = self.workdir / "disk.qcow2"
+            _run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(backing), "-F", backing_format, str(self.disk)],
+                 "qemu-img create overlay")
+            self.disk_format = "qcow2"
+        else:
+            self.disk = backing
+            self.disk_format = backing_format
+        _live.add(self)
+
+    def qemu_command(self, index: int) -> list[str]:
+        cmd = [
+            qemu_binary(),
+            "-machine", "q35,kernel-irqchip=split",
+            "-accel", "tcg",
+            "-m", str(self.memory),
+            "-smp", str(self.smp),
+            "-display", "none",
+            "-vga", "none",  # else q35 adds a VGA with the card's id (ids= would grab it too)
+            "-nic", "none",
+            "-no-reboot",  # a guest reboot ends this process; the next boot is a new one
+            "-monitor", "none",
+            "-serial", f"file:{self.workdir / f'console-{index}.log'}",
+            "-drive", f"file={self.disk},format={self.disk_format},if=virtio,cache=unsafe",
+            *self.platform,
+            *self.devices,
+            "-virtfs", f"local,path={self.share},mount_tag=labshare,security_model=none,multidevs=remap",
+            "-virtfs", f"local,path={REPO_ROOT},mount_tag=gpsrc,security_model=none,readonly=on,multidevs=remap",
+        ]  # fmt: skip
+        if self.kernel:
+            k, i, append = self.kernel
+            cmd += ["-kernel", str(k), "-initrd", str(i), "-append", append]
+        return cmd
+
+    def _kill(self) -> None:
+        p = self.proc
+        if p is None or p.poll() is not None:
+            return
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            try:
+                p.kill()
+            except ProcessLookupError:
+                pass
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._kill()
+        _live.discard(self)
+        if os.environ.get("GPUDOCTOR_LAB_KEEP"):
+            _log(f"{self.name}: keeping {self.workdir}")
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Machine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def save_disk(self, dest: Path) -> None:
+        """Copy the current overlay (powered off) to *dest* (a cached prepared state)."""
+        tmp = dest.with_suffix(".tmp")
+        shutil.copyfile(self.disk, tmp)
+        tmp.rename(dest)
+
+    def boot(
+        self,
+        steps: list[Step],
+        *,
+        then: str = "poweroff",
+        boot_timeout: float = 240,
+        shutdown_timeout: float = 120,
+        truth: bool = True,
+        truth_after: bool = False,
+        files: list[str] = TRACKED_FILES,
+        env: dict[str, str] | None = None,
+    ) -> BootResult:
+        """Power on, wait for the runner, run *steps*, wait for the guest to power off/reboot."""
+        if self._closed:
+            raise LabError(f"{self.name}: machine closed")
+        index = len(self.boots) + 1
+        job = {"boot": index, "steps": [s.__dict__ for s in steps], "then": then, "files": files,
+               "truth_before": truth, "truth_after": truth_after, "env": env or {}}
+        tmp = self.share / ".job.tmp"
+        tmp.write_text(json.dumps(job))
+        tmp.rename(self.share / "job.json")
+        console = self.workdir / f"console-{index}.log"
+        cmd = self.qemu_command(index)
+        (self.workdir / f"qemu-{index}.cmd").write_text(shlex.join(cmd) + "\n")
+        qlog = open(self.workdir / f"qemu-{index}.log", "wb")
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=qlog, stderr=subprocess.STDOUT,
+                                     start_new_session=True, preexec_fn=_preexec)
+        qlog.close()
+        markers: list[tuple[float, str]] = []
+        seen = 0  # bytes of the console log already parsed (whole lines only)
+        ready_at: float | None = None
+        done_at: float | None = None
+        step_deadline_total = sum(s.timeout for s in steps) + 90 + (120 if truth else 0) + (60 if truth_after else 0)
+        out = self.share / "results" / str(index)
+
+        def con() -> str:
+            try:
+                return console.read_bytes().decode("utf-8", "replace")
+            except OSError:
+                return ""
+
+        def fail(exc: type[LabError], why: str) -> LabError:
+            self._kill()
+            return exc(f"{self.name} boot {index}: {why}\n--- console tail:\n{_tail_text(con())}\n"
+                       f"--- qemu: {(self.workdir / f'qemu-{index}.log').read_text(errors='replace')[-1500:]}")
+
+        try:
+            while True:
+                now = time.monotonic()
+                rc = self.proc.poll()  # before reading, so the last lines are parsed after an exit
+                try:
+                    with open(console, "rb") as f:
+                        f.seek(seen)
+                        chunk = f.read()
+                except OSError:
+                    chunk = b""
+                end = chunk.rfind(b"\n")
+                if end >= 0:
+                    seen += end + 1
+                    for raw in chunk[: end + 1].split(b"\n"):
+                        line = raw.decode("utf-8", "replace").strip()
+                        if not line.startswith(MARK + " "):
+                            continue
+                        markers.append((now - t0, line))
+                        if " READY " in line and ready_at is None:
+                            ready_at = now
+                        if line.startswith(MARK + " DONE") and done_at is None:
+                            done_at = now
+                        if "NOSHARE" in line or "NOJOB" in line or "RUNNER-ERROR" in line:
+                            raise fail(LabBootError, f"runner said: {line}")
+                if rc is not None:
+                    break
+                if ready_at is None and now - t0 > boot_timeout:
+                    raise fail(LabBootError, f"the guest did not reach the lab runner within {boot_timeout:.0f}s "
+                                             "(unbootable or hung; QEMU killed)")
+                if ready_at is not None and done_at is None and now - ready_at > step_deadline_total:
+                    raise fail(LabGuestHung, f"the job did not finish within {step_deadline_total:.0f}s of the runner "
+                                             "starting (QEMU killed)")
+                if done_at is not None and now - done_at > shutdown_timeout:
+                    raise fail(LabGuestHung, f"the guest did not {then} within {shutdown_timeout:.0f}s of the job's end")
+                time.sleep(0.1)
+        except BaseException:
+            self._kill()
+            raise
+        total = time.monotonic() - t0
+        text = con()
+        if ready_at is None or not (out / "done.json").exists():
+            raise LabGuestDied(f"{self.name} boot {index}: QEMU exited (rc={rc}) before the job was done\n"
+                               f"--- console tail:\n{_tail_text(text)}")
+        results: list[StepResult] = []
+        for i, s in enumerate(steps):
+            meta_p = out / f"{i}.json"
+            if not meta_p.exists():
+                results.append(StepResult(s.name, s.sh, None, "", "", 0.0, ran=False))
+                continue
+            meta = json.loads(meta_p.read_text())
+            results.append(StepResult(
+                s.name, s.sh, meta.get("rc"),
+                (out / f"{i}.out").read_text(errors="replace"),
+                (out / f"{i}.err").read_text(errors="replace") + (f"\n[runner] {meta['error']}" if meta.get("error") else ""),
+                meta.get("duration", 0.0), bool(meta.get("timed_out")),
+            ))
+        def _j(p: Path) -> dict:
+            return json.loads(p.read_text()) if p.exists() else {}
+        b = BootResult(self.name, index, results, _j(out / "truth.json"), _j(out / "truth_after.json"),
+                       ready_at - t0, total, text, markers)
+        self.boots.append(b)
+        _log(f"{self.name}: {b.summary()}")
+        return b
+
+
+# --------------------------------------------------------------------------- ground truth helpers
+
+
+def vfio_before_root(dmesg: str) -> tuple[bool, str]:
+    """Whether the kernel log shows vfio-pci taking ids before the root filesystem was mounted
+    (i.e. from the initramfs). Returns (answer, the two lines that decided it)."""
+    lines = dmesg.splitlines()
+    vfio = next((i for i, ln in enumerate(lines) if re.search(r"vfio_pci: add \[|vfio-pci 0000:", ln)), None)
+    root = next((i for i, ln in enumerate(lines) if re.search(r"EXT4-fs \(vda1\): mounted filesystem", ln)), None)
+    why = f"vfio: {lines[vfio] if vfio is not None else '(none)'} | root: {lines[root] if root is not None else '(none)'}"
+    return (vfio is not None and root is not None and vfio < root), why
+
+
+def gpudoctor_sh(args: str) -> str:
+    """Shell for running the checkout's gpudoctor in the guest (shared read-only over 9p)."""
+    return f"python3 -c 'import sys; from doctor.cli import main; sys.exit(main())' {args}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m lab.disk", description="gpudoctor's disk-image lab")
+    sub = ap.add_subparsers(dest="action", required=True)
+    b = sub.add_parser("build", help="build (or reuse) the cached BIOS/GRUB image")
+    b.add_argument("--force", action="store_true")
+    sub.add_parser("path", help="print the cached image's path")
+    r = sub.add_parser("boot", help="boot the image once (overlay), run CMD (after --), print the output")
+    r.add_argument("--timeout", type=float, default=600)
+    r.add_argument("--append-grub", default="", help="GRUB_CMDLINE_LINUX for a first prepare boot")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cmd: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, cmd = argv[:i], argv[i + 1 :]
+    a = ap.parse_args(argv)
+    try:
+        if a.action == "build":
+            t0 = time.monotonic()
+            img = build_image(force=a.force)
+            print(img.path)
+            _log(f"total {time.monotonic() - t0:.0f}s")
+            return 0
+        if a.action == "path":
+            print(load_image().path)
+            return 0
+        img = load_image()
+        with Machine(img.path, name="adhoc") as m:
+            b = m.boot([Step("cmd", shlex.join(cmd) if len(cmd) > 1 else (cmd[0] if cmd else "true"), a.timeout)])
+            s = b.steps[0]
+            sys.stdout.write(s.stdout)
+            sys.stderr.write(s.stderr)
+            print(f"[lab/disk] {b.summary()}", file=sys.stderr)
+            print(f"[lab/disk] cmdline: {b.truth.get('cmdline')}", file=sys.stderr)
+            return s.rc or 0
+    except LabError as e:
+        print(f"lab.disk: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
