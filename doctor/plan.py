@@ -410,10 +410,14 @@ class Journal:
 
 
 def _crash_hook(index: int) -> None:
-    """Test hook: GPUDOCTOR_TEST_CRASH_AFTER=N kills the process right after action N."""
+    """Test hooks: GPUDOCTOR_TEST_CRASH_AFTER=N kills the process right after action N (as a
+    power cut would); GPUDOCTOR_TEST_INTERRUPT_AFTER=N raises ^C there."""
     v = os.environ.get("GPUDOCTOR_TEST_CRASH_AFTER")
     if v is not None and v.isdigit() and int(v) == index:
         os._exit(137)
+    v = os.environ.get("GPUDOCTOR_TEST_INTERRUPT_AFTER")
+    if v is not None and v.isdigit() and int(v) == index:
+        raise KeyboardInterrupt
 
 
 def apply_plan(plan: Plan, sysm: System, journal: Journal) -> list[str]:

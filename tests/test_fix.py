@@ -160,6 +160,20 @@ def test_kill_after_each_action_then_undo_restores_everything(tmp_path) -> None:
         assert tree_digest(root) == before, f"not restored after a crash following action {i}"
 
 
+def test_interrupt_gives_130_rolls_back_and_leaves_a_consistent_journal(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    snap = copy_fixture(tmp_path, "seed-partial")
+    root = os.path.join(snap, "root")
+    before = tree_digest(root)
+    p = gd("fix", "--all", "--advice", "--apply", "--yes", "--root", root, env={"GPUDOCTOR_TEST_INTERRUPT_AFTER": "2"})
+    assert p.returncode == 130, (p.stdout, p.stderr)
+    assert "rolled back" in p.stderr
+    assert tree_digest(root) == before
+    doc = Journal.list(RootedSystem(root))[-1]
+    assert doc["state"] == "interrupted, rolled back"
+    assert all(e["state"] in ("rolled back", "planned") for e in doc["entries"]), [e["state"] for e in doc["entries"]]
+    assert gd("undo", "--root", root).returncode == 2  # nothing left to undo: a clear message, not a crash
+
+
 def test_without_yes_and_without_a_terminal_nothing_is_applied(tmp_path) -> None:  # type: ignore[no-untyped-def]
     snap = copy_fixture(tmp_path, "seed-partial")
     root = os.path.join(snap, "root")
