@@ -108,6 +108,7 @@ SPECS: list[Spec] = [
         "/sys/kernel/security/lockdown",
         "/sys/module/module/parameters/sig_enforce",
         "/etc/libvirt/qemu/*.xml",
+        "/proc/meminfo",
     ),
 ]
 

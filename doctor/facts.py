@@ -418,6 +418,12 @@ class Facts:
     def libvirt_hostdevs(self) -> tuple[LibvirtHostdev, ...]:
         raise self._unknown("libvirt domain definitions", "sudo grep -A3 '<hostdev' /etc/libvirt/qemu/*.xml")
 
+    def libvirt_domains(self) -> tuple[LibvirtDomain, ...]:
+        raise self._unknown("libvirt domain definitions", "sudo cat /etc/libvirt/qemu/*.xml")
+
+    def meminfo(self) -> dict[str, int]:
+        raise self._unknown("memory and hugepages", "cat /proc/meminfo")
+
     # -- derived facts shared by checks ------------------------------------
     def gpus(self) -> list[PciDevice]:
         return [d for d in self.pci_devices().values() if d.is_display]
@@ -1013,6 +1019,62 @@ def parse_libvirt_hostdevs(text: str, file: str) -> tuple[LibvirtHostdev, ...]:
             continue
         out.append(LibvirtHostdev(name, file, f"{dom:04x}:{bus:02x}:{slot:02x}.{fn:x}"))
     return tuple(out)
+
+
+_UNIT_KIB = {"b": 1 / 1024, "bytes": 1 / 1024, "k": 1, "kib": 1, "kb": 1000 / 1024, "m": 1024, "mib": 1024,
+             "mb": 1000**2 / 1024, "g": 1024**2, "gib": 1024**2, "gb": 1000**3 / 1024, "t": 1024**3, "tib": 1024**3}
+
+
+def _kib(el: Any) -> int | None:
+    if el is None or not (el.text or "").strip():
+        return None
+    try:
+        return int(int(el.text.strip()) * _UNIT_KIB.get((el.get("unit") or "KiB").lower(), 1))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class LibvirtDomain:
+    """What a libvirt domain asks of host memory (for VFIO all guest RAM is pinned)."""
+
+    name: str
+    file: str
+    memory_kib: int | None
+    hostdevs: int  # PCI host devices
+    hugepages: bool
+    hard_limit_kib: int | None
+    locked: bool  # <memoryBacking><locked/>
+
+
+def parse_libvirt_domain(text: str, file: str) -> LibvirtDomain:
+    """ValueError if the XML does not parse."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as e:
+        raise ValueError(f"{file}: {e}") from e
+    name = (root.findtext("name") or file.rsplit("/", 1)[-1]).strip()
+    mb = root.find("memoryBacking")
+    return LibvirtDomain(
+        name, file, _kib(root.find("memory")),
+        sum(1 for hd in root.iter("hostdev") if hd.get("type") == "pci"),
+        mb is not None and mb.find("hugepages") is not None,
+        _kib(root.find("memtune/hard_limit")),
+        mb is not None and mb.find("locked") is not None,
+    )
+
+
+def parse_meminfo(text: str) -> dict[str, int]:
+    """/proc/meminfo: kB values (HugePages_* are counts)."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        k, _, v = line.partition(":")
+        parts = v.split()
+        if parts and parts[0].isdigit():
+            out[k.strip()] = int(parts[0])
+    return out
 
 
 def parse_interrupt_chips(text: str) -> frozenset[str]:
@@ -1745,6 +1807,32 @@ class HostFacts(Facts):
                 except ValueError:
                     continue
         return tuple(out)
+
+    @fact
+    def libvirt_domains(self) -> tuple[LibvirtDomain, ...]:
+        d = "/etc/libvirt/qemu"
+        settle = f"sudo cat {d}/*.xml"
+        try:
+            names = self.host.listdir(d)
+        except (FileNotFoundError, NotADirectoryError):
+            return ()
+        except (PermissionError, NotCaptured) as e:
+            raise FactUnknown("libvirt domain definitions", str(e), settle) from e
+        out: list[LibvirtDomain] = []
+        for n in names:
+            if n.endswith(".xml"):
+                t = self._text_or_none("libvirt domain definitions", f"{d}/{n}", settle)
+                if t is None:
+                    continue
+                try:
+                    out.append(parse_libvirt_domain(t, f"{d}/{n}"))
+                except ValueError:
+                    continue
+        return tuple(out)
+
+    @fact
+    def meminfo(self) -> dict[str, int]:
+        return parse_meminfo(self._need("memory and hugepages", "/proc/meminfo", "cat /proc/meminfo"))
 
     def summary(self) -> HostSummary:
         s = super().summary()

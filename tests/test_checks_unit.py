@@ -315,7 +315,7 @@ def registry_ids() -> list[str]:
 
 def test_exit_codes() -> None:
     # the forecasts need facts a hand-built host does not give: only the notes' chain here
-    chain = [c for c in registry_ids() if not c.startswith(("boot.", "config.")) and c not in FORECASTS]
+    chain = [c for c in registry_ids() if not c.startswith(("boot.", "config.", "vm.")) and c not in FORECASTS]
     rep = run_checks(healthy(), SRC, only=chain)
     assert {sr.result.status for sr in rep.results} <= {Status.PASS, Status.WARN}, [(sr.result.check_id, sr.result.summary) for sr in rep.results if sr.result.status is not Status.PASS]
     assert rep.exit_code == 0
@@ -348,3 +348,54 @@ class FakeHostForPlan:
 
     def listdir(self, path: str) -> list[str]:
         raise FileNotFoundError(path)
+
+
+# --- the guest's memory ---------------------------------------------------------
+
+
+def _dom(**kw):  # type: ignore[no-untyped-def]
+    from doctor.facts import LibvirtDomain
+
+    base = dict(name="win10", file="/etc/libvirt/qemu/win10.xml", memory_kib=16 * 1024**2, hostdevs=2, hugepages=False,
+                hard_limit_kib=None, locked=False)
+    base.update(kw)
+    return LibvirtDomain(**base)
+
+
+MEM = {"MemTotal": 64 * 1024**2, "MemAvailable": 48 * 1024**2, "HugePages_Free": 0, "Hugepagesize": 2048}
+
+
+class MemFacts(FakeFacts):
+    def libvirt_domains(self):  # type: ignore[no-untyped-def]
+        return self._get("libvirt_domains", super().libvirt_domains)
+
+    def meminfo(self):  # type: ignore[no-untyped-def]
+        return self._get("meminfo", super().meminfo)
+
+
+def test_memory_hard_limit_below_guest_ram_fails() -> None:
+    r = result(MemFacts(libvirt_domains=(_dom(hard_limit_kib=8 * 1024**2),), meminfo=MEM), "vm.memory_pinnable")
+    assert r.status is Status.FAIL and "hard_limit" in r.summary and "VFIO_MAP_DMA" in r.summary
+
+
+def test_too_few_free_hugepages_fail() -> None:
+    mi = {**MEM, "HugePages_Free": 1024}  # 2 GiB of 2 MiB pages for a 16 GiB guest
+    r = result(MemFacts(libvirt_domains=(_dom(hugepages=True),), meminfo=mi), "vm.memory_pinnable")
+    assert r.status is Status.FAIL and "hugepages" in r.summary
+
+
+def test_guest_that_fits_passes_and_no_hostdev_is_not_applicable() -> None:
+    assert result(MemFacts(libvirt_domains=(_dom(),), meminfo=MEM), "vm.memory_pinnable").status is Status.PASS
+    assert result(MemFacts(libvirt_domains=(_dom(hostdevs=0),), meminfo=MEM), "vm.memory_pinnable").status is Status.NOT_APPLICABLE
+    assert result(MemFacts(libvirt_domains=(_dom(),)), "vm.memory_pinnable").status is Status.UNKNOWN
+
+
+def test_libvirt_domain_parser_reads_units() -> None:
+    from doctor.facts import parse_libvirt_domain
+
+    xml = """<domain type='kvm'><name>w</name><memory unit='GiB'>16</memory>
+      <memtune><hard_limit unit='KiB'>4194304</hard_limit></memtune>
+      <memoryBacking><hugepages/></memoryBacking>
+      <devices><hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/></source></hostdev></devices></domain>"""
+    d = parse_libvirt_domain(xml, "f")
+    assert (d.memory_kib, d.hard_limit_kib, d.hugepages, d.hostdevs) == (16 * 1024**2, 4 * 1024**2, True, 1)
