@@ -40,12 +40,28 @@ mount -t sysfs sysfs $R/sys
 mount -t devtmpfs devtmpfs $R/dev
 mkdir -p $R/dev/pts $R/dev/shm
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts $R/dev/pts
+# Keep the paths the agent needs (the checkout, its Python, the module tree) visible when they
+# lie under /tmp, /run or /var/log, which get a tmpfs of their own just below.
+KEPT=""
+n=0
+for p in $(echo "$LAB_KEEP" | tr ':' ' '); do
+    case "$p" in
+        /tmp/*|/run/*|/var/log/*)
+            if [ -d "$R$p" ]; then
+                n=$((n + 1)); mkdir -p "/keep/$n"; mount --bind "$R$p" "/keep/$n" && KEPT="$KEPT $n:$p"
+            fi ;;
+    esac
+done
 mount -t tmpfs -o mode=1777 tmpfs $R/dev/shm
 mount -t tmpfs -o mode=1777 tmpfs $R/tmp
 mount -t tmpfs -o mode=0755 tmpfs $R/run
 # The host's logs must not pose as the guest's (kern.log, journal).
 mount -t tmpfs -o mode=0755 tmpfs $R/var/log
 mkdir -p $R/var/log/libvirt $R/var/log/journal
+for kp in $KEPT; do
+    k="${kp%%:*}"; p="${kp#*:}"
+    mkdir -p "$R$p" && mount --move "/keep/$k" "$R$p" || echo "LAB: cannot re-expose $p"
+done
 # The guest kernel's own module tree, so modinfo/modprobe inside see the right kernel.
 if [ -n "$LAB_MODDIR" ] && [ -d "$R$LAB_MODDIR" ]; then
     mkdir -p "$R/lib/modules/$LAB_KVER"

@@ -215,6 +215,10 @@ class Guest:
             "LAB_KVER": self.kernel.kver,
             "LAB_HOSTNAME": f"lab-{self.scenario.name}",
             "LAB_HANG": "1" if self.hang else "",
+            # paths the guest must see although they lie under a folder it mounts a tmpfs on
+            # (a checkout under /tmp, as CI may clone it): re-exposed from the overlay
+            "LAB_KEEP": ":".join(sorted({str(REPO_ROOT), str(self.kernel.moddir), os.path.dirname(sys.executable),
+                                         os.path.realpath(os.path.dirname(sys.executable))})),
         }
         (self.workdir / "owner.pid").write_text(f"{os.getpid()}\n")
         (self.share / "boot.env").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
