@@ -1786,48 +1786,45 @@ class HostFacts(Facts):
             raise FactUnknown("Secure Boot and lockdown", "no efivars, lockdown or sig_enforce readable", "mokutil --sb-state")
         return SecurityState(sb, lock, sig, tuple(src))
 
-    @fact
-    def libvirt_hostdevs(self) -> tuple[LibvirtHostdev, ...]:
-        d = "/etc/libvirt/qemu"
-        settle = f"sudo grep -A3 '<hostdev' {d}/*.xml"
-        try:
-            names = self.host.listdir(d)
-        except (FileNotFoundError, NotADirectoryError):
-            return ()
-        except (PermissionError, NotCaptured) as e:
-            raise FactUnknown("libvirt domain definitions", str(e), settle) from e
-        out: list[LibvirtHostdev] = []
-        for n in names:
-            if n.endswith(".xml"):
-                t = self._text_or_none("libvirt domain definitions", f"{d}/{n}", settle)
-                if t is None:
-                    continue
-                try:
-                    out.extend(parse_libvirt_hostdevs(t, f"{d}/{n}"))
-                except ValueError:
-                    continue
-        return tuple(out)
-
-    @fact
-    def libvirt_domains(self) -> tuple[LibvirtDomain, ...]:
+    def _libvirt_xml(self) -> list[tuple[str, str]]:
+        """(path, text) of each libvirt domain definition; read once for every fact built on them."""
+        if "_libvirt_xml" in self._cache:
+            return self._cache["_libvirt_xml"]  # type: ignore[no-any-return]
         d = "/etc/libvirt/qemu"
         settle = f"sudo cat {d}/*.xml"
         try:
             names = self.host.listdir(d)
         except (FileNotFoundError, NotADirectoryError):
-            return ()
+            names = []
         except (PermissionError, NotCaptured) as e:
             raise FactUnknown("libvirt domain definitions", str(e), settle) from e
-        out: list[LibvirtDomain] = []
+        out = []
         for n in names:
             if n.endswith(".xml"):
                 t = self._text_or_none("libvirt domain definitions", f"{d}/{n}", settle)
-                if t is None:
-                    continue
-                try:
-                    out.append(parse_libvirt_domain(t, f"{d}/{n}"))
-                except ValueError:
-                    continue
+                if t is not None:
+                    out.append((f"{d}/{n}", t))
+        self._cache["_libvirt_xml"] = out
+        return out
+
+    @fact
+    def libvirt_hostdevs(self) -> tuple[LibvirtHostdev, ...]:
+        out: list[LibvirtHostdev] = []
+        for path, text in self._libvirt_xml():
+            try:
+                out.extend(parse_libvirt_hostdevs(text, path))
+            except ValueError:
+                continue  # a definition that does not parse names no device
+        return tuple(out)
+
+    @fact
+    def libvirt_domains(self) -> tuple[LibvirtDomain, ...]:
+        out: list[LibvirtDomain] = []
+        for path, text in self._libvirt_xml():
+            try:
+                out.append(parse_libvirt_domain(text, path))
+            except ValueError:
+                continue
         return tuple(out)
 
     @fact

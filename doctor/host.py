@@ -16,6 +16,7 @@ import errno
 import fnmatch
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from doctor.errors import NotCaptured
@@ -68,6 +69,34 @@ def split_path(path: str) -> list[str]:
     if not path.startswith("/"):
         raise ValueError(f"host paths are absolute: {path!r}")
     return [p for p in path.split("/") if p and p != "."]
+
+
+def resolve_links(path: str, is_link: Callable[[str], bool], readlink: Callable[[str], str],
+                  follow_last: bool = True) -> str:
+    """Resolve every symlink of an absolute path, component by component, within one
+    namespace (a host, or a folder standing for a host's `/`); absolute targets restart at
+    that namespace's root, never the OS's. Returns the resolved absolute path."""
+    parts = split_path(path)
+    cur: list[str] = []
+    hops = 0
+    while parts:
+        p = parts.pop(0)
+        if p == "..":
+            if cur:
+                cur.pop()
+            continue
+        cand = "/" + "/".join(cur + [p])
+        if (parts or follow_last) and is_link(cand):
+            hops += 1
+            if hops > 40:
+                raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
+            target = readlink(cand)
+            if target.startswith("/"):
+                cur = []
+            parts = [t for t in target.split("/") if t and t != "."] + parts
+        else:
+            cur.append(p)
+    return "/" + "/".join(cur)
 
 
 class Host(abc.ABC):
@@ -146,27 +175,7 @@ class Host(abc.ABC):
 
     def realpath(self, path: str) -> str:
         """Resolve symlinks the way the kernel would, inside this host."""
-        parts = split_path(path)
-        cur: list[str] = []
-        hops = 0
-        while parts:
-            p = parts.pop(0)
-            if p == "..":
-                if cur:
-                    cur.pop()
-                continue
-            cand = "/" + "/".join(cur + [p])
-            if self.is_link(cand):
-                hops += 1
-                if hops > 40:
-                    raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
-                target = self.readlink(cand)
-                if target.startswith("/"):
-                    cur = []
-                parts = [t for t in target.split("/") if t and t != "."] + parts
-            else:
-                cur.append(p)
-        return "/" + "/".join(cur)
+        return resolve_links(path, self.is_link, self.readlink)
 
     def link_name(self, path: str) -> str | None:
         """Basename of a symlink's target (e.g. a `driver` link), None if no link."""

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from doctor import __version__
 from doctor.collect import COMMANDS, SPECS, Spec
 from doctor.errors import NotCaptured, SnapshotError
-from doctor.host import CommandResult, Host, LiveHost, has_magic, split_path
+from doctor.host import CommandResult, Host, LiveHost, has_magic, resolve_links, split_path
 from doctor.model import SourceInfo
 from doctor.redact import Redactor
 
@@ -111,28 +111,7 @@ class DirHost(Host):
 
 def _resolve_in(root: str, path: str, follow_last: bool = True) -> str:
     """Resolve symlinks of a logical path inside `root`; returns a logical path."""
-    parts = split_path(path)
-    cur: list[str] = []
-    hops = 0
-    while parts:
-        p = parts.pop(0)
-        if p == "..":
-            if cur:
-                cur.pop()
-            continue
-        cand = "/" + "/".join(cur + [p])
-        real = root + cand
-        if (parts or follow_last) and os.path.islink(real):
-            hops += 1
-            if hops > 40:
-                raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
-            target = os.readlink(real)
-            if target.startswith("/"):
-                cur = []
-            parts = [t for t in target.split("/") if t and t != "."] + parts
-        else:
-            cur.append(p)
-    return "/" + "/".join(cur)
+    return resolve_links(path, lambda p: os.path.islink(root + p), lambda p: os.readlink(root + p), follow_last)
 
 
 class SnapshotHost(Host):
