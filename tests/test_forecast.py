@@ -707,3 +707,21 @@ def test_a_fact_the_recording_lacks_is_unknown_not_absent(tmp_path) -> None:  # 
     f = HostFacts(SnapshotHost(str(out)))
     with pytest.raises(FactUnknown):
         f.interrupt_chips()
+
+
+def test_framebuffer_argument_joins_the_fix_plan(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The safe fix for a framebuffer the kernel will not evict goes into the bootloader plan."""
+    from doctor.fixer import build_plan
+    from doctor.plan import FileEdit
+
+    root = tmp_path / "root"
+    (root / "etc/default").mkdir(parents=True)
+    (root / "etc/default/grub").write_text('GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX=""\n')
+    f = fb_host(kernel_release="5.15.0-91-generic")
+    rep = run_checks(f, SourceInfo("test", "x"), gpu="0000:01:00.0")
+    fb = next(sr.result for sr in rep.results if sr.result.check_id == "gpu.framebuffer_free")
+    assert fb.status is Status.FAIL
+    plan = build_plan(rep, DirHost(str(root)), only=["gpu.framebuffer_free"])
+    grub = next(a for a in plan.actions if isinstance(a, FileEdit) and a.path == "/etc/default/grub")
+    assert "video=efifb:off" in grub.new.decode() or "initcall_blacklist=sysfb_init" in grub.new.decode()
+    assert "gpu.framebuffer_free" in grub.checks
