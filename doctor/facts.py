@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from doctor.errors import FactUnknown, NotCaptured
-from doctor.host import CommandResult, Host
+from doctor.host import Host
 
 T = TypeVar("T")
 
@@ -1855,7 +1855,3 @@ def _exists_quiet(h: Host, path: str) -> bool:
         return h.exists(path)
     except NotCaptured:
         return False
-
-
-def command_result_text(r: CommandResult) -> str:
-    return r.stdout

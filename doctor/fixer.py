@@ -10,7 +10,7 @@ from doctor.errors import BadInput, FactUnknown, NotCaptured
 from doctor.facts import Facts, PciDevice
 from doctor.host import Host
 from doctor.model import Status
-from doctor.plan import INITRAMFS, NOW, Action, Command, FileEdit, Plan
+from doctor.plan import INITRAMFS, NOW, Action, FileEdit, Plan
 from doctor.runner import Report
 
 FIXABLE = (Status.FAIL, Status.WARN)
@@ -201,7 +201,3 @@ def render_plan_text(plan: Plan) -> str:
     for cid, why in plan.explanations:
         lines.append(f"- {cid}: {why}")
     return "\n".join(lines)
-
-
-def is_command(a: Action) -> bool:
-    return isinstance(a, Command)

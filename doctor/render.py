@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from doctor import __version__
-from doctor.model import Evidence, Remedy, Result, Status
+from doctor.model import Evidence, Remedy, Status
 from doctor.redact import Redactor
 from doctor.runner import Report, SubjectResult
 
@@ -155,7 +155,3 @@ def render_terminal(report: Report, console: Any, verbose: bool = False, redact:
     code = report.exit_code
     console.print(f"[bold]{summary_line(report.counts())}[/bold] ({report.duration_s:.2f}s) — exit {code}"
                   + ("" if verbose else "; -v shows the evidence"))
-
-
-def result_sort_key(res: Result) -> int:
-    return list(Status).index(res.status)
