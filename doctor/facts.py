@@ -911,15 +911,39 @@ def _decompressor(data: bytes) -> tuple[str, Callable[[bytes], bytes] | None]:
 
                 return "zstd", lambda b: zstandard.ZstdDecompressor().decompressobj().decompress(b)
             except ImportError:
-                return "zstd", None
+                return "zstd", _tool_decompressor("zstd")
     if data[:4] in (b"\x02\x21\x4c\x18", b"\x04\x22\x4d\x18"):
         try:
             import lz4.frame  # type: ignore[import-not-found]
 
-            return "lz4", lz4.frame.decompress if data[:4] == b"\x04\x22\x4d\x18" else None
+            if data[:4] == b"\x04\x22\x4d\x18":
+                return "lz4", lz4.frame.decompress
         except ImportError:
-            return "lz4", None
+            pass
+        return "lz4", _tool_decompressor("lz4")  # the legacy format (the kernel's lz4 -l) only the tool reads
     return "unknown", None
+
+
+def _tool_decompressor(tool: str) -> Callable[[bytes], bytes] | None:
+    """Where this Python has no decoder, the `zstd` / `lz4` program of the machine doing the
+    analysis (not of the host analysed: this only decompresses bytes already read). Debian's
+    python3 has no zstd module, but every host with a zstd initramfs has the zstd program."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which(tool)
+    if exe is None:
+        return None
+
+    def run(b: bytes) -> bytes:
+        # -dc reads concatenated frames; trailing data after the frames makes it fail, so
+        # --no-check is not used and errors are reported as corrupt data by the caller.
+        r = subprocess.run([exe, "-dc"], input=b, capture_output=True, timeout=120, check=False)
+        if r.returncode != 0 and not r.stdout:
+            raise ValueError(r.stderr.decode(errors="replace").strip() or f"{tool} -dc exited {r.returncode}")
+        return r.stdout
+
+    return run
 
 
 def parse_initramfs(data: bytes, path: str) -> InitramfsImage:
