@@ -87,11 +87,12 @@ def _override_steps(devs: list[PciDevice]) -> list[str]:
         *[f"[ -e /sys/bus/pci/devices/{d.address}/driver ] && echo {d.address} | sudo tee /sys/bus/pci/devices/{d.address}/driver/unbind"
           for d in devs],
         *[f"echo {d.address} | sudo tee /sys/bus/pci/drivers_probe" for d in devs],
-        "# at every boot, before any driver binds (Arch wiki, PCI passthrough: 'Using identical guest and host GPUs'):",
-        f"printf '#!/bin/sh\\nfor d in {addrs}; do echo vfio-pci > /sys/bus/pci/devices/$d/driver_override; done\\n"
-        "exec modprobe -i vfio-pci \"$@\"\\n' | sudo tee /usr/local/sbin/vfio-pci-override.sh && sudo chmod +x /usr/local/sbin/vfio-pci-override.sh",
-        "echo 'install vfio-pci /usr/local/sbin/vfio-pci-override.sh' | sudo tee /etc/modprobe.d/vfio-override.conf",
-        "# and put the script in the initramfs with vfio-pci (dracut: install_items+=; mkinitcpio: FILES=(); initramfs-tools: a hook)",
+        "# at every boot, before udev loads any driver (`gpudoctor fix` writes this for initramfs-tools):",
+        f"printf '#!/bin/sh\\n[ \"$1\" = prereqs ] && exit 0\\nfor d in {addrs}; do echo vfio-pci > /sys/bus/pci/devices/$d/driver_override; done\\n"
+        "modprobe vfio-pci\\n' | sudo tee /etc/initramfs-tools/scripts/init-top/gpudoctor-vfio-override",
+        "sudo chmod +x /etc/initramfs-tools/scripts/init-top/gpudoctor-vfio-override && sudo update-initramfs -u",
+        "# dracut / mkinitcpio: the same loop in a script run from `install vfio-pci ...` (modprobe.d), included in the image "
+        "(dracut: install_items+=; mkinitcpio: FILES=())",
     ]
 
 
@@ -233,6 +234,12 @@ def vfio_ids_unique_to_card(ctx: Context) -> Verdict:
     if grabbed:
         return verdict(Status.WARN, f"ids= also takes {names} (already on vfio-pci: intended for a guest too?)", ev,
                        ["If that device should stay with the host, bind per device (driver_override) instead."], remedy)
+    ov = {o.address: o for o in try_fact(facts.boot_overrides) or ()}
+    if all(d.address in ov for d in eps):
+        ev += [Evidence(ov[d.address].where, f"{d.address} -> vfio-pci (driver_override at boot)") for d in eps]
+        return verdict(Status.PASS, f"no ids=: {gpu.slot}'s functions go to vfio-pci by address at boot, so "
+                       + ", ".join(t.address for ts in twins.values() for t in ts) + " stays with the host", ev)
+    remedy = Remedy(remedy.text, remedy.steps, "vfio_conf", remedy.params)
     return verdict(
         Status.WARN,
         ", ".join(f"{t.address} ({t.driver or 'no driver'})" for ts in twins.values() for t in ts) + " has the same id as "
@@ -449,6 +456,7 @@ def boot_config_in_effect(ctx: Context) -> Verdict:
     fails: list[str] = []
     warns: list[str] = []
     steps: list[str] = []
+    params: dict[str, str] = {}
     # built-in modules with options in modprobe.d
     for ln in try_fact(facts.modprobe_config) or ():
         if ln.command != "options" or ln.module not in _BUILTIN_CONFIG:
@@ -476,6 +484,7 @@ def boot_config_in_effect(ctx: Context) -> Verdict:
                     + ("; " if missing and stale else "")
                     + (f"it still has {' '.join(stale)}" if stale else ""))
             (fails if rel_diff else warns).append(what)
+            params["regenerate"] = "1"
             steps += regen_commands(facts) or ["sudo grubby --update-kernel=ALL --args=\"" + " ".join(missing) + "\""]
     elif boot is not None and boot.kind == "grub" and eff is None:
         msgs.append("the generated grub.cfg was not readable or has no linux line: the next boot's real command line is unknown")
@@ -484,7 +493,8 @@ def boot_config_in_effect(ctx: Context) -> Verdict:
         pend = sorted(a for a in _arg_set(eff) ^ _arg_set(live) if _relevant(a.split("=", 1)[0]))
         if pend:
             msgs.append(f"reboot pending: the next boot changes {' '.join(pend)} against /proc/cmdline")
-    remedy = Remedy("Make the written configuration the one in effect.", tuple(dict.fromkeys(steps)), "kernel_cmdline") if steps else None
+    remedy = Remedy("Make the written configuration the one in effect.", tuple(dict.fromkeys(steps)), "kernel_cmdline",
+                    tuple(sorted(params.items()))) if steps else None
     if fails:
         return verdict(Status.FAIL, "; ".join(fails), ev, msgs + warns, remedy)
     if warns:
@@ -528,6 +538,18 @@ def boot_initramfs_current(ctx: Context) -> Verdict:
         ev.append(Evidence(f"{img.path}:{f.lstrip('/')}", inside.decode("utf-8", "replace").strip()[:200]))
         if [ln.text for ln in parse_modprobe(inside.decode("utf-8", "replace"), f)] != live:
             probs.append(f"{f} in the image differs from /etc (the image is older than the configuration)")
+    # per-device binding scripts (initramfs-tools scripts/init-top): in the image, as written
+    for o in {o.file: o for o in try_fact(facts.boot_overrides) or () if o.kind == "initramfs"}.values():
+        inner = o.file.removeprefix("/etc/initramfs-tools/")
+        inside = img.file(inner)
+        if img.undecoded is not None:
+            continue
+        if inside is None:
+            probs.append(f"{o.file} is not in the image: the card is not bound by address at the next boot")
+        elif inside.decode("utf-8", "replace") != o.text:
+            probs.append(f"{o.file} in the image differs from /etc (the image is older than the configuration)")
+        else:
+            ev.append(Evidence(f"{img.path}:{inner}", "present"))
     if probs:
         return verdict(Status.FAIL, "; ".join(probs), ev, [f"vfio-pci: {how or 'module'}"], remedy)
     if img.undecoded:

@@ -183,7 +183,8 @@ def cmdline_iommu_enabled(ctx: Context) -> Verdict:
                 f"{' '.join(sorted(_iommu_args(nxt))) or 'none'}"
             )
             return verdict(Status.WARN, "bootloader configuration edited but not regenerated", ev, msgs,
-                           Remedy("Regenerate the bootloader configuration.", tuple(cmdline_edit_steps(facts, [], [])[:-1]) or ("sudo update-grub",), "kernel_cmdline"))
+                           Remedy("Regenerate the bootloader configuration.", tuple(cmdline_edit_steps(facts, [], [])[:-1]) or ("sudo update-grub",), "kernel_cmdline",
+                                  (("regenerate", "1"),)))
     if amd_bogus:
         return verdict(Status.WARN, "AMD-Vi on; `amd_iommu=on` on the command line does nothing", ev, msgs,
                        Remedy("Remove amd_iommu=on from the kernel command line.", tuple(cmdline_edit_steps(facts, [], ["amd_iommu=on"])), "kernel_cmdline",

@@ -6,6 +6,7 @@ import re
 
 from checks.common import (
     VIABLE_DRIVERS,
+    IdsConfig,
     endpoints,
     identical_devices,
     ids_config,
@@ -68,13 +69,20 @@ def vfio_ids_configured(ctx: Context) -> Verdict:
         remedy_steps, "vfio_conf", (("ids", ",".join(want)),),
     )
     twins = identical_devices(facts, eps)
+    ov = {o.address: o for o in try_fact(facts.boot_overrides) or ()}
+    if eps and all(d.address in ov for d in eps) and not ids_grab_twins(cfg, twins):
+        ev += [Evidence(ov[d.address].where, f"{d.address} -> vfio-pci (driver_override at boot)") for d in eps]
+        return verdict(Status.PASS, f"all {len(eps)} function(s) go to vfio-pci by address at boot (driver_override, "
+                       f"{', '.join(sorted({ov[d.address].file for d in eps}))})" + ("; no ids= line, so identical devices stay" if twins else ""),
+                       ev, msgs)
     if twins and not (cfg.ids or cfg.cmdline_now or cfg.cmdline_next):
         names = ", ".join(f"{t.address} ({i})" for i, ts in twins.items() for t in ts)
         return verdict(
             Status.WARN, f"no ids configured, and none should be: an ids= line would also take {names} from the host",
             ev, msgs + ["Bind this card per device with driver_override instead (see vfio.ids_unique_to_card)."],
-            Remedy("Do not use vfio-pci ids here: set driver_override for the card's functions (at boot: a udev rule or a "
-                   "modprobe install hook), see vfio.ids_unique_to_card.", fix_id="pci_bind"),
+            Remedy("Do not use vfio-pci ids here: set driver_override for the card's functions by address at every boot, "
+                   "before udev loads drivers (initramfs-tools: a scripts/init-top script; see vfio.ids_unique_to_card).",
+                   fix_id="vfio_conf"),
         )
     if missing:
         summary = f"vfio-pci ids miss {', '.join(missing)}"
@@ -95,6 +103,12 @@ def vfio_ids_configured(ctx: Context) -> Verdict:
             msgs.append(f"ids listed twice: {', '.join(dup_ids)}")
         return verdict(Status.WARN, "every function covered, but the ids line has stale or repeated entries", ev, msgs, remedy)
     return verdict(Status.PASS, f"vfio-pci ids cover all {len(want)} function(s): {','.join(want)}", ev, msgs)
+
+
+def ids_grab_twins(cfg: IdsConfig, twins: dict[str, list[PciDevice]]) -> bool:
+    """An ids= line that also names a twin's id grabs the twin whatever the overrides say."""
+    named = set(cfg.ids) | set(cfg.cmdline_now) | set(cfg.cmdline_next or ())
+    return any(i in named for i in twins)
 
 
 def _early_sources(facts: Facts) -> tuple[list[Evidence], bool, bool]:
@@ -233,11 +247,16 @@ def vfio_binding_persistent(ctx: Context) -> Verdict:
     ev = [pci_evidence(d) for d in eps] + ev_early
     lost: list[str] = []
     never: list[str] = []
+    ov = {o.address: o for o in try_fact(facts.boot_overrides) or ()}
+    ev += [Evidence(ov[d.address].where, f"{d.address} -> vfio-pci (driver_override at boot)") for d in eps if d.address in ov]
     for d in eps:
-        configured = d.ident in next_ids
+        o = ov.get(d.address)
+        configured = d.ident in next_ids or o is not None
         natives = [m.replace("-", "_") for m in native_modules(d)]
         builtin_native = [m for m in natives if mods is not None and mods.is_builtin(m)]
-        if natives:
+        if o is not None and o.kind == "initramfs":
+            early_ok = True  # written before udev loads any driver (and the script loads vfio-pci)
+        elif natives:
             early_ok = in_initramfs or all(m in softdeps for m in natives)
         elif d.driver == "vfio-pci":
             # its native driver is unknown (bound to vfio now, no `lspci -k`): only the initramfs wins for sure

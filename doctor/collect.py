@@ -75,6 +75,9 @@ SPECS: list[Spec] = [
     *_lists(*MODPROBE_DIRS, *MODULES_LOAD_DIRS),
     *_files(*(f"{d}/*.conf" for d in MODPROBE_DIRS + MODULES_LOAD_DIRS)),
     *_files("/etc/modules", "/etc/initramfs-tools/modules"),
+    # per-device vfio-pci at boot (driver_override): initramfs-tools scripts, udev rules
+    *_lists("/etc/initramfs-tools/scripts/init-top", "/etc/initramfs-tools/scripts/init-premount", "/etc/udev/rules.d"),
+    *_files("/etc/initramfs-tools/scripts/init-top/*", "/etc/initramfs-tools/scripts/init-premount/*", "/etc/udev/rules.d/*.rules"),
     *_lists("/etc/dracut.conf.d", "/usr/lib/dracut/dracut.conf.d", "/etc/mkinitcpio.conf.d"),
     *_files(
         "/etc/dracut.conf",

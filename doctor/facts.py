@@ -253,6 +253,47 @@ class EarlyLoadConfig:
     initramfs_tool: str  # initramfs-tools, dracut, mkinitcpio, unknown
 
 
+@dataclass(frozen=True)
+class BootOverride:
+    """A PCI device that configuration hands to vfio-pci by address at boot (driver_override
+    written by an initramfs script, a udev rule or a modprobe install command): the per-device
+    way, which leaves an identical device with the host."""
+
+    address: str
+    file: str
+    lineno: int
+    kind: str  # "initramfs" (runs before udev loads any driver), "udev", "modprobe"
+    text: str = field(default="", compare=False, repr=False)  # the whole file, to compare with the initramfs' copy
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.lineno}"
+
+
+# Where boot-time driver_override writes live. initramfs-tools runs scripts/init-top before
+# udev starts, so an override set there wins over every modular driver.
+OVERRIDE_SCRIPT_DIRS = ("/etc/initramfs-tools/scripts/init-top", "/etc/initramfs-tools/scripts/init-premount")
+UDEV_RULE_DIRS = ("/etc/udev/rules.d",)
+_PCI_ADDR = re.compile(r"\b(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])\b")
+
+
+def parse_boot_overrides(text: str, path: str, kind: str) -> list[BootOverride]:
+    """Devices a boot-time file sends to vfio-pci through driver_override. A file counts when
+    it writes `vfio-pci` into a `driver_override`; every PCI address it names is then taken
+    (scripts loop over a list: `for d in 0000:01:00.0 ...`). Commented lines are ignored."""
+    live = [(n, ln.split("#", 1)[0] if kind != "udev" else (ln if not ln.lstrip().startswith("#") else ""))
+            for n, ln in enumerate(text.splitlines(), 1)]
+    body = "\n".join(ln for _, ln in live)
+    if "driver_override" not in body or not re.search(r"vfio[-_]pci", body):
+        return []
+    out: dict[str, BootOverride] = {}
+    for n, ln in live:
+        for m in _PCI_ADDR.finditer(ln):
+            addr = f"{(m.group(1) or '0000').lower()}:{m.group(2).lower()}:{m.group(3).lower()}.{m.group(4)}"
+            out.setdefault(addr, BootOverride(addr, path, n, kind, text))
+    return list(out.values())
+
+
 @dataclass
 class HostSummary:
     """Environment facts for report headers; every field may be unknown (None)."""
@@ -414,6 +455,10 @@ class Facts:
         writing 1 to it first, which changes the device's state."""
         raise FactUnknown(f"option ROM of {address}", "not read (reading it means writing 1 to sysfs `rom`)",
                           f"sudo sh -c 'echo 1 > /sys/bus/pci/devices/{address}/rom; cat /sys/bus/pci/devices/{address}/rom > rom.bin; echo 0 > /sys/bus/pci/devices/{address}/rom'")
+
+    def boot_overrides(self) -> tuple[BootOverride, ...]:
+        raise self._unknown("boot-time driver_override configuration",
+                            "grep -rl driver_override /etc/initramfs-tools/scripts /etc/udev/rules.d /etc/modprobe.d")
 
     def libvirt_hostdevs(self) -> tuple[LibvirtHostdev, ...]:
         raise self._unknown("libvirt domain definitions", "sudo grep -A3 '<hostdev' /etc/libvirt/qemu/*.xml")
@@ -884,7 +929,8 @@ class InitramfsImage:
         return None
 
 
-_CPIO_KEEP = re.compile(r"^(usr/)?(etc|lib)/modprobe\.d/[^/]+\.conf$|^conf/modules$|^etc/modules-load\.d/[^/]+\.conf$")
+_CPIO_KEEP = re.compile(r"^(usr/)?(etc|lib)/modprobe\.d/[^/]+\.conf$|^conf/modules$|^etc/modules-load\.d/[^/]+\.conf$"
+                        r"|^scripts/(init-top|init-premount)/[^/]+$")
 
 
 def _decompressor(data: bytes) -> tuple[str, Callable[[bytes], bytes] | None]:
@@ -1830,6 +1876,38 @@ class HostFacts(Facts):
                     out.append((f"{d}/{n}", t))
         self._cache["_libvirt_xml"] = out
         return out
+
+    @fact
+    def boot_overrides(self) -> tuple[BootOverride, ...]:
+        out: list[BootOverride] = []
+        for d in OVERRIDE_SCRIPT_DIRS:
+            try:
+                names = sorted(self.host.listdir(d))
+            except (FileNotFoundError, NotADirectoryError, PermissionError, NotCaptured):
+                continue
+            for n in names:
+                t = self._text_or_skip(f"{d}/{n}")
+                if t is not None:
+                    out += parse_boot_overrides(t, f"{d}/{n}", "initramfs")
+        for path, text in self._read_dir_files(UDEV_RULE_DIRS, ".rules"):
+            out += parse_boot_overrides(text, path, "udev")
+        # modprobe `install vfio-pci /path/script` (the Arch wiki's way) or an inline sh -c
+        for ln in self.modprobe_config():
+            if ln.command != "install":
+                continue
+            out += [BootOverride(o.address, ln.file, ln.lineno, "modprobe") for o in parse_boot_overrides(ln.rest, ln.file, "modprobe")]
+            for tok in ln.rest.split():
+                if tok.startswith("/") and not tok.startswith(("/sbin/modprobe", "/usr/sbin/modprobe", "/bin/", "/usr/bin/")):
+                    t = self._text_or_skip(tok)
+                    if t is not None:
+                        out += parse_boot_overrides(t, tok, "modprobe")
+        return tuple(out)
+
+    def _text_or_skip(self, path: str) -> str | None:
+        try:
+            return self.host.read_text_or_none(path)
+        except (PermissionError, NotCaptured, IsADirectoryError, UnicodeDecodeError):
+            return None
 
     @fact
     def libvirt_hostdevs(self) -> tuple[LibvirtHostdev, ...]:

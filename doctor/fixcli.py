@@ -44,6 +44,12 @@ def cmd_fix(args: argparse.Namespace) -> int:
     before = run_checks(facts, host.source_info(), gpu=args.gpu)
     plan = build_plan(before, host, only=args.checks or None, force=args.force, advice=args.advice)
     doc: dict = {**plan.to_dict(), "applied": False}
+    cut = _cut_short(sysm)
+    if cut:
+        doc["interrupted_fixes"] = cut
+        print(f"gpudoctor: note: fix {', '.join(cut)} was cut short (power loss or kill) and never finished; this plan is made "
+              "from the host as it is now, so it completes what is still missing; `gpudoctor undo "
+              f"{cut[-1]}` would revert what had been done instead", file=sys.stderr)
     if not args.apply:
         if args.json:
             sys.stdout.write(json.dumps(doc, indent=2) + "\n")
@@ -81,6 +87,13 @@ def cmd_fix(args: argparse.Namespace) -> int:
     except DoctorError as e:
         print(f"gpudoctor: error: {e}\ngpudoctor: every change was rolled back (journal {journal.path})", file=sys.stderr)
         return 1
+    for cid in cut:  # what they left undone is now done: stop warning about them; undo still works
+        try:
+            j = Journal.load(sysm, cid)
+            j.doc["state"] = f"cut short, completed by {journal.fix_id}"
+            j.save()
+        except (DoctorError, OSError):
+            pass
     host2 = sysm.host()
     after = run_checks(HostFacts(host2), host2.source_info(), gpu=args.gpu)
     outs = outcomes(plan, before, after)
@@ -97,6 +110,17 @@ def cmd_fix(args: argparse.Namespace) -> int:
     pending = any(o.outcome == "pending reboot" for o in outs)
     failing = any(o.outcome == "still failing" for o in outs)
     return 1 if failing else 0 if not pending else 0
+
+
+def _cut_short(sysm: System | None) -> list[str]:
+    """Fixes whose journal still says "applying": the process died mid-plan (a power cut,
+    SIGKILL), so no rollback ran. Their finished actions are still in effect."""
+    if sysm is None:
+        return []
+    try:
+        return [str(d.get("id")) for d in Journal.list(sysm) if d.get("state") == "applying"]
+    except OSError:
+        return []
 
 
 def cmd_undo(args: argparse.Namespace) -> int:

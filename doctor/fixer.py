@@ -98,12 +98,19 @@ def build_plan(report: Report, host: Host, only: list[str] | None = None, force:
             seen_conf.add(gpu.address)
             from checks.common import endpoints, identical_devices
 
-            twins = identical_devices(facts, endpoints(facts, gpu))
+            eps = endpoints(facts, gpu)
+            twins = identical_devices(facts, eps)
+            answers = tuple(c for c, s, _ in wanted if s == subject and c in ("vfio.ids_configured", "vfio.binding_persistent", "vfio.ids_unique_to_card"))
             if twins:
+                from remediations.vfio_override import plan_override
+
                 plan.explanations.append((cid, "no ids= line: it would also take " + ", ".join(
-                    t.address for ts in twins.values() for t in ts) + " from the host; bind per device (driver_override)"))
+                    t.address for ts in twins.values() for t in ts) + " from the host; the card is bound by address (driver_override)"))
+                acts, why = plan_override(facts, host, eps, answers or (cid,))
+                per_gpu_files += acts
+                if why:
+                    plan.explanations.append((cid, why))
                 continue
-            answers = tuple(c for c, s, _ in wanted if s == subject and c in ("vfio.ids_configured", "vfio.binding_persistent"))
             if builtin_vfio:
                 from checks.common import endpoints, wanted_ids
 
@@ -124,11 +131,19 @@ def build_plan(report: Report, host: Host, only: list[str] | None = None, force:
                 plan.explanations.append((cid, why))
         elif fix == "pci_bind":
             acts, why = plan_bind(facts, gpu, (cid,), force=force)
-            binds += acts
+            for a in acts:  # several checks ask for the same binding: one action answers them all
+                same = next((b for b in binds if type(b) is type(a) and b.describe() == a.describe()), None)
+                if same is None:
+                    binds.append(a)
+                elif cid not in same.checks:
+                    same.checks = same.checks + (cid,)
             if why:
                 plan.explanations.append((cid, why))
     plan.actions += per_gpu_files + early
-    if any(isinstance(a, FileEdit) and a.takes_effect == INITRAMFS for a in plan.actions):
+    # the image is rebuilt when the plan changes what goes into it, or when it is already stale
+    # (a configuration written by hand, or a fix cut short during update-initramfs)
+    stale = any(c == "boot.initramfs_current" for c, _, _ in wanted)
+    if stale or any(isinstance(a, FileEdit) and a.takes_effect == INITRAMFS for a in plan.actions):
         try:
             rb = initramfs_rebuild(facts, tuple(sorted({c for a in plan.actions for c in a.checks})))
         except (FactUnknown, NotCaptured):
@@ -138,7 +153,8 @@ def build_plan(report: Report, host: Host, only: list[str] | None = None, force:
         elif not any(c == "vfio.early_load" for c, _ in plan.explanations):
             plan.explanations.append(("vfio.early_load", "no initramfs tool detected: rebuild your initramfs by hand"))
     if add or remove or regen:
-        acts, why = plan_cmdline(facts, host, add, remove, tuple(dict.fromkeys(cmd_checks)) or ("cmdline.iommu_enabled",))
+        acts, why = plan_cmdline(facts, host, add, remove, tuple(dict.fromkeys(cmd_checks)) or ("cmdline.iommu_enabled",),
+                                 regenerate=regen)
         plan.actions += acts
         if why:
             plan.explanations.append(("cmdline.iommu_enabled", why))

@@ -451,13 +451,13 @@ def apply_plan(plan: Plan, sysm: System, journal: Journal) -> list[str]:
 
 def undo(sysm: System, fix_id: str | None = None, force: bool = False) -> tuple[str, list[str]]:
     """Revert the last (or the named) applied fix in reverse order."""
-    docs = [d for d in Journal.list(sysm) if d.get("state") in ("applied", "applying")]
+    docs = [d for d in Journal.list(sysm) if _undoable(d.get("state"))]
     if fix_id is None:
         if not docs:
             raise DoctorError("nothing to undo: no applied fix in the journal")
         fix_id = docs[-1]["id"]
     j = Journal.load(sysm, fix_id)
-    if j.doc.get("state") not in ("applied", "applying"):
+    if not _undoable(j.doc.get("state")):
         raise DoctorError(f"fix {fix_id} is {j.doc.get('state')!r}: nothing to undo")
     entries = j.doc["entries"]
     actions = [_action_from_json(e["action"]) for e in entries]
@@ -473,6 +473,11 @@ def undo(sysm: System, fix_id: str | None = None, force: bool = False) -> tuple[
     j.doc["state"] = "undone"
     j.save()
     return fix_id, log
+
+
+def _undoable(state: object) -> bool:
+    """applied; applying (the process died mid-plan); cut short, then completed by a later fix."""
+    return state in ("applied", "applying") or (isinstance(state, str) and state.startswith("cut short"))
 
 
 def _revert(actions: list[Action], journal: Journal, indices: list[int], force: bool, final_state: str) -> list[str]:

@@ -162,15 +162,18 @@ def intended_value(files: list[tuple[str, str]]) -> str:
     return env.get(VAR, "")
 
 
-def plan_cmdline(facts: Facts, host: Host, add: list[str], remove: list[str], checks: tuple[str, ...]) -> tuple[list[Action], str | None]:
-    """Actions that put `add` on and take `remove` off the next boot's command line."""
+def plan_cmdline(facts: Facts, host: Host, add: list[str], remove: list[str], checks: tuple[str, ...],
+                 regenerate: bool = False) -> tuple[list[Action], str | None]:
+    """Actions that put `add` on and take `remove` off the next boot's command line. With
+    `regenerate`, the generated configuration is rebuilt even when no argument changes (a file
+    edited but never regenerated, or a regeneration cut short)."""
     try:
         boot: BootConfig = facts.boot_config()
     except Exception as e:  # noqa: BLE001 - FactUnknown, NotCaptured
         return [], f"the bootloader could not be detected ({e}); add {' '.join(add)} by hand"
     tools = boot.tools
     reason = ("add " + " ".join(add) if add else "") + (" remove " + " ".join(remove) if remove else "")
-    reason = reason.strip()
+    reason = reason.strip() or "the configuration written"
     if boot.kind == "kernelstub":
         acts: list[Action] = []
         for a in add:
@@ -195,7 +198,7 @@ def plan_cmdline(facts: Facts, host: Host, add: list[str], remove: list[str], ch
             eds = edit_grub_files(files, add, remove)
         except ValueError as e:
             return [], f"/etc/default/grub cannot be edited safely: {e}"
-        if not eds:
+        if not eds and not regenerate:
             return [], None
         changed = {e.path: e.new for e in eds}
         after = [(p, changed.get(p, t)) for p, t in files]
@@ -219,11 +222,11 @@ def plan_cmdline(facts: Facts, host: Host, add: list[str], remove: list[str], ch
         old = host.read_text_or_none("/etc/kernel/cmdline") or ""
         toks = old.split()
         new_toks = edit_tokens(toks, add, remove)
-        if new_toks == toks:
+        if new_toks == toks and not regenerate:
             return [], None
         new = " ".join(new_toks) + "\n"
         acts = [FileEdit(checks, f"{reason} in /etc/kernel/cmdline", NEXT_BOOT, boot_path=True, path="/etc/kernel/cmdline",
-                         old=old.encode() if host.exists("/etc/kernel/cmdline") else None, new=new.encode())]
+                         old=old.encode() if host.exists("/etc/kernel/cmdline") else None, new=new.encode())] if new_toks != toks else []
         try:
             rel = facts.kernel_release()
         except Exception:  # noqa: BLE001

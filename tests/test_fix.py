@@ -298,3 +298,62 @@ def test_grub_editor_keeps_other_arguments_and_sources_with_sh(tmp_path, assigns
         assert all(x.startswith("GRUB_CMDLINE_LINUX=") for x in new_lines[len(old_lines):])
     # editing twice changes nothing more
     assert edit_grub_files(new_files, ["intel_iommu=on", "iommu=pt"], ["intel_iommu=off"]) == []
+
+
+def _debian_with_initramfs(tmp_path) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """distro-debian-grub with a gzip initramfs that has no vfio-pci (as the distribution built it)."""
+    import gzip
+
+    from tests.test_forecast import cpio
+
+    snap = copy_fixture(tmp_path, "distro-debian-grub")
+    root = os.path.join(snap, "root")
+    with open(os.path.join(root, "boot", "initrd.img-6.1.0-56-amd64"), "wb") as f:
+        f.write(gzip.compress(cpio([("usr/lib/modules/6.1.0-56-amd64/kernel/fs/ext4/ext4.ko", b"\x7fELF")])))
+    return snap, root
+
+
+def test_a_fix_cut_short_before_update_initramfs_is_completed_by_a_second_fix(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The reboot lab's scenario on a copy: the files are written, then the power goes before
+    update-initramfs. The next `fix` sees a stale initramfs (boot.initramfs_current), plans the
+    rebuild, says an earlier fix was cut short, and marks it completed; undo still reverts both."""
+    snap, root = _debian_with_initramfs(tmp_path)
+    before = tree_digest(root)
+    p = gd("fix", "--all", "--json", "--root", root)
+    acts = [a["describe"] for a in json.loads(p.stdout)["actions"]]
+    cut_at = next(i for i, a in enumerate(acts) if "update-initramfs" in a) - 1
+    p = gd("fix", "--all", "--apply", "--yes", "--root", root, env={"GPUDOCTOR_TEST_CRASH_AFTER": str(cut_at)})
+    assert p.returncode == 137, (p.stdout, p.stderr)
+    p = gd("check", "--snapshot", snap, "--json", "--only", "boot.initramfs_current")
+    st = {r["id"]: r for r in json.loads(p.stdout)["results"]}["boot.initramfs_current"]
+    assert st["status"] == "fail" and "does not contain vfio-pci.ko" in st["summary"], st
+    p = gd("fix", "--all", "--json", "--root", root)
+    doc = json.loads(p.stdout)
+    assert "cut short" in p.stderr and doc["interrupted_fixes"], p.stderr
+    second = [a["describe"] for a in doc["actions"]]
+    assert any("update-initramfs" in a for a in second), second
+    assert not any(a.startswith(("create", "edit")) for a in second), f"the files were already written: {second}"
+    p = gd("fix", "--all", "--apply", "--yes", "--root", root)
+    assert p.returncode in (0, 1), (p.stdout, p.stderr)
+    states = [d["state"] for d in Journal.list(RootedSystem(root))]
+    assert states[0].startswith("cut short, completed by ") and states[1] == "applied", states
+    p = gd("fix", "--all", "--json", "--root", root)
+    assert "cut short" not in p.stderr
+    for _ in range(2):
+        u = gd("undo", "--root", root)
+        assert u.returncode == 0, (u.stdout, u.stderr)
+    assert tree_digest(root) == before
+
+
+def test_grub_edited_but_not_regenerated_plans_the_regeneration_alone(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """/etc/default/grub edited (here: iommu=pt added by hand), update-grub never run: the
+    plan runs update-grub and edits nothing."""
+    snap = copy_fixture(tmp_path, "distro-debian-grub")
+    root = os.path.join(snap, "root")
+    grub = os.path.join(root, "etc", "default", "grub")
+    text = open(grub).read().replace('GRUB_CMDLINE_LINUX=""', 'GRUB_CMDLINE_LINUX="iommu=pt"')
+    open(grub, "w").write(text)
+    doc = json.loads(gd("fix", "--all", "--json", "--root", root).stdout)
+    boot = [a for a in doc["actions"] if "grub" in a["describe"]]
+    assert [a["describe"] for a in boot] == ["run update-grub"], [a["describe"] for a in doc["actions"]]
+    assert {"cmdline.iommu_enabled", "boot.config_in_effect"} <= set(boot[0]["checks"]), boot

@@ -26,6 +26,7 @@ from doctor.facts import (
     PciDevice,
     SecurityState,
     last_pci_address,
+    parse_boot_overrides,
     parse_cmdline,
     parse_default_route_ifaces,
     parse_initramfs,
@@ -93,6 +94,9 @@ class ForecastFacts(FakeFacts):
 
     def mounts(self):  # type: ignore[no-untyped-def]
         return self._get("mounts", super().mounts)
+
+    def boot_overrides(self):  # type: ignore[no-untyped-def]
+        return self._get("boot_overrides", super().boot_overrides)
 
     def block_devices(self):  # type: ignore[no-untyped-def]
         return self._get("block_devices", super().block_devices)
@@ -255,6 +259,66 @@ def test_host_display_with_the_same_id_as_the_guest_card_is_a_twin() -> None:
     assert r.status is Status.FAIL and "0000:00:01.0" in r.summary
 
 
+def test_boot_overrides_are_read_from_scripts_rules_and_modprobe_lines() -> None:
+    from remediations.vfio_override import SCRIPT, script_text
+
+    ov = parse_boot_overrides(script_text(["0000:01:00.0", "0000:01:00.1"]), SCRIPT, "initramfs")
+    assert [(o.address, o.kind) for o in ov] == [("0000:01:00.0", "initramfs"), ("0000:01:00.1", "initramfs")]
+    rule = 'ACTION=="add", SUBSYSTEM=="pci", KERNEL=="0000:0a:00.0", ATTR{driver_override}="vfio-pci"\n'
+    assert [o.address for o in parse_boot_overrides(rule, "/etc/udev/rules.d/99-vfio.rules", "udev")] == ["0000:0a:00.0"]
+    # short addresses, as people write them in the Arch wiki's loop
+    sh = "#!/bin/sh\nfor d in 01:00.0 01:00.1; do echo vfio-pci > /sys/bus/pci/devices/0000:$d/driver_override; done\n"
+    assert {o.address for o in parse_boot_overrides(sh, "/usr/local/bin/vfio-pci-override.sh", "modprobe")} == {"0000:01:00.0", "0000:01:00.1"}
+    # commented out, or another driver: nothing
+    assert parse_boot_overrides("# echo vfio-pci > /sys/bus/pci/devices/0000:01:00.0/driver_override\n", "x", "initramfs") == []
+    assert parse_boot_overrides("echo nouveau > /sys/bus/pci/devices/0000:01:00.0/driver_override\n", "x", "initramfs") == []
+
+
+def _overrides(addrs: list[str]):  # type: ignore[no-untyped-def]
+    from remediations.vfio_override import SCRIPT, script_text
+
+    return tuple(parse_boot_overrides(script_text(addrs), SCRIPT, "initramfs"))
+
+
+def test_identical_cards_bound_by_address_at_boot_pass_without_ids() -> None:
+    """The fix for twins: no ids= line, an init-top script with the card's addresses."""
+    card_addrs = [f"0000:01:00.{i}" for i in range(4)]
+    f = host(pci=twin_cards(), boot_overrides=_overrides(card_addrs),
+             early_load=EarlyLoadConfig((), (ConfigLine("/etc/initramfs-tools/modules", 1, "vfio-pci"),), "initramfs-tools"))
+    for cid in ("vfio.ids_unique_to_card", "vfio.ids_configured", "vfio.binding_persistent"):
+        r = result(f, cid, gpu="0000:01:00.0")
+        assert r.status is Status.PASS, (cid, r.summary, r.messages)
+    assert "0000:02:00.0" in result(f, "vfio.ids_unique_to_card", gpu="0000:01:00.0").summary
+    # one function missing from the script: not covered
+    f = host(pci=twin_cards(), boot_overrides=_overrides(card_addrs[:3]))
+    assert result(f, "vfio.ids_configured", gpu="0000:01:00.0").status is Status.WARN
+    # an ids= line that also names the twin's id still grabs it, whatever the script says
+    f = host(pci=twin_cards(), boot_overrides=_overrides(card_addrs), modprobe={"/etc/modprobe.d/vfio.conf": IDS})
+    assert result(f, "vfio.ids_unique_to_card", gpu="0000:01:00.0").status is Status.FAIL
+
+
+def test_override_plan_writes_an_init_top_script_and_merges_an_earlier_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from remediations.vfio_override import SCRIPT, plan_override, script_text
+
+    f = host(pci=twin_cards())
+    eps = [d for d in twin_cards() if d.address.startswith("0000:01:00.")]
+    acts, why = plan_override(f, DirHost(str(tmp_path)), eps, ("vfio.ids_configured",))
+    assert why is None and len(acts) == 1
+    a = acts[0]
+    assert a.path == SCRIPT and a.mode == 0o755 and a.old is None and a.takes_effect == "next boot, once the initramfs is rebuilt"
+    assert b"for dev in 0000:01:00.0 0000:01:00.1 0000:01:00.2 0000:01:00.3" in a.new
+    p = tmp_path / SCRIPT.lstrip("/")
+    p.parent.mkdir(parents=True)
+    p.write_text(script_text(["0000:05:00.0"]))
+    acts, _ = plan_override(f, DirHost(str(tmp_path)), eps, ("vfio.ids_configured",))
+    assert b"for dev in 0000:05:00.0 0000:01:00.0" in acts[0].new  # a second card's earlier line is kept
+    p.write_text(script_text(["0000:05:00.0", *[d.address for d in eps]]))
+    assert plan_override(f, DirHost(str(tmp_path)), eps, ("x",)) == ([], None)
+    f = host(pci=twin_cards(), early_load=EarlyLoadConfig((), (), "dracut"))
+    acts, why = plan_override(f, DirHost(str(tmp_path)), eps, ("x",))
+    assert acts == [] and "initramfs-tools only" in (why or "")
+
+
 # --- 4. group safety ------------------------------------------------------------------------
 
 
@@ -398,6 +462,23 @@ def test_initramfs_without_vfio_pci_fails() -> None:
     img = gzip.compress(cpio([("etc/modprobe.d/vfio.conf", IDS.encode())]))
     r = result(initramfs_host(img), "boot.initramfs_current")
     assert r.status is Status.FAIL and "does not contain vfio-pci.ko" in r.summary
+
+
+def test_initramfs_must_carry_the_per_device_binding_script() -> None:
+    from remediations.vfio_override import script_text
+
+    ov = _overrides(["0000:01:00.0", "0000:01:00.1"])
+    el = EarlyLoadConfig((), (ConfigLine("/etc/initramfs-tools/modules", 1, "vfio-pci"),), "initramfs-tools")
+
+    def with_image(entries):  # type: ignore[no-untyped-def]
+        img = parse_initramfs(gzip.compress(cpio([(KO, b"\x7fELF"), *entries])), "/boot/initrd.img-6.1.0-13-amd64")
+        return result(host(modprobe={}, early_load=el, boot_overrides=ov, initramfs=img), "boot.initramfs_current")
+
+    r = with_image([])
+    assert r.status is Status.FAIL and "gpudoctor-vfio-override is not in the image" in r.summary, r.summary
+    r = with_image([("scripts/init-top/gpudoctor-vfio-override", script_text(["0000:01:00.0"]).encode())])
+    assert r.status is Status.FAIL and "differs" in r.summary, r.summary
+    assert with_image([("scripts/init-top/gpudoctor-vfio-override", ov[0].text.encode())]).status is Status.PASS
 
 
 def test_zstd_initramfs_is_read_with_zstandard() -> None:
