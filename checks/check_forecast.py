@@ -15,8 +15,10 @@ from checks.common import (
     identical_devices,
     ids_config,
     initramfs_update_command,
+    mount_controllers,
     pci_evidence,
     regen_commands,
+    route_nics,
     try_fact,
 )
 from doctor.errors import FactUnknown, NotCaptured
@@ -256,55 +258,6 @@ def vfio_ids_unique_to_card(ctx: Context) -> Verdict:
 _ACS_LOG = re.compile(r"ACS overrides? enabled|pcie_acs_override", re.IGNORECASE)
 
 
-def _mount_controllers(facts: Facts) -> dict[str, list[str]]:
-    """PCI address -> mounted filesystems on a disk behind it ("/ (/dev/nvme0n1p2)")."""
-    mounts = facts.mounts()
-    blocks = facts.block_devices()
-    by_dm = {b.dm_name: b.name for b in blocks.values() if b.dm_name}
-
-    def pci_of(name: str, depth: int = 0) -> set[str]:
-        b = blocks.get(name)
-        if b is None or depth > 8:
-            return set()
-        if b.pci_address:
-            return {b.pci_address}
-        out: set[str] = set()
-        for s in b.slaves:
-            out |= pci_of(s, depth + 1)
-        return out
-
-    out: dict[str, list[str]] = {}
-    for m in mounts:
-        if not m.source.startswith("/dev/"):
-            continue
-        name = m.source[5:]
-        if name.startswith("mapper/"):
-            name = by_dm.get(name[7:], name)
-        for addr in pci_of(name.rsplit("/", 1)[-1] if "/" in name else name):
-            out.setdefault(addr, []).append(f"{m.target} ({m.source}, {m.fstype})")
-    return out
-
-
-def _route_nics(facts: Facts) -> dict[str, list[str]]:
-    """PCI address -> default-route interfaces carried by it (through bridges, bonds, vlans)."""
-    ifs = facts.net_interfaces()
-    out: dict[str, list[str]] = {}
-
-    def walk(name: str, via: str, depth: int = 0) -> None:
-        i = ifs.get(name)
-        if i is None or depth > 8:
-            return
-        if i.pci_address:
-            out.setdefault(i.pci_address, []).append(via if via == name else f"{via} via {name}")
-            return
-        for lo in i.lowers:
-            walk(lo, via, depth + 1)
-
-    for name in facts.default_route_ifaces():
-        walk(name, name)
-    return out
-
-
 def _plan_devices(facts: Facts, gpu: PciDevice) -> tuple[list[PciDevice], list[str]]:
     """The GPU's group endpoints plus every group a configured ids= would bind."""
     devs = facts.pci_devices()
@@ -339,14 +292,14 @@ def gpu_group_safe(ctx: Context) -> Verdict:
     foreign = [d for d in plan if d.slot != gpu.slot]
     unknown: list[str] = []
     try:
-        for addr, fs in _mount_controllers(facts).items():
+        for addr, fs in mount_controllers(facts).items():
             if addr in addrs:
                 fails.append(f"{addr} holds mounted filesystems: {', '.join(fs[:4])}")
                 ev.append(Evidence("/proc/self/mounts", f"{addr}: {', '.join(fs[:4])}"))
     except (FactUnknown, NotCaptured) as e:
         unknown.append(f"mounted filesystems ({e})")
     try:
-        for addr, via in _route_nics(facts).items():
+        for addr, via in route_nics(facts).items():
             if addr in addrs:
                 fails.append(f"{addr} carries the default route ({', '.join(via)})")
                 ev.append(Evidence("/proc/net/route", f"default route via {', '.join(via)} on {addr}"))

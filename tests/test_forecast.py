@@ -347,6 +347,54 @@ def safety_host(**over):  # type: ignore[no-untyped-def]
     return host(**base)
 
 
+def _card_with_a_disk() -> list[PciDevice]:
+    """A card whose second function is an NVMe controller (as on some workstation boards' risers)."""
+    vga = card()[0]
+    disk = PciDevice("0000:01:00.1", 0x010802, "144d", "a808", None, "00", "nvme", "1")
+    return [root_port(), vga, disk, igpu()]
+
+
+ROOT_ON_CARD = {"nvme0n1p2": BlockDevice("nvme0n1p2", "/sys/devices/pci0000:00/0000:00:01.0/0000:01:00.1/nvme/nvme0/nvme0n1/nvme0n1p2")}
+
+
+def test_bind_never_takes_a_controller_holding_a_mounted_filesystem_even_with_force() -> None:
+    from remediations.pci_bind import plan_bind
+
+    f = safety_host(pci=_card_with_a_disk(), block_devices=ROOT_ON_CARD, mounts=(Mount("/dev/nvme0n1p2", "/", "ext4"),))
+    gpu = f.pci_devices()["0000:01:00.0"]
+    for force in (False, True):
+        acts, why = plan_bind(f, gpu, ("vfio.group_viable",), force=force)
+        assert acts == [] and why is not None and "0000:01:00.1 holds mounted filesystems: / (/dev/nvme0n1p2, ext4)" in why, why
+
+
+def test_bind_takes_a_storage_function_nothing_is_mounted_from() -> None:
+    from remediations.pci_bind import plan_bind
+
+    f = safety_host(pci=_card_with_a_disk(), block_devices=ROOT_ON_CARD, mounts=(Mount("proc", "/proc", "proc"),))
+    acts, why = plan_bind(f, f.pci_devices()["0000:01:00.0"], ("vfio.group_viable",))
+    assert why is None and [a.address for a in acts if hasattr(a, "address")] == ["0000:01:00.0", "0000:01:00.1"]
+
+
+def test_bind_with_unknown_mounts_asks_for_force_for_a_storage_function() -> None:
+    from remediations.pci_bind import plan_bind
+
+    f = host(pci=_card_with_a_disk())  # mounts and block devices unknown
+    gpu = f.pci_devices()["0000:01:00.0"]
+    acts, why = plan_bind(f, gpu, ("vfio.group_viable",))
+    assert acts == [] and "without --force" in (why or "") and "mounts could not be read" in (why or "")
+    acts, why = plan_bind(f, gpu, ("vfio.group_viable",), force=True)
+    assert why is None and acts
+
+
+def test_bind_in_a_shared_group_names_what_the_host_runs_on() -> None:
+    from remediations.pci_bind import plan_bind
+
+    pci = [root_port(), *card(), nvme(group="1"), igpu()]
+    f = safety_host(pci=pci)
+    acts, why = plan_bind(f, f.pci_devices()["0000:01:00.0"], ("vfio.group_viable",), force=True)
+    assert acts == [] and "0000:03:00.0 holds mounted filesystems: / (/dev/mapper/vg-root, ext4)" in (why or ""), why
+
+
 def test_group_with_the_root_disk_controller_fails_through_lvm() -> None:
     f = safety_host(pci=[root_port(), *card(), nvme(group="1"), igpu()])
     r = result(f, "gpu.group_safe")
