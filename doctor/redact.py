@@ -1,4 +1,4 @@
-"""Redaction: hostnames, MAC and IP addresses, serial numbers and UUIDs are
+"""Redaction: hostnames, MAC and IP addresses, serial numbers, UUIDs and machine ids are
 replaced by stable fake values, consistently across every file and command
 output that one Redactor sees (one snapshot, one report).
 
@@ -40,8 +40,25 @@ class Redactor:
         self._maps: dict[str, dict[str, str]] = {}
         self._hostnames: list[str] = []
         self._fakes: set[str] = set()
+        self._machine_ids: list[str] = []
         for h in hostnames or []:
             self.add_hostname(h)
+
+    def add_machine_id(self, value: str) -> None:
+        """/etc/machine-id: 32 hex digits that name BLS entries, ESP folders and journal
+        files. Only known values are replaced (a bare 32-hex pattern would hit checksums)."""
+        v = value.strip().lower()
+        if re.fullmatch(r"[0-9a-f]{32}", v) and v not in self._machine_ids and v not in self._fakes:
+            self._machine_ids.append(v)
+
+    def path(self, p: str) -> str:
+        """A file name or path with machine ids replaced (the only secret that names files
+        gpudoctor records: /boot/loader/entries/<machine-id>-<kver>.conf)."""
+        if not self.enabled:
+            return p
+        for mid in self._machine_ids:
+            p = re.sub(re.escape(mid), lambda m: self._fake("machine-id", m.group(0).lower()), p, flags=re.I)
+        return p
 
     def add_hostname(self, name: str) -> None:
         name = name.strip()
@@ -66,6 +83,7 @@ class Redactor:
                 "ipv6": f"2001:db8::{n:x}",
                 "uuid": f"00000000-0000-4000-8000-{n:012x}",
                 "serial": f"SERIAL-{n:04d}",
+                "machine-id": f"{0xFA6E << 112 | n:032x}",
             }[kind]
             self._fakes.add(m[real])
         return m[real]
@@ -81,6 +99,7 @@ class Redactor:
     def text(self, s: str) -> str:
         if not self.enabled or not s:
             return s
+        s = self.path(s)
         s = _DSN.sub(lambda m: m.group(1) + self._fake("serial", m.group(2)), s)
         s = _SERIAL.sub(lambda m: m.group(1) + self._fake("serial", m.group(2)), s)
         s = _UUID.sub(lambda m: self._fake("uuid", m.group(0).lower()), s)

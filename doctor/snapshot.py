@@ -466,6 +466,26 @@ class _Recorder:
                 self.unreadable[m] = e.strerror or str(e)
 
 
+def _redact_paths(rec: _Recorder) -> None:
+    """File names carry secrets too (BLS entries are named <machine-id>-<kver>.conf): rename
+    them in the mirror, in link targets and in the manifest's listings, so a redacted snapshot
+    reads as one consistent host."""
+    r = rec.redactor.path
+    for d, dirs, files in os.walk(rec.root, topdown=False):
+        for n in dirs + files:
+            src = os.path.join(d, n)
+            if os.path.islink(src):
+                t = os.readlink(src)
+                if r(t) != t:
+                    os.unlink(src)
+                    os.symlink(r(t), src)
+            if r(n) != n:
+                os.rename(src, os.path.join(d, r(n)))
+    rec.listed = {r(k): [r(n) for n in v] for k, v in rec.listed.items()}
+    rec.present = {r(k): v for k, v in rec.present.items()}
+    rec.unreadable = {r(k): v for k, v in rec.unreadable.items()}
+
+
 def _release(host: Host) -> str | None:
     try:
         return host.read_text("/proc/sys/kernel/osrelease").strip() or None
@@ -497,6 +517,11 @@ def record(
             except OSError:
                 pass
         redactor = Redactor(hostnames, enabled=redact)
+        for p in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+            try:
+                redactor.add_machine_id(host.read_text(p))
+            except (OSError, UnicodeDecodeError):
+                pass
         rec = _Recorder(host, work, redactor)
         rel = _release(host)
         for spec in specs:
@@ -505,6 +530,8 @@ def record(
                     continue
                 spec = Spec(spec.kind, spec.pattern.replace("{release}", rel))
             rec.record_spec(spec)
+        if redact:
+            _redact_paths(rec)
         cmds = []
         for argv in commands:
             r = host.run(argv, timeout=15)

@@ -69,6 +69,42 @@ def test_no_planted_value_survives_a_redacted_snapshot(tmp_path) -> None:  # typ
     assert "intel_iommu=on" in text and "DMAR: IOMMU enabled" in text  # the facts themselves survive
 
 
+MACHINE_ID = "4f0c2d9b8e7a41c3b5d6e7f8091a2b3c"
+
+
+def test_machine_id_is_redacted_in_file_names_too(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """BLS entries are named <machine-id>-<kver>.conf: the snapshot renames them, consistently
+    with the redacted contents, and check still reads the entry."""
+    h = planted_host(tmp_path)
+    root = tmp_path / "root"
+    (root / "etc/machine-id").write_text(MACHINE_ID + "\n")
+    (root / "etc/default/grub").unlink()  # a systemd-boot host
+    (root / "etc/kernel").mkdir()
+    (root / "etc/kernel/cmdline").write_text("root=/dev/sda1 intel_iommu=on vfio-pci.ids=10de:1e84\n")
+    (root / "boot/loader/entries").mkdir(parents=True)
+    (root / f"boot/loader/entries/{MACHINE_ID}-6.1.0-13-amd64.conf").write_text(
+        f"title Debian\nversion 6.1.0-13-amd64\nmachine-id {MACHINE_ID}\nlinux /{MACHINE_ID}/6.1.0-13-amd64/linux\n"
+        "options root=/dev/sda1 intel_iommu=on vfio-pci.ids=10de:1e84\n")
+    out = str(tmp_path / "snap")
+    record(out, h)
+    names = [os.path.join(d, n) for d, ds, fs in os.walk(out) for n in ds + fs]
+    assert not [n for n in names if MACHINE_ID in n], names
+    text = all_text(out)
+    assert MACHINE_ID not in text
+    fake = [n for n in os.listdir(os.path.join(out, "root/boot/loader/entries"))]
+    assert len(fake) == 1 and fake[0].endswith("-6.1.0-13-amd64.conf")
+    fid = fake[0][: -len("-6.1.0-13-amd64.conf")]
+    assert f"machine-id {fid}" in text and f"linux /{fid}/" in text  # the same fake in names and contents
+    manifest = json.load(open(os.path.join(out, "manifest.json")))
+    assert fake[0] in manifest["listed"]["/boot/loader/entries"]
+    from doctor.facts import HostFacts
+    from doctor.snapshot import SnapshotHost
+
+    entries = HostFacts(SnapshotHost(out)).boot_entries()
+    assert [e.path for e in entries] == [f"/boot/loader/entries/{fake[0]}"], entries
+    assert "vfio-pci.ids=10de:1e84" in entries[0].options
+
+
 def test_no_redact_keeps_values(tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = str(tmp_path / "snap")
     record(out, planted_host(tmp_path), redact=False)
