@@ -16,10 +16,10 @@ def plan_bind(facts: Facts, gpu: PciDevice, checks: tuple[str, ...], force: bool
         return [], f"{gpu.address} has no IOMMU group: enable the IOMMU first (nothing can be bound)"
     others = [m for m in members if m.slot != gpu.slot and not m.is_bridge]
     if others:
-        certain = [why for _, sure, why in _hazards(facts, others) if sure]
+        runs_on = [why for _, sure, why in _hazards(facts, others) if sure]
         return [], (
             f"group {gpu.iommu_group} also holds " + ", ".join(f"{m.address} ({m.name or m.ident}, {m.driver or 'no driver'})" for m in others)
-            + ": binding them would take them from the host" + (" (" + "; ".join(certain) + ")" if certain else "")
+            + ": binding them would take them from the host" + (" (" + "; ".join(runs_on) + ")" if runs_on else "")
             + "; nothing is bound (see gpu.group_isolated, gpu.group_safe)"
         )
     eps = endpoints(facts, gpu)
