@@ -553,7 +553,12 @@ def _evicts_on_bind(facts: Facts, gpu: PciDevice) -> tuple[bool | None, str]:
 
     Since Linux 6.0, vfio_pci_core_register_device() -> vfio_pci_vga_init() calls
     aperture_remove_conflicting_pci_devices() ("vfio/pci: Remove console drivers", Alex
-    Williamson, merged for 6.0), but only for VGA-class devices: vfio_pci_is_vga() is
+    Williamson, commit d173780620792c725506b0f3c5ec52c7fbac1db0; in linux-next from
+    next-20220628 next to "drm: Implement DRM aperture helpers under video/", merged for 6.0;
+    Debian's 6.1.0 vfio-pci-core.ko imports the symbol). Proven in the lab
+    (tests/lab/test_lab_forecast.py, intel-efifb-on-card): on Debian's 6.1, `c0000000-c03e7fff :
+    efifb` in the card's BAR 0 vanishes from /proc/iomem when vfio-pci binds ("Console: switching
+    to colour dummy device"), no `can't reserve`, QEMU maps the BARs. Only for VGA-class devices: vfio_pci_is_vga() is
     `(pdev->class >> 8) == PCI_CLASS_DISPLAY_VGA` (0x0300). A 3D (0302) or display (0380)
     controller keeps its framebuffer, which is why simpledrm still blocks such GPUs on 6.18
     (siderolabs/talos#14356: `BAR 0: can't reserve`)."""
