@@ -21,7 +21,7 @@ from checks.common import (
     route_nics,
     try_fact,
 )
-from doctor.errors import FactUnknown, NotCaptured
+from doctor.errors import FactUnknown, NotCaptured, OptionRomUnreadable
 from doctor.facts import (
     Cmdline,
     Facts,
@@ -528,7 +528,12 @@ def _evicts_on_bind(facts: Facts, gpu: PciDevice) -> tuple[bool | None, str]:
 
     Since Linux 6.0, vfio_pci_core_register_device() -> vfio_pci_vga_init() calls
     aperture_remove_conflicting_pci_devices() ("vfio/pci: Remove console drivers", Alex
-    Williamson, merged for 6.0), but only for VGA-class devices: vfio_pci_is_vga() is
+    Williamson, commit d173780620792c725506b0f3c5ec52c7fbac1db0; in linux-next from
+    next-20220628 next to "drm: Implement DRM aperture helpers under video/", merged for 6.0;
+    Debian's 6.1.0 vfio-pci-core.ko imports the symbol). Proven in the lab
+    (tests/lab/test_lab_forecast.py, intel-efifb-on-card): on Debian's 6.1, `c0000000-c03e7fff :
+    efifb` in the card's BAR 0 vanishes from /proc/iomem when vfio-pci binds ("Console: switching
+    to colour dummy device"), no `can't reserve`, QEMU maps the BARs. Only for VGA-class devices: vfio_pci_is_vga() is
     `(pdev->class >> 8) == PCI_CLASS_DISPLAY_VGA` (0x0300). A 3D (0302) or display (0380)
     controller keeps its framebuffer, which is why simpledrm still blocks such GPUs on 6.18
     (siderolabs/talos#14356: `BAR 0: can't reserve`)."""
@@ -771,12 +776,21 @@ def boot_secure_boot_modules(ctx: Context) -> Verdict:
 # ---------------------------------------------------------------------------
 # 10. option ROM
 
+# drivers/pci/rom.c (pci_get_rom_size): what the kernel says about a ROM it will not map
+ROM_COMPLAINT = r".*(Invalid PCI ROM header signature|No more image in the PCI ROM)"
+
 
 @check("gpu.rom_readable", "The GPU's option ROM is present and valid", severity=Severity.ADVICE, per_gpu=True)
 def gpu_rom_readable(ctx: Context) -> Verdict:
-    """The ROM BAR exists; its image (when a dump is given) starts 0x55AA, has a PCI data
-    structure and an EFI image. Reading sysfs `rom` needs writing 1 to it first, which gpudoctor
-    never does on its own."""
+    """The ROM BAR exists; its image starts 0x55AA, has a PCI data structure and an EFI image.
+    The image comes from a dump (`check --rom FILE`) or, on request, from sysfs `rom`
+    (`check --read-rom`: writing 1 to it first changes the device's state, so never by default).
+
+    A ROM the kernel will not map (drivers/pci/rom.c: `Invalid PCI ROM header signature`, the
+    sysfs read fails with EIO) is also what vfio-pci hands QEMU: the ROM region's size is 0 and
+    QEMU says `vfio-pci: Cannot read device rom at ADDR` when the guest's firmware probes it
+    (hw/vfio/pci.c vfio_pci_load_rom), then goes on without a ROM. Advice: the VM starts; a UEFI
+    guest just gets no boot screen from the card until its own driver loads."""
     facts = ctx.facts
     gpu = ctx.gpu
     assert gpu is not None
@@ -786,28 +800,68 @@ def gpu_rom_readable(ctx: Context) -> Verdict:
     remedy = Remedy(
         "If the guest shows no picture before its driver loads: hide the ROM (`rombar=0`, libvirt <rom bar='off'/>) or give "
         "QEMU a known-good dump (`romfile=/usr/share/vgabios/gpu.rom`, libvirt <rom file='...'/>).",
-        (f"sudo sh -c 'cd /sys/bus/pci/devices/{gpu.address} && echo 1 > rom && cat rom > /tmp/{gpu.address}.rom; echo 0 > rom'",
-         "# then check: the dump starts 55 aa, and has an EFI image for UEFI guests (e.g. rom-parser)"),
+        (f"sudo gpudoctor check --read-rom --gpu {gpu.address} --only gpu.rom_readable",
+         f"# or dump it yourself: sudo sh -c 'cd /sys/bus/pci/devices/{gpu.address} && echo 1 > rom && cat rom > /tmp/{gpu.address}.rom; echo 0 > rom'",
+         f"# and check the dump: gpudoctor check --rom /tmp/{gpu.address}.rom --gpu {gpu.address} --only gpu.rom_readable"),
+    )
+    fix_unreadable = Remedy(
+        f"Hide the card's ROM from the guest (`-device vfio-pci,host={gpu.address},rombar=0`, libvirt <rom bar='off'/>) or give "
+        "QEMU a good dump of this card's ROM (`romfile=/path/to/gpu.rom`, libvirt <rom file='/path/to/gpu.rom'/>), e.g. one "
+        "read while another GPU was the boot display, or the vendor's image for this exact board.",
     )
     if not rom:
         return verdict(Status.WARN, f"{gpu.address} exposes no ROM BAR: a UEFI guest gets no GOP driver from the card", ev,
                        ["Depends on the guest: its own driver still works; only the boot screen needs the ROM."], remedy)
+    shadow = [b for b in rom if b.start == 0xC0000]
+    shadow_note = ([f"The kernel shows {gpu.address}'s ROM as the shadow copy at 0xc0000 (it is the boot display): after UEFI "
+                    "firmware (no CSM) that region holds no option ROM image."] if shadow else [])
+    source = "sysfs `rom`"
     try:
-        data: bytes | None = ctx.facts.option_rom(gpu.address)
-    except (FactUnknown, NotCaptured):
-        data = None
-    if data is None:
-        return verdict(Status.UNKNOWN, "ROM not read: reading it changes the device's state (writing 1 to sysfs `rom`)", ev,
-                       ["Opt in by dumping it yourself (the first remedy step) and checking the dump.",
-                        "Many GPUs (NVIDIA especially) return a ROM whose image the guest then rejects; `rombar=0` or a `romfile` fixes that."],
-                       remedy)
+        data: bytes = ctx.facts.option_rom(gpu.address)
+        dumps = getattr(ctx.facts, "rom_dumps", {})
+        if gpu.address in dumps:
+            source = f"the dump {dumps[gpu.address][0]}"
+    except OptionRomUnreadable as e:
+        klog = list(e.kernel_lines) or _rom_kernel_lines(facts, gpu.address)
+        ev += [Evidence(e.source, e.reason)] + [Evidence("kernel log", ln) for ln in klog]
+        return verdict(Status.WARN, f"{gpu.address}'s ROM cannot be read ({e.reason}): QEMU will say "
+                       f"`vfio-pci: Cannot read device rom at {gpu.address}` and the guest gets no ROM from the card", ev,
+                       [*(f"the kernel: {ln}" for ln in klog), *shadow_note,
+                        "QEMU still starts (advice, not a blocker): a UEFI guest shows no boot screen on this card until its own "
+                        "driver loads, and a guest driver that needs the ROM fails."],
+                       fix_unreadable)
+    except (FactUnknown, NotCaptured) as e:
+        reason = e.reason if isinstance(e, FactUnknown) else str(e)
+        if reason.startswith("not read"):
+            return verdict(Status.UNKNOWN, "ROM not read: reading it changes the device's state (writing 1 to sysfs `rom`)", ev,
+                           ["Opt in with `gpudoctor check --read-rom` (root), or check a dump with `--rom FILE`.",
+                            "Many GPUs (NVIDIA especially) return a ROM whose image the guest then rejects; `rombar=0` or a `romfile` fixes that."],
+                           remedy)
+        return verdict(Status.UNKNOWN, f"ROM not read: {reason}", ev, [], remedy)
+    ev.append(Evidence(source, f"{len(data)} bytes" + (f", starts {data[:2].hex(' ')}" if data else "")))
+    if not data:
+        klog = _rom_kernel_lines(facts, gpu.address)
+        ev += [Evidence("kernel log", ln) for ln in klog]
+        return verdict(Status.WARN, f"the ROM from {source} is empty: the kernel could not map it, QEMU will say "
+                       f"`vfio-pci: Cannot read device rom at {gpu.address}`", ev,
+                       [*(f"the kernel: {ln}" for ln in klog), *shadow_note,
+                        "An empty dump is what `cat rom` leaves when the read fails with `Input/output error`."],
+                       fix_unreadable)
     try:
         images = parse_option_rom(data)
     except ValueError as e:
-        return verdict(Status.FAIL, f"the ROM is not valid: {e}", ev, [], remedy)
+        return verdict(Status.WARN, f"the ROM from {source} is not valid: {e}", ev,
+                       [*shadow_note, "The guest's firmware rejects this image: no boot screen from the card until the guest's driver loads."],
+                       fix_unreadable)
     if "EFI" not in images:
         return verdict(Status.WARN, f"ROM images: {', '.join(images)}; no EFI image (a UEFI guest gets no boot screen)", ev, [], remedy)
     return verdict(Status.PASS, f"ROM valid: {', '.join(images)}", ev)
+
+
+def _rom_kernel_lines(facts: Facts, address: str) -> list[str]:
+    """drivers/pci/rom.c's complaints about this device's ROM in the kernel log."""
+    log = try_fact(facts.kernel_log)
+    return log.grep(re.escape(address) + ROM_COMPLAINT)[-3:] if log is not None else []
 
 
 # ---------------------------------------------------------------------------

@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--html", metavar="PATH", nargs="?", const="", help="also write a self-contained HTML report (default: reports/)")
     c.add_argument("-v", "--verbose", action="store_true", help="show evidence and fixes for every check")
     c.add_argument("--no-redact", action="store_true", help="keep hostnames, addresses, serials and UUIDs in the output")
+    c.add_argument("--read-rom", action="store_true",
+                   help="read the GPU's option ROM from sysfs (writes 1 to its `rom`, reads, writes 0; needs root)")
+    c.add_argument("--rom", metavar="FILE", help="check this dump of the GPU's option ROM (with --gpu); never touches the device")
     c.add_argument("--from", dest="from_paths", metavar="PATH", nargs="+",
                    help="check pasted outputs (files or folders: lspci, dmesg, /proc/cmdline, IOMMU groups, ...) instead of this host")
 
@@ -75,6 +78,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from doctor.render import dumps_json, render_terminal
     from doctor.runner import run_checks
 
+    rom_dumps = _rom_options(args)
     if getattr(args, "from_paths", None):
         from doctor.pasted import cmd_check_from
 
@@ -82,6 +86,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     host = _open_host(args.snapshot)
     try:
         facts = HostFacts(host)
+        facts.rom_dumps = rom_dumps
+        facts.read_rom = bool(getattr(args, "read_rom", False))
         report = run_checks(facts, host.source_info(), gpu=args.gpu, only=args.only)
         redact = not args.no_redact
         if args.html is not None:
@@ -101,6 +107,33 @@ def cmd_check(args: argparse.Namespace) -> int:
         close = getattr(host, "close", None)
         if close:
             close()
+
+
+def _rom_options(args: argparse.Namespace) -> dict[str, tuple[str, bytes]]:
+    """Check --read-rom / --rom FILE against the other options; the dump's bytes by GPU address."""
+    from doctor.errors import BadInput
+
+    read_rom, rom = bool(getattr(args, "read_rom", False)), getattr(args, "rom", None)
+    if not read_rom and rom is None:
+        return {}
+    if read_rom and rom is not None:
+        raise BadInput("--read-rom and --rom cannot be used together: read the live ROM or check a dump")
+    if getattr(args, "from_paths", None):
+        raise BadInput("--read-rom and --rom do not work with --from (pasted outputs): check the dump with --rom on its own")
+    if read_rom and args.snapshot:
+        raise BadInput("--read-rom reads this host's sysfs, not a snapshot; give the snapshot's ROM dump with --rom FILE")
+    if rom is None:
+        return {}
+    if not args.gpu:
+        raise BadInput("--rom needs --gpu ADDR: a dump belongs to one GPU")
+    from doctor.facts import normalize_pci_address
+    from doctor.optionrom import load_dump
+
+    try:
+        addr = normalize_pci_address(args.gpu)
+    except ValueError as e:
+        raise BadInput(f"--gpu: {e}") from e
+    return {addr: (rom, load_dump(rom))}
 
 
 def cmd_record(args: argparse.Namespace) -> int:

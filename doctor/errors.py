@@ -43,3 +43,16 @@ class FactUnknown(DoctorError):
         self.fact = fact
         self.reason = reason
         self.settle = settle
+
+
+class OptionRomUnreadable(DoctorError):
+    """An option ROM read on request (sysfs `rom`) failed: a fact about the device, not an unknown.
+
+    `kernel_lines` are the kernel's own words about it (drivers/pci/rom.c: `Invalid PCI ROM
+    header signature: expecting 0xaa55, got 0x....`), when the log could be read."""
+
+    def __init__(self, source: str, reason: str, kernel_lines: tuple[str, ...] = ()) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+        self.kernel_lines = kernel_lines

@@ -452,7 +452,8 @@ class Facts:
 
     def option_rom(self, address: str) -> bytes:
         """The GPU's option ROM image. Never read from sysfs by default: reading `rom` needs
-        writing 1 to it first, which changes the device's state."""
+        writing 1 to it first, which changes the device's state (opt in: check --read-rom, or
+        give a dump with --rom FILE). OptionRomUnreadable where a requested read failed."""
         raise FactUnknown(f"option ROM of {address}", "not read (reading it means writing 1 to sysfs `rom`)",
                           f"sudo sh -c 'echo 1 > /sys/bus/pci/devices/{address}/rom; cat /sys/bus/pci/devices/{address}/rom > rom.bin; echo 0 > /sys/bus/pci/devices/{address}/rom'")
 
@@ -1194,15 +1195,17 @@ def parse_pcie_flr(config: bytes) -> bool | None:
 def parse_option_rom(data: bytes) -> list[str]:
     """Images of a PCI option ROM: ["x86 (legacy)", "EFI", ...]; ValueError if invalid."""
     images: list[str] = []
+    if data[:2] != b"\x55\xaa":
+        raise ValueError(f"no 0x55AA signature at offset 0 (starts {data[:2].hex(' ') or 'empty'})")
     off = 0
     while off + 0x1A <= len(data):
         if data[off : off + 2] != b"\x55\xaa":
-            if not images:
-                raise ValueError("no 0x55AA signature at offset 0")
             break
         pcir = off + int.from_bytes(data[off + 0x18 : off + 0x1A], "little")
         if data[pcir : pcir + 4] != b"PCIR":
             raise ValueError(f"no PCI data structure ('PCIR') in the image at {off:#x}")
+        if pcir + 0x16 > len(data):
+            raise ValueError(f"the PCI data structure of the image at {off:#x} is cut off ({len(data)} bytes)")
         code = data[pcir + 0x14]
         images.append({0: "x86 (legacy BIOS)", 1: "Open Firmware", 2: "HP PA-RISC", 3: "EFI"}.get(code, f"type {code}"))
         length = int.from_bytes(data[pcir + 0x10 : pcir + 0x12], "little") * 512
@@ -1210,6 +1213,8 @@ def parse_option_rom(data: bytes) -> list[str]:
         if last or not length:
             break
         off += length
+    if not images:
+        raise ValueError(f"cut off: {len(data)} bytes, shorter than a ROM header")
     return images
 
 
@@ -1855,6 +1860,21 @@ class HostFacts(Facts):
         if sb is None and lock is None and sig is None:
             raise FactUnknown("Secure Boot and lockdown", "no efivars, lockdown or sig_enforce readable", "mokutil --sb-state")
         return SecurityState(sb, lock, sig, tuple(src))
+
+    # Option ROMs are read only on request (gpudoctor check --rom FILE / --read-rom): the CLI sets
+    # these on the instance. rom_dumps: PCI address -> (file, bytes) of a dump; read_rom: read the
+    # live host's sysfs `rom` (write 1, read, write 0; needs root).
+    rom_dumps: dict[str, tuple[str, bytes]] = {}  # noqa: RUF012 - replaced per instance, never mutated
+    read_rom: bool = False
+
+    def option_rom(self, address: str) -> bytes:
+        if address in self.rom_dumps:
+            return self.rom_dumps[address][1]
+        if not self.read_rom:
+            return super().option_rom(address)
+        from doctor.optionrom import read_live
+
+        return self._per(f"option_rom:{address}", lambda: read_live(self.host, address))
 
     def _libvirt_xml(self) -> list[tuple[str, str]]:
         """(path, text) of each libvirt domain definition; read once for every fact built on them."""

@@ -59,6 +59,12 @@ class Scenario:
     # Devices that are not the card's but share its IOMMU group (ground truth).
     group_intruders: list[str] = field(default_factory=list)
     iommu_enabled: bool = True
+    # "bios" (QEMU's default SeaBIOS) or "ovmf": OVMF_CODE_4M.fd read-only + a per-boot copy of
+    # OVMF_VARS_4M.fd as pflash; OVMF then boots -kernel/-initrd (fw_cfg) as an EFI stub.
+    firmware: str = "bios"
+    # QEMU's -vga: "std" keeps q35's own VGA at 00:01.0 as the host's display; "none" leaves the
+    # card's VGA function the only display (the firmware's console then lives in its BAR 0).
+    vga: str = "std"
 
 
 def _intel(**kw) -> dict:

@@ -7,6 +7,9 @@ doctor's forecast with what the kernel or QEMU then does:
   vfio_iommu_type1 refuses the group, QEMU says `Failed to set iommu for container`.
 - disk-in-group (built per test, it needs a disk image): a virtio-blk disk behind an ACS-less
   root port that shares the card's IOMMU group; the test formats and mounts it in the guest.
+- intel-efifb-on-card: OVMF firmware and `-vga none`, so the card's VGA function (01:00.0) is
+  the only display: OVMF's GOP drives it and the kernel's efifb sits in its BAR 0. The test
+  binds the card to vfio-pci itself (the check's forecast comes first).
 - identical cards need no scenario of their own: in every scenario the host's boot display
   (q35 `-vga std`, 00:01.0) and the card's VGA (01:00.0) are both 1234:1111.
 """
@@ -38,6 +41,18 @@ FORECAST_SCENARIOS: dict[str, Scenario] = {
             qemu_devices=INTEL_CPU + INTEL_IOMMU_NO_IR + ROOT_PORT + CARD_DEVICES,
             append="intel_iommu=on",
             bind_vfio=list(CARD_FUNCTIONS),
+        ),
+        Scenario(
+            name="intel-efifb-on-card",
+            description="OVMF, -vga none: the card's VGA is the only display, OVMF's GOP and the kernel's efifb "
+            "live in its BAR 0; nothing on vfio-pci yet (the test binds it)",
+            iommu="intel",
+            qemu_devices=INTEL_CPU + ["-device", "intel-iommu,intremap=on,caching-mode=on"] + ROOT_PORT + CARD_DEVICES,
+            # nomodeset: bochs-drm refuses to load (drm_firmware_drivers_only()), as a GPU whose native
+            # driver is absent or blacklisted; otherwise bochs-drm takes the card over and removes efifb.
+            append="intel_iommu=on nomodeset",
+            firmware="ovmf",
+            vga="none",
         ),
     ]
 }

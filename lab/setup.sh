@@ -12,6 +12,7 @@ REPO="$(dirname "$HERE")"
 
 PACKAGES=(
   qemu-system-x86   # the lab VM, and QEMU inside the guest (vfio-pci attempts)
+  ovmf              # UEFI firmware for the scenarios with firmware="ovmf" (efifb in the card's BAR)
   busybox-static    # the guest's first stage (initramfs)
   kmod              # modinfo/depmod for the guest's module tree, lsmod inside
   pciutils          # lspci inside the guest

@@ -92,6 +92,33 @@ def qemu_binary() -> str:
     return os.environ.get("GPUDOCTOR_LAB_QEMU", "qemu-system-x86_64")
 
 
+OVMF_DIR = Path(os.environ.get("GPUDOCTOR_LAB_OVMF", "/usr/share/OVMF"))
+OVMF_CODE = "OVMF_CODE_4M.fd"
+OVMF_VARS = "OVMF_VARS_4M.fd"
+
+
+def firmware_args(scenario: Scenario, workdir: Path) -> list[str]:
+    """QEMU's firmware arguments: nothing for SeaBIOS; OVMF's code (read-only) and a writable
+    per-boot copy of its variable store (made by the caller: ``prepare_firmware``)."""
+    if scenario.firmware == "bios":
+        return []
+    if scenario.firmware != "ovmf":
+        raise LabError(f"{scenario.name}: unknown firmware {scenario.firmware!r} (bios or ovmf)")
+    return [
+        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_DIR / OVMF_CODE}",
+        "-drive", f"if=pflash,format=raw,unit=1,file={workdir / OVMF_VARS}",
+    ]  # fmt: skip
+
+
+def prepare_firmware(scenario: Scenario, workdir: Path) -> None:
+    if scenario.firmware != "ovmf":
+        return
+    for name in (OVMF_CODE, OVMF_VARS):
+        if not (OVMF_DIR / name).is_file():
+            raise LabSetupError(f"{OVMF_DIR / name} not found (package ovmf); {_cache.SETUP_HINT}")
+    shutil.copyfile(OVMF_DIR / OVMF_VARS, workdir / OVMF_VARS)
+
+
 def qemu_command(
     scenario: Scenario, kernel: _cache.Kernel, initrd: Path, workdir: Path, extra_append: str = ""
 ) -> list[str]:
@@ -105,7 +132,9 @@ def qemu_command(
         "-display", "none",
         "-no-reboot",
         "-nic", "none",
-        "-vga", "std",  # the host's own boot display at 00:01.0 (-device VGA alone would drop it)
+        # std: the host's own boot display at 00:01.0 (-device VGA alone would drop it)
+        "-vga", scenario.vga,
+        *firmware_args(scenario, workdir),
         "-monitor", "none",
         "-serial", f"file:{workdir / 'console.log'}",
         *scenario.qemu_devices,
@@ -222,6 +251,7 @@ class Guest:
         }
         (self.workdir / "owner.pid").write_text(f"{os.getpid()}\n")
         (self.share / "boot.env").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
+        prepare_firmware(self.scenario, self.workdir)
         cmd = qemu_command(self.scenario, self.kernel, self.initrd, self.workdir, self.extra_append)
         (self.workdir / "qemu.cmd").write_text(shlex.join(cmd) + "\n")
         t0 = time.monotonic()
@@ -450,13 +480,7 @@ class Guest:
         lines = ["set -e"]
         for k, v in self.scenario.sysctl.items():
             lines.append(f"echo {shlex.quote(v)} > /proc/sys/{k.replace('.', '/')}")
-        for a in self.scenario.bind_vfio:
-            d = f"/sys/bus/pci/devices/{a}"
-            lines += [
-                f"echo vfio-pci > {d}/driver_override",
-                f"if [ -e {d}/driver ]; then echo {a} > {d}/driver/unbind; fi",
-                f"echo {a} > /sys/bus/pci/drivers_probe",
-            ]
+        lines += self._bind_lines(self.scenario.bind_vfio)
         if len(lines) == 1:
             return
         t0 = time.monotonic()
@@ -467,6 +491,28 @@ class Guest:
             raise LabError(f"{self.scenario.name}: scenario setup failed (not on vfio-pci: {wrong}):\n{r}")
         self.setup_output = r.output
         _log(f"{self.scenario.name}: setup done in {time.monotonic() - t0:.1f}s; drivers {drivers}")
+
+    @staticmethod
+    def _bind_lines(addrs: list[str]) -> list[str]:
+        lines = []
+        for a in addrs:
+            d = f"/sys/bus/pci/devices/{a}"
+            lines += [
+                f"echo vfio-pci > {d}/driver_override",
+                f"if [ -e {d}/driver ]; then echo {a} > {d}/driver/unbind; fi",
+                f"echo {a} > /sys/bus/pci/drivers_probe",
+            ]
+        return lines
+
+    def bind_vfio(self, addrs: list[str], timeout: float = 60) -> Result:
+        """Bind devices to vfio-pci at runtime (driver_override, unbind, drivers_probe), as the
+        scenarios' setup does; LabError unless every one ends up on vfio-pci."""
+        r = self.run("\n".join(["set -e", *self._bind_lines(addrs)]), timeout=timeout)
+        drivers = self.drivers()
+        wrong = {a: drivers.get(a) for a in addrs if drivers.get(a) != "vfio-pci"}
+        if r.rc != 0 or wrong:
+            raise LabError(f"{self.scenario.name}: binding to vfio-pci failed (not on vfio-pci: {wrong}):\n{r}")
+        return r
 
     def drivers(self) -> dict[str, str | None]:
         """PCI address -> bound driver name (None if unbound), for every device in the guest."""
@@ -523,17 +569,40 @@ class Guest:
         """Run the doctor in the guest the way the scenario wants it run (e.g. without CAP_SYSLOG)."""
         return self.run([*self.scenario.doctor_prefix, self.doctor_path(), *args], timeout=timeout, **kw)
 
-    def try_qemu_vfio(self, host: str | None = None, timeout: float = 90) -> Result:
+    def try_qemu_vfio(
+        self, host: str | None = None, timeout: float = 90, *, firmware_s: float = 0, device_opts: str = ""
+    ) -> Result:
         """Start QEMU inside the guest with ``-device vfio-pci,host=...`` (stopped with -S), ask its
         monitor for ``info pci`` and quit. rc 0 and the device in the output: QEMU got past vfio.
-        Otherwise QEMU's own error (e.g. "group N is not viable") is in the result's output."""
+        Otherwise QEMU's own error (e.g. "group N is not viable") is in the result's output.
+
+        firmware_s > 0: let the nested guest's SeaBIOS run (no -S) until it has probed the card's
+        option ROM (QEMU's trace event ``vfio_pci_load_rom``, printed with the ROM region's size) or
+        firmware_s seconds have passed, then ``info pci`` and quit: QEMU loads a vfio device's ROM
+        only when the guest reads it (`vfio-pci: Cannot read device rom at ...` then).
+        device_opts: appended to the -device option (e.g. ",rombar=0")."""
         host = host or self.scenario.card
         argv = [
             "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-m", "64", "-nodefaults",
-            "-display", "none", "-serial", "none", "-monitor", "stdio", "-S",
-            "-device", f"vfio-pci,host={host},id=hostdev0",
+            "-display", "none", "-serial", "none", "-monitor", "stdio",
+            *([] if firmware_s else ["-S"]),
+            "-device", f"vfio-pci,host={host},id=hostdev0{device_opts}",
         ]  # fmt: skip
-        return self.run(argv, timeout=timeout, input="info pci\nquit\n")
+        if not firmware_s:
+            return self.run(argv, timeout=timeout, input="info pci\nquit\n")
+        argv += ["-trace", "vfio_pci_load_rom"]
+        ticks = max(1, int(firmware_s * 5))
+        wait = (
+            f"i=0; while [ $i -lt {ticks} ]; do "
+            'grep -q "vfio_pci_load_rom Device" "$out" && { sleep 1; break; }; '
+            'grep -q "^qemu-system-x86_64: -device" "$out" && break; '  # QEMU refused the device: nothing to wait for
+            "sleep 0.2; i=$((i+1)); done"
+        )
+        script = (
+            f"out=$(mktemp); {{ {wait}; printf 'info pci\\nquit\\n'; }} | {shlex.join(argv)} >\"$out\" 2>&1; rc=$?; "
+            'cat "$out"; rm -f "$out"; exit $rc'
+        )
+        return self.run(script, timeout=timeout)
 
     # ------------------------------------------------------------------ libvirt (inside the guest)
 
