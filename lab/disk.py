@@ -76,6 +76,7 @@ TRACKED_FILES = [
     "/etc/modprobe.d/vfio.conf",
     "/etc/initramfs-tools/modules",
     "/etc/modules-load.d/vfio-pci.conf",
+    "/etc/initramfs-tools/scripts/init-top/gpudoctor-vfio-override",
     "/etc/initramfs-tools/initramfs.conf",
     "/etc/fstab",
 ]
@@ -546,6 +547,7 @@ class BootResult:
     total_s: float  # QEMU start -> QEMU exit
     console: str
     markers: list[tuple[float, str]] = field(default_factory=list)
+    killed: bool = False  # QEMU was SIGKILLed by the host mid-job (Machine.boot's kill_on)
 
     def step(self, name: str) -> StepResult:
         for s in self.steps:
@@ -569,7 +571,7 @@ class BootResult:
         return self
 
     def summary(self) -> str:
-        return (f"boot {self.index}: runner up {self.ready_s:.1f}s, total {self.total_s:.1f}s; "
+        return (f"boot {self.index}: runner up {self.ready_s:.1f}s, total {self.total_s:.1f}s{' (KILLED)' if self.killed else ''}; "
                 + ", ".join(f"{s.name} {s.duration:.1f}s rc={s.rc}" for s in self.steps))
 
 
@@ -596,8 +598,12 @@ class Machine:
         kernel: tuple[Path, Path, str] | None = None,
         memory: int = 1536,
         smp: int = 2,
+        cache: str = "unsafe",
     ) -> None:
         self.name = name
+        # "unsafe" (flushes ignored) is fast; a scenario that kills QEMU mid-write needs the
+        # guest's flushes honoured ("writeback"), or it tests a disk that lies, not a power cut.
+        self.cache = cache
         self.platform = platform
         self.devices = devices
         self.kernel = kernel
@@ -632,7 +638,7 @@ class Machine:
             "-no-reboot",  # a guest reboot ends this process; the next boot is a new one
             "-monitor", "none",
             "-serial", f"file:{self.workdir / f'console-{index}.log'}",
-            "-drive", f"file={self.disk},format={self.disk_format},if=virtio,cache=unsafe",
+            "-drive", f"file={self.disk},format={self.disk_format},if=virtio,cache={self.cache}",
             *self.platform,
             *self.devices,
             "-virtfs", f"local,path={self.share},mount_tag=labshare,security_model=none,multidevs=remap",
@@ -693,8 +699,15 @@ class Machine:
         truth_after: bool = False,
         files: list[str] = TRACKED_FILES,
         env: dict[str, str] | None = None,
+        kill_on: str | None = None,
+        kill_after: float = 0.0,
     ) -> BootResult:
-        """Power on, wait for the runner, run *steps*, wait for the guest to power off/reboot."""
+        """Power on, wait for the runner, run *steps*, wait for the guest to power off/reboot.
+
+        With *kill_on*, QEMU is SIGKILLed (a power cut) *kill_after* seconds after a console
+        marker line containing it appears (a step writes ``GPUDOCTOR-LAB <kill_on>`` to
+        /dev/ttyS0 when the moment comes); the result then has ``killed`` set and only the
+        steps that had finished."""
         if self._closed:
             raise LabError(f"{self.name}: machine closed")
         index = len(self.boots) + 1
@@ -715,6 +728,8 @@ class Machine:
         seen = 0  # bytes of the console log already parsed (whole lines only)
         ready_at: float | None = None
         done_at: float | None = None
+        kill_at: float | None = None
+        killed = False
         step_deadline_total = sum(s.timeout for s in steps) + 90 + (120 if truth else 0) + (60 if truth_after else 0)
         out = self.share / "results" / str(index)
 
@@ -753,7 +768,14 @@ class Machine:
                             done_at = now
                         if "NOSHARE" in line or "NOJOB" in line or "RUNNER-ERROR" in line:
                             raise fail(LabBootError, f"runner said: {line}")
+                        if kill_on and kill_at is None and kill_on in line:
+                            kill_at = now + kill_after
                 if rc is not None:
+                    break
+                if kill_at is not None and now >= kill_at:
+                    self._kill()
+                    killed = True
+                    markers.append((time.monotonic() - t0, f"{MARK} KILLED by the host ({kill_on} + {kill_after:.0f}s)"))
                     break
                 if ready_at is None and now - t0 > boot_timeout:
                     raise fail(LabBootError, f"the guest did not reach the lab runner within {boot_timeout:.0f}s "
@@ -769,7 +791,7 @@ class Machine:
             raise
         total = time.monotonic() - t0
         text = con()
-        if ready_at is None or not (out / "done.json").exists():
+        if ready_at is None or not ((out / "done.json").exists() or killed):
             raise LabGuestDied(f"{self.name} boot {index}: QEMU exited (rc={rc}) before the job was done\n"
                                f"--- console tail:\n{_tail_text(text)}")
         results: list[StepResult] = []
@@ -788,7 +810,7 @@ class Machine:
         def _j(p: Path) -> dict:
             return json.loads(p.read_text()) if p.exists() else {}
         b = BootResult(self.name, index, results, _j(out / "truth.json"), _j(out / "truth_after.json"),
-                       ready_at - t0, total, text, markers)
+                       ready_at - t0, total, text, markers, killed)
         self.boots.append(b)
         _log(f"{self.name}: {b.summary()}")
         return b
@@ -805,6 +827,13 @@ def vfio_before_root(dmesg: str) -> tuple[bool, str]:
     root = next((i for i, ln in enumerate(lines) if re.search(r"EXT4-fs \(vda1\): mounted filesystem", ln)), None)
     why = f"vfio: {lines[vfio] if vfio is not None else '(none)'} | root: {lines[root] if root is not None else '(none)'}"
     return (vfio is not None and root is not None and vfio < root), why
+
+
+def signal_when_running(comm: str, marker: str) -> str:
+    """A shell prefix for a step: in the background, wait until a process named *comm* runs,
+    then write ``GPUDOCTOR-LAB <marker>`` on the console (for Machine.boot's kill_on)."""
+    return (f"( while ! grep -qx {shlex.quote(comm)} /proc/[0-9]*/comm 2>/dev/null; do sleep 0.2; done; "
+            f"printf '\n{MARK} {marker}\n' > /dev/ttyS0 ) & ")
 
 
 def gpudoctor_sh(args: str) -> str:

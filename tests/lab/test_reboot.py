@@ -7,6 +7,11 @@ and a three-function card at 01:00.0-2, and runs gpudoctor from this checkout in
   boot 2  observe: check passes, the card is on vfio-pci from the initramfs -> undo -> reboot
   boot 3  observe: the first boot's command line, drivers and files are back
 
+The Intel host also has a second display with the card's VGA id (1234:1111 at 00:02.0, the
+host's own screen): an ids= line would take it too, so fix binds the card by address from an
+initramfs-tools init-top script, and the host keeps its display. The AMD host's first fix is
+cut short by killing QEMU during update-initramfs; a second fix completes it.
+
 Every boot is a real power cycle through SeaBIOS, GRUB and the image's initramfs-tools
 initramfs. Assertions are made on gpudoctor's JSON and on ground truth the lab's runner reads in
 the guest itself (/proc/cmdline, driver links, IOMMU groups, the kernel log, file hashes).
@@ -32,6 +37,7 @@ if str(REPO) not in sys.path:
 from lab.disk import (  # noqa: E402
     AMD_PLATFORM,
     DISK_CARD,
+    DISK_CARD_DEVICES,
     DISK_CARD_FUNCTIONS,
     Machine,
     Step,
@@ -39,6 +45,7 @@ from lab.disk import (  # noqa: E402
     disk_cache,
     gpudoctor_sh,
     load_image,
+    signal_when_running,
     vfio_before_root,
 )
 from lab.errors import LabError, LabSetupError  # noqa: E402
@@ -67,7 +74,12 @@ FIX_FILES = [
     "/etc/modprobe.d/vfio.conf",
     "/etc/initramfs-tools/modules",
     "/etc/modules-load.d/vfio-pci.conf",
+    "/etc/initramfs-tools/scripts/init-top/gpudoctor-vfio-override",
 ]
+# The host's own display, with the card's VGA id (an identical device that stays with the host).
+TWIN = "0000:00:02.0"
+TWIN_DISPLAY = ["-device", "VGA,bus=pcie.0,addr=02.0"]
+OVERRIDE_SCRIPT = "/etc/initramfs-tools/scripts/init-top/gpudoctor-vfio-override"
 _cycle_log: list[str] = []
 
 
@@ -172,7 +184,7 @@ def iommu_off(request):
     try:
         disk, fmt = _prepared(request, "intel-grub-iommu-off", "intel_iommu=off")
         t_all = time.monotonic()
-        with Machine(disk, name="intel-grub-iommu-off", backing_format=fmt) as m:
+        with Machine(disk, name="intel-grub-iommu-off", backing_format=fmt, devices=TWIN_DISPLAY + DISK_CARD_DEVICES) as m:
             b1 = m.boot([
                 CHECK,
                 Step("plan", gpudoctor_sh(f"fix --all --json --gpu {GPU}"), timeout=300, stop_on_error=False),
@@ -215,6 +227,9 @@ def test_iommu_off_fix_reports_pending_reboot(iommu_off):
     argvs = [a["describe"] for a in plan["actions"] if a["kind"] == "command"]
     assert "edit /etc/default/grub" in files, [a["describe"] for a in plan["actions"]]
     assert any("update-grub" in a for a in argvs), argvs
+    # the host's identical display: no ids= line, the card by address from the initramfs
+    assert f"create {OVERRIDE_SCRIPT}" in files and "create /etc/modprobe.d/vfio.conf" not in files, files
+    assert any(TWIN in n["why"] for n in plan["not_fixable"]), plan["not_fixable"]
     fix = b1.step("fix")
     doc = _report(fix)
     assert doc["applied"] is True, f"fix was not applied:\n{fix}"
@@ -246,6 +261,7 @@ def test_iommu_off_after_reboot_card_on_vfio_from_initramfs(iommu_off):
     assert len(groups) == 1 and None not in groups, t["iommu_groups"]
     ok, why = vfio_before_root(t["dmesg"])
     assert ok, f"vfio-pci did not claim the card before the root filesystem was mounted: {why}"
+    assert t["drivers"].get(TWIN) == "bochs-drm", f"the host's identical display lost its driver: {t['drivers'].get(TWIN)}"
 
 
 def test_iommu_off_undo_restores_first_boot(iommu_off):
@@ -310,28 +326,62 @@ def test_no_iommu_arg_fix_plans_no_bootloader_change(no_iommu_arg):
 # --------------------------------------------------------------------------- AMD
 
 
+KILL_AFTER = 12.0  # seconds into mkinitramfs (it takes ~50 s here): mid-build, the old image still in place
+
+
 @pytest.fixture(scope="module")
 def amd_iommu_off(request):
-    """AMD CPU and AMD-Vi with amd_iommu=off in GRUB_CMDLINE_LINUX -> fix -> reboot (no undo)."""
+    """AMD CPU and AMD-Vi with amd_iommu=off in GRUB_CMDLINE_LINUX. The first fix loses its power
+    (QEMU SIGKILLed) while update-initramfs runs; the host must still boot, and a second fix
+    completes it -> reboot -> check passes. (One scenario proves both the AMD cycle and the
+    interrupted fix: a separate one would cost the lab three more boots.)"""
     try:
         disk, fmt = _prepared(request, "amd-grub-iommu-off", "amd_iommu=off", AMD_PLATFORM)
-        with Machine(disk, name="amd-grub-iommu-off", backing_format=fmt, platform=AMD_PLATFORM) as m:
+        # cache=writeback: the guest's flushes reach the disk image, as on real hardware
+        with Machine(disk, name="amd-grub-iommu-off", backing_format=fmt, platform=AMD_PLATFORM, cache="writeback") as m:
+            b0 = m.boot([
+                CHECK,
+                Step("fix", signal_when_running("mkinitramfs", "KILLME mkinitramfs")
+                     + gpudoctor_sh(f"fix --all --apply --yes --json --gpu {GPU}"), timeout=900, stop_on_error=False),
+            ], then="reboot", kill_on="KILLME mkinitramfs", kill_after=KILL_AFTER)
             b1 = m.boot([
                 CHECK,
+                Step("journal", gpudoctor_sh("undo --list"), timeout=120, stop_on_error=False),
                 Step("fix", gpudoctor_sh(f"fix --all --apply --yes --json --gpu {GPU}"), timeout=900, stop_on_error=False),
             ], then="reboot")
-            b2 = m.boot([CHECK])
-        _say(request, f"amd-grub-iommu-off: {b1.summary()}")
-        _say(request, f"amd-grub-iommu-off: {b2.summary()}")
-        _say(request, f"amd-grub-iommu-off: observe->fix->reboot->observe cycle "
+            b2 = m.boot([CHECK, Step("journal", gpudoctor_sh("undo --list"), timeout=120, stop_on_error=False)])
+        for b in (b0, b1, b2):
+            _say(request, f"amd-grub-iommu-off: {b.summary()}")
+        _say(request, f"amd-grub-iommu-off: killed {KILL_AFTER:.0f}s into mkinitramfs; boot after the kill: runner up "
+                      f"{b1.ready_s:.0f}s; second fix {b1.step('fix').duration:.0f}s; observe->fix->reboot->observe cycle "
                       f"{b1.total_s - b1.at('STEP 0 START') + b2.at('STEP 0 END'):.0f}s")
     except LabError as e:
         _fail(e)
-    return b1, b2
+    return b0, b1, b2
+
+
+def test_amd_fix_killed_during_update_initramfs_still_boots(amd_iommu_off):
+    b0, b1, b2 = amd_iommu_off
+    assert b0.killed, f"QEMU was not killed during mkinitramfs: {b0.summary()}\n{b0.console[-3000:]}"
+    assert not b0.step("fix").ran, "the fix finished before the kill: nothing was interrupted"
+    # it booted again (b1 exists, its runner ran), on the old command line and the old initramfs
+    assert "amd_iommu=off" in b1.truth["cmdline"].split(), b1.truth["cmdline"]
+    assert b1.truth.get("failed_units", "") == "", b1.truth["failed_units"]
+    rep = _report(b1.step("check"))
+    # the files were written before the kill, the image was not rebuilt: the doctor must say so
+    assert _status(rep, "boot.initramfs_current") == "fail", _statuses(rep)
+    assert "applying" in b1.step("journal").stdout, str(b1.step("journal"))
+    fix = b1.step("fix")
+    assert "cut short" in fix.stderr, str(fix)
+    doc = _report(fix)
+    argvs = [a["describe"] for a in doc["actions"] if a["kind"] == "command"]
+    assert any("update-initramfs" in a for a in argvs), argvs
+    journal = b2.step("journal").stdout
+    assert "cut short, completed by" in journal and "applying" not in journal, journal
 
 
 def test_amd_iommu_off_fix_then_reboot(amd_iommu_off):
-    b1, b2 = amd_iommu_off
+    _, b1, b2 = amd_iommu_off
     assert "amd_iommu=off" in b1.truth["cmdline"].split(), b1.truth["cmdline"]
     assert b1.truth["iommu_groups"] == {}, b1.truth["iommu_groups"]
     rep1 = _report(b1.step("check"))
