@@ -16,6 +16,7 @@ import pytest
 from doctor import optionrom
 from doctor.errors import BadInput, FactUnknown, OptionRomUnreadable
 from doctor.host import CommandResult, LiveHost
+from tests.test_forecast import rom_image
 
 FIX = os.path.join(os.path.dirname(__file__), "..", "fixtures")
 SNAP = os.path.join(FIX, "lab-intel-partial")  # the lab card at 01:00.0, ROM BAR at 0xfe800000
@@ -33,17 +34,6 @@ def rom_check(*args: str) -> tuple[dict, subprocess.CompletedProcess[str]]:
     return doc["results"][0], p
 
 
-def image(code: int, last: bool) -> bytes:
-    img = bytearray(512)
-    img[0:2] = b"\x55\xaa"
-    img[0x18:0x1A] = (0x40).to_bytes(2, "little")
-    img[0x40:0x44] = b"PCIR"
-    img[0x50:0x52] = (1).to_bytes(2, "little")
-    img[0x54] = code
-    img[0x55] = 0x80 if last else 0
-    return bytes(img)
-
-
 def test_without_opt_in_the_rom_is_unknown() -> None:
     r, p = rom_check()
     assert r["status"] == "unknown" and "--read-rom" in " ".join(r["messages"])
@@ -51,7 +41,7 @@ def test_without_opt_in_the_rom_is_unknown() -> None:
 
 def test_a_good_dump_passes(tmp_path) -> None:  # type: ignore[no-untyped-def]
     f = tmp_path / "gpu.rom"
-    f.write_bytes(image(0, False) + image(3, True))
+    f.write_bytes(rom_image(0, False) + rom_image(3, True))
     r, p = rom_check("--rom", str(f))
     assert p.returncode == 0 and r["status"] == "pass" and "EFI" in r["summary"]
     assert any(str(f) in e["source"] for e in r["evidence"])
@@ -151,8 +141,8 @@ def sysfs_rom(monkeypatch):  # type: ignore[no-untyped-def]
 
 
 def test_read_live_writes_1_reads_and_writes_0(sysfs_rom) -> None:  # type: ignore[no-untyped-def]
-    rom = sysfs_rom(FakeRom(image(0, True)))
-    assert optionrom.read_live(FakeLive(), GPU) == image(0, True)
+    rom = sysfs_rom(FakeRom(rom_image(0, True)))
+    assert optionrom.read_live(FakeLive(), GPU) == rom_image(0, True)
     assert rom.written == [b"1", b"0"]
 
 
