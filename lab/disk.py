@@ -5,11 +5,17 @@ over 9p), these guests boot a cached disk image: SeaBIOS -> GRUB (on the disk's 
 image's own kernel and initramfs-tools initramfs -> systemd. Fixes that need a reboot are proven
 across a real reboot. See lab/disk_README.md.
 
-Image (built once, cached): ``python -m lab.disk build`` (or ``sudo bash lab/setup_disk.sh``)::
+A second image boots the UEFI way: OVMF (through pflash) -> systemd-boot (on a FAT32 EFI System
+Partition at /boot/efi, GPT) -> the loader entry kernel-install wrote from /etc/kernel/cmdline ->
+the same kernel, initramfs-tools initramfs and systemd (``Machine(..., firmware="uefi")``).
+
+Images (built once, cached): ``python -m lab.disk build [--firmware uefi]`` (or ``sudo bash
+lab/setup_disk.sh``, which builds both)::
 
     <cache>/disk/debs/                 debootstrap --cache-dir (the .debs, reused on rebuilds)
     <cache>/disk/bios-<key>.raw        the base image: MBR, one ext4 partition, GRUB installed
     <cache>/disk/bios-<key>.json       what was built and how long each step took
+    <cache>/disk/uefi-<key>.raw/.json  GPT, the ESP (vda1) and the ext4 root (vda2), systemd-boot
     <cache>/disk/prep/<name>-<key>.qcow2  a scenario's prepared first state (overlay on the base)
 
 Each run works on its own ``qemu-img create -f qcow2 -b ... -F ...`` overlay in a temporary
