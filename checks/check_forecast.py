@@ -349,7 +349,9 @@ _BUILTIN_CONFIG = {
     "vfio_pci": "CONFIG_VFIO_PCI", "vfio": "CONFIG_VFIO", "vfio_iommu_type1": "CONFIG_VFIO_IOMMU_TYPE1",
     "vfio_pci_core": "CONFIG_VFIO_PCI_CORE", "kvm": "CONFIG_KVM", "kvm_intel": "CONFIG_KVM_INTEL", "kvm_amd": "CONFIG_KVM_AMD",
 }  # fmt: skip
-_IGNORED_ARGS = {"BOOT_IMAGE", "root", "ro", "rw", "initrd", "rootflags", "rootfstype"}
+# systemd.machine_id: kernel-install (systemd >= 250) appends it to every BLS entry it writes,
+# /etc/kernel/cmdline never has it
+_IGNORED_ARGS = {"BOOT_IMAGE", "root", "ro", "rw", "initrd", "rootflags", "rootfstype", "systemd.machine_id"}
 
 
 def _relevant(key: str) -> bool:

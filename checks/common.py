@@ -175,7 +175,10 @@ def cmdline_edit_steps(facts: Facts, add: list[str], remove: list[str]) -> list[
         for r in remove:
             steps.append(f'sudo kernelstub -d "{r}"')
     elif kind == "systemd-boot":
-        steps.append(f"edit /etc/kernel/cmdline: add {' '.join(add)}" + (f", remove {' '.join(remove)}" if remove else ""))
+        what = [f"add {' '.join(add)}"] if add else []
+        what += [f"remove {' '.join(remove)}"] if remove else []
+        if what:
+            steps.append(f"edit /etc/kernel/cmdline: {', '.join(what)}")
         steps.extend(regen_commands(facts))
     else:
         steps.append(

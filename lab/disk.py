@@ -5,11 +5,17 @@ over 9p), these guests boot a cached disk image: SeaBIOS -> GRUB (on the disk's 
 image's own kernel and initramfs-tools initramfs -> systemd. Fixes that need a reboot are proven
 across a real reboot. See lab/disk_README.md.
 
-Image (built once, cached): ``python -m lab.disk build`` (or ``sudo bash lab/setup_disk.sh``)::
+A second image boots the UEFI way: OVMF (through pflash) -> systemd-boot (on a FAT32 EFI System
+Partition at /boot/efi, GPT) -> the loader entry kernel-install wrote from /etc/kernel/cmdline ->
+the same kernel, initramfs-tools initramfs and systemd (``Machine(..., firmware="uefi")``).
+
+Images (built once, cached): ``python -m lab.disk build [--firmware uefi]`` (or ``sudo bash
+lab/setup_disk.sh``, which builds both)::
 
     <cache>/disk/debs/                 debootstrap --cache-dir (the .debs, reused on rebuilds)
     <cache>/disk/bios-<key>.raw        the base image: MBR, one ext4 partition, GRUB installed
     <cache>/disk/bios-<key>.json       what was built and how long each step took
+    <cache>/disk/uefi-<key>.raw/.json  GPT, the ESP (vda1) and the ext4 root (vda2), systemd-boot
     <cache>/disk/prep/<name>-<key>.qcow2  a scenario's prepared first state (overlay on the base)
 
 Each run works on its own ``qemu-img create -f qcow2 -b ... -F ...`` overlay in a temporary
@@ -54,7 +60,8 @@ from .errors import LabBootError, LabError, LabGuestDied, LabGuestHung, LabSetup
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
-SETUP_HINT = "run `sudo bash lab/setup_disk.sh` (installs debootstrap/fdisk/qemu and builds the disk image)"
+SETUP_HINT = ("run `sudo bash lab/setup_disk.sh` (installs debootstrap/fdisk/dosfstools/qemu/ovmf and builds the "
+              "BIOS and UEFI disk images)")
 
 SUITE = "bookworm"
 PACKAGES = [
@@ -64,6 +71,20 @@ PACKAGES = [
 IMAGE_SIZE = 3 * 1024**3  # sparse
 PART_START = 1024 * 1024  # bytes (sector 2048)
 BUILDER_VERSION = "5"  # bump when the image recipe changes (part of the cache key)
+FIRMWARES = ("bios", "uefi")
+
+# The UEFI image: GPT, an EFI System Partition (FAT32, mounted at /boot/efi) and the ext4 root,
+# systemd-boot instead of GRUB. kernel-install writes the loader entry from /etc/kernel/cmdline.
+UEFI_PACKAGES = ["systemd-boot" if p == "grub-pc" else p for p in PACKAGES]  # pulls systemd-boot-efi
+UEFI_VERSION = "1"  # bump when the UEFI recipe changes (part of its cache key only)
+ESP_SIZE = 256 * 1024**2
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+LINUX_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+# /etc/kernel/cmdline of the UEFI image (root= is filled in): what GRUB_CMDLINE_LINUX_DEFAULT
+# gives the BIOS image, plus the root file system, which systemd-boot does not add by itself.
+KERNEL_CMDLINE = "root=UUID={root} ro console=ttyS0,115200 quiet"
+OVMF_CODE = Path(os.environ.get("GPUDOCTOR_LAB_OVMF_CODE", "/usr/share/OVMF/OVMF_CODE_4M.fd"))
+OVMF_VARS = Path(os.environ.get("GPUDOCTOR_LAB_OVMF_VARS", "/usr/share/OVMF/OVMF_VARS_4M.fd"))
 
 MARK = "GPUDOCTOR-LAB"
 GUEST_SHARE = "/run/gpudoctor-lab"
@@ -304,9 +325,19 @@ def runner_text() -> str:
     return RUNNER.replace("@SHARE@", GUEST_SHARE).replace("@SRC@", GUEST_SRC).replace("@MARK@", MARK)
 
 
+def packages(firmware: str = "bios") -> list[str]:
+    return UEFI_PACKAGES if firmware == "uefi" else PACKAGES
+
+
 def image_key(firmware: str = "bios") -> str:
+    if firmware not in FIRMWARES:
+        raise LabSetupError(f"unknown firmware {firmware!r} (one of {', '.join(FIRMWARES)})")
     h = hashlib.sha256()
-    for part in (BUILDER_VERSION, firmware, SUITE, " ".join(PACKAGES), GRUB_DEFAULT, UNIT, runner_text()):
+    parts: tuple[str, ...] = (BUILDER_VERSION, firmware, SUITE, " ".join(PACKAGES), GRUB_DEFAULT, UNIT, runner_text())
+    if firmware == "uefi":  # the BIOS tuple above stays as it was: its images keep their key
+        parts = (BUILDER_VERSION, UEFI_VERSION, firmware, SUITE, " ".join(UEFI_PACKAGES), KERNEL_CMDLINE,
+                 str(ESP_SIZE), UNIT, runner_text())
+    for part in parts:
         h.update(part.encode() + b"\0")
     return h.hexdigest()[:12]
 
@@ -332,8 +363,13 @@ def _run(argv: list[str], what: str, timeout: float = 1800, **kw) -> subprocess.
     return r
 
 
-def _need_tools() -> None:
-    missing = [t for t in ("debootstrap", "sfdisk", "mkfs.ext4", "qemu-img", "qemu-system-x86_64") if not shutil.which(t)]
+def _need_tools(firmware: str = "bios") -> None:
+    tools = ["debootstrap", "sfdisk", "mkfs.ext4", "qemu-img", "qemu-system-x86_64"]
+    if firmware == "uefi":
+        tools.append("mkfs.vfat")
+    missing = [t for t in tools if not shutil.which(t)]
+    if firmware == "uefi":
+        missing += [str(p) for p in (OVMF_CODE, OVMF_VARS) if not p.exists()]
     if missing:
         raise LabSetupError(f"missing tools: {' '.join(missing)}; {SETUP_HINT}")
     if os.geteuid() != 0:
@@ -356,9 +392,8 @@ def load_image(cache: Path | None = None, firmware: str = "bios") -> BaseImage:
 
 
 def build_image(cache: Path | None = None, force: bool = False, firmware: str = "bios") -> BaseImage:
-    """Build (or reuse) the cached BIOS/GRUB base image. Needs root and Debian's archive."""
-    if firmware != "bios":
-        raise LabSetupError("only the bios (GRUB) image is implemented")
+    """Build (or reuse) the cached base image: ``bios`` (MBR, GRUB) or ``uefi`` (GPT, an EFI System
+    Partition, systemd-boot). Needs root and Debian's archive."""
     if not force:
         try:
             img = load_image(cache, firmware)
@@ -366,12 +401,14 @@ def build_image(cache: Path | None = None, force: bool = False, firmware: str = 
             return img
         except LabSetupError:
             pass
-    _need_tools()
+    _need_tools(firmware)
     d = disk_cache(cache)
     d.mkdir(parents=True, exist_ok=True)
     (d / "debs").mkdir(exist_ok=True)
     key = image_key(firmware)
+    pkgs = packages(firmware)
     times: dict[str, float] = {}
+    extra: dict[str, str] = {}
     work = Path(tempfile.mkdtemp(prefix=f"build-{firmware}-", dir=d))
     try:
         # The debootstrapped tree is kept (rootfs-<key>/) until an image is built from it, so a
@@ -385,7 +422,7 @@ def build_image(cache: Path | None = None, force: bool = False, firmware: str = 
         else:
             shutil.rmtree(rootfs, ignore_errors=True)
             _log(f"debootstrap --variant=minbase {SUITE} from {mirror} (~2-4 min; ~125 MB of .debs the first time)")
-            _run(["debootstrap", "--variant=minbase", f"--cache-dir={d / 'debs'}", f"--include={','.join(PACKAGES)}",
+            _run(["debootstrap", "--variant=minbase", f"--cache-dir={d / 'debs'}", f"--include={','.join(pkgs)}",
                   SUITE, str(rootfs), mirror], "debootstrap", env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
             ok.write_text(mirror + "\n")
             times["debootstrap"] = time.monotonic() - t0
@@ -393,56 +430,97 @@ def build_image(cache: Path | None = None, force: bool = False, firmware: str = 
 
         t0 = time.monotonic()
         fs_uuid = str(uuid.uuid4())
-        _configure_rootfs(rootfs, fs_uuid)
+        esp_id = uuid.uuid4().hex[:8].upper()  # the FAT volume id: UUID=XXXX-XXXX
+        esp_uuid = f"{esp_id[:4]}-{esp_id[4:]}"
+        _configure_rootfs(rootfs, fs_uuid, firmware)
+        if firmware == "uefi":
+            _configure_uefi(rootfs, fs_uuid, esp_uuid)
         kernels = sorted((rootfs / "boot").glob("vmlinuz-*"))
         initrds = sorted((rootfs / "boot").glob("initrd.img-*"))
         if not kernels or not initrds:
             raise LabSetupError(f"no kernel/initrd in {rootfs}/boot after debootstrap: {os.listdir(rootfs / 'boot')}")
         kver = kernels[-1].name[len("vmlinuz-"):]
+        machine_id = (rootfs / "etc/machine-id").read_text().strip()
         shutil.copy2(kernels[-1], work / "vmlinuz")
         shutil.copy2(initrds[-1], work / "initrd.img")
         raw = work / "image.raw"
         with open(raw, "wb") as f:
             f.truncate(IMAGE_SIZE)
-        _run(["sfdisk", "--no-reread", "--no-tell-kernel", str(raw)], "sfdisk",
-             input=f"label: dos\nstart={PART_START // 512}, type=83, bootable\n")
-        part_bytes = IMAGE_SIZE - PART_START
+        if firmware == "uefi":
+            root_start, root_bytes = _partition_uefi(raw, work, esp_id)
+        else:
+            _run(["sfdisk", "--no-reread", "--no-tell-kernel", str(raw)], "sfdisk",
+                 input=f"label: dos\nstart={PART_START // 512}, type=83, bootable\n")
+            root_start, root_bytes = PART_START, IMAGE_SIZE - PART_START
         _run(["mkfs.ext4", "-F", "-q", "-L", "gpudoctor-root", "-U", fs_uuid, "-d", str(rootfs),
-              "-E", f"offset={PART_START}", str(raw), f"{part_bytes // 1024}k"], "mkfs.ext4 -d")
+              "-E", f"offset={root_start}", str(raw), f"{root_bytes // 1024}k"], "mkfs.ext4 -d")
         times["mkfs"] = time.monotonic() - t0
-        _log(f"  partition + mkfs.ext4 -d done in {times['mkfs']:.0f}s (kernel {kver})")
+        _log(f"  partition + mkfs done in {times['mkfs']:.0f}s (kernel {kver})")
 
-        # First boot with the image's own kernel and initrd: install GRUB on the MBR, build the
-        # MODULES=dep initramfs, write grub.cfg. Then a second boot through GRUB proves the disk
-        # boots on its own.
+        # First boot with the image's own kernel and initrd: install the bootloader, build the
+        # MODULES=dep initramfs, write the boot entry (grub.cfg / the loader entry). Then a second
+        # boot through the firmware and the bootloader proves the disk boots on its own.
         t0 = time.monotonic()
-        m = Machine(raw, name="build", platform=INTEL_PLATFORM, devices=DISK_CARD_DEVICES, overlay=False,
+        m = Machine(raw, name=f"build-{firmware}", platform=INTEL_PLATFORM, devices=DISK_CARD_DEVICES, overlay=False,
+                    firmware=firmware,
                     kernel=(work / "vmlinuz", work / "initrd.img",
                             f"root=UUID={fs_uuid} ro console=ttyS0,115200 gpudoctor_lab.firstboot"))
         try:
-            b = m.boot([
-                Step("update-initramfs", "update-initramfs -u -k all", timeout=900),
-                Step("grub-install", "grub-install --target=i386-pc /dev/vda", timeout=300),
-                Step("update-grub", "update-grub", timeout=300),
-            ], then="poweroff", boot_timeout=300, truth=False)
+            if firmware == "uefi":
+                first = [
+                    Step("bootctl-install", "bootctl install --no-variables", timeout=300),
+                    # its post-update hook (/etc/initramfs/post-update.d/systemd-boot) runs
+                    # kernel-install too, once bootctl is installed
+                    Step("update-initramfs", "update-initramfs -u -k all", timeout=900),
+                    Step("kernel-install", f"kernel-install add {kver} /boot/vmlinuz-{kver} /boot/initrd.img-{kver}",
+                         timeout=300),
+                    Step("entries", "bootctl list --no-pager; ls -l /boot/efi/loader/entries; "
+                                    "cat /boot/efi/loader/entries/*.conf", timeout=60),
+                ]
+            else:
+                first = [
+                    Step("update-initramfs", "update-initramfs -u -k all", timeout=900),
+                    Step("grub-install", "grub-install --target=i386-pc /dev/vda", timeout=300),
+                    Step("update-grub", "update-grub", timeout=300),
+                ]
+            b = m.boot(first, then="poweroff", boot_timeout=300, truth=False)
             b.check()
             times["first_boot"] = time.monotonic() - t0
-            _log(f"  first boot (initramfs, grub-install, update-grub) done in {times['first_boot']:.0f}s: "
+            _log(f"  first boot ({', '.join(s.name for s in first)}) done in {times['first_boot']:.0f}s: "
                  + ", ".join(f"{s.name} {s.duration:.0f}s" for s in b.steps))
+            if firmware == "uefi":
+                _log("  loader entries:\n" + b.step("entries").stdout)
             m.kernel = None
             t0 = time.monotonic()
-            b = m.boot([Step("true", "true")], then="poweroff", boot_timeout=300)
-            b.check()
-            times["grub_boot"] = time.monotonic() - t0
-            _log(f"  boot through GRUB ok in {times['grub_boot']:.0f}s (runner up after {b.ready_s:.1f}s): "
-                 f"{b.truth.get('cmdline')}")
+            if firmware == "uefi":
+                # systemd-boot sets LoaderInfo (a volatile EFI variable) even with --no-variables
+                b = m.boot([Step("bootloader", "cat /sys/firmware/efi/efivars/LoaderInfo-* | tr -d '\\000'; echo; "
+                                               "ls /boot/efi/loader/entries")], then="poweroff", boot_timeout=300)
+                b.check()
+                info = b.step("bootloader").stdout
+                if "systemd-boot" not in info:
+                    raise LabSetupError(f"the second boot did not come through systemd-boot: {info!r}; "
+                                        f"/proc/cmdline {b.truth.get('cmdline')!r}")
+                entries = [ln.strip() for ln in info.splitlines() if ln.strip().endswith(".conf")]
+                if len(entries) != 1:
+                    raise LabSetupError(f"expected one loader entry in /boot/efi/loader/entries, found {entries}")
+                extra = {"machine_id": machine_id, "esp_uuid": esp_uuid, "loader_entry": f"/boot/efi/loader/entries/{entries[0]}"}
+                times["uefi_boot"] = time.monotonic() - t0
+                _log(f"  boot through OVMF and systemd-boot ok in {times['uefi_boot']:.0f}s (runner up after "
+                     f"{b.ready_s:.1f}s): {b.truth.get('cmdline')}")
+            else:
+                b = m.boot([Step("true", "true")], then="poweroff", boot_timeout=300)
+                b.check()
+                times["grub_boot"] = time.monotonic() - t0
+                _log(f"  boot through GRUB ok in {times['grub_boot']:.0f}s (runner up after {b.ready_s:.1f}s): "
+                     f"{b.truth.get('cmdline')}")
         finally:
             m.close()
         final = d / f"{firmware}-{key}.raw"
         raw.rename(final)
         meta = {"key": key, "firmware": firmware, "suite": SUITE, "mirror": mirror, "kver": kver, "fs_uuid": fs_uuid,
-                "packages": PACKAGES, "times": times, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "used_bytes": final.stat().st_blocks * 512}
+                "packages": pkgs, **extra, "times": times,
+                "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "used_bytes": final.stat().st_blocks * 512}
         (d / f"{firmware}-{key}.json").write_text(json.dumps(meta, indent=1) + "\n")
         shutil.rmtree(rootfs, ignore_errors=True)
         ok.unlink(missing_ok=True)
@@ -456,12 +534,50 @@ def build_image(cache: Path | None = None, force: bool = False, firmware: str = 
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _configure_rootfs(root: Path, fs_uuid: str) -> None:
+def _partition_uefi(raw: Path, work: Path, esp_id: str) -> tuple[int, int]:
+    """GPT: the EFI System Partition at 1 MiB (FAT32, made as a file and copied in), the root
+    partition after it up to the end. Returns the root partition's (offset, size) in bytes."""
+    esp_sectors = ESP_SIZE // 512
+    root_first = (PART_START + ESP_SIZE) // 512
+    _run(["sfdisk", "--no-reread", "--no-tell-kernel", str(raw)], "sfdisk (gpt)",
+         input=(f"label: gpt\nstart={PART_START // 512}, size={esp_sectors}, type={ESP_TYPE}, name=\"EFI System\"\n"
+                f"start={root_first}, type={LINUX_TYPE}, name=root\n"))
+    table = json.loads(_run(["sfdisk", "--json", str(raw)], "sfdisk --json").stdout)["partitiontable"]
+    esp, root = table["partitions"]
+    if esp["start"] * 512 != PART_START or esp["size"] != esp_sectors:
+        raise LabSetupError(f"unexpected ESP in the partition table: {esp}")
+    # One sector per cluster: with mkfs.vfat's default cluster size OVMF does not see the file system.
+    esp_img = work / "esp.img"
+    with open(esp_img, "wb") as f:
+        f.truncate(ESP_SIZE)
+    _run(["mkfs.vfat", "-F", "32", "-s", "1", "-n", "ESP", "-i", esp_id, str(esp_img)], "mkfs.vfat")
+    with open(esp_img, "rb") as src, open(raw, "r+b") as dst:  # dd conv=notrunc, keeping holes
+        pos = 0
+        while chunk := src.read(1 << 20):
+            if chunk.strip(b"\0"):
+                dst.seek(PART_START + pos)
+                dst.write(chunk)
+            pos += len(chunk)
+    esp_img.unlink()
+    return root["start"] * 512, root["size"] * 512
+
+
+def _configure_uefi(root: Path, fs_uuid: str, esp_uuid: str) -> None:
+    """The UEFI image's differences: the ESP in fstab at /boot/efi and /etc/kernel/cmdline."""
+    with open(root / "etc/fstab", "a") as f:
+        f.write(f"UUID={esp_uuid} /boot/efi vfat umask=0077 0 0\n")
+    (root / "boot/efi").mkdir(parents=True, exist_ok=True)
+    (root / "etc/kernel").mkdir(parents=True, exist_ok=True)
+    (root / "etc/kernel/cmdline").write_text(KERNEL_CMDLINE.format(root=fs_uuid) + "\n")
+
+
+def _configure_rootfs(root: Path, fs_uuid: str, firmware: str = "bios") -> None:
     (root / "etc/fstab").write_text(f"UUID={fs_uuid} / ext4 errors=remount-ro 0 1\n")
     (root / "etc/hostname").write_text("gpudoctor-lab\n")
     (root / "etc/hosts").write_text("127.0.0.1 localhost\n127.0.1.1 gpudoctor-lab\n")
     (root / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")  # no systemd-firstboot prompts
-    (root / "etc/default/grub").write_text(GRUB_DEFAULT)
+    if firmware == "bios":
+        (root / "etc/default/grub").write_text(GRUB_DEFAULT)
     conf = root / "etc/initramfs-tools/initramfs.conf"
     conf.write_text(re.sub(r"^MODULES=.*$", "MODULES=dep", conf.read_text(), flags=re.M))
     sb = root / "usr/local/sbin/gpudoctor-lab-runner"
@@ -599,11 +715,15 @@ class Machine:
         memory: int = 1536,
         smp: int = 2,
         cache: str = "unsafe",
+        firmware: str = "bios",
     ) -> None:
+        if firmware not in FIRMWARES:
+            raise LabError(f"unknown firmware {firmware!r} (one of {', '.join(FIRMWARES)})")
         self.name = name
         # "unsafe" (flushes ignored) is fast; a scenario that kills QEMU mid-write needs the
         # guest's flushes honoured ("writeback"), or it tests a disk that lies, not a power cut.
         self.cache = cache
+        self.firmware = firmware
         self.platform = platform
         self.devices = devices
         self.kernel = kernel
@@ -615,6 +735,15 @@ class Machine:
         self.proc: subprocess.Popen | None = None
         self.boots: list[BootResult] = []
         self._closed = False
+        self.efivars: Path | None = None
+        if firmware == "uefi":
+            # OVMF through pflash: the code read-only, this machine's own NVRAM (kept across its boots)
+            missing = [str(p) for p in (OVMF_CODE, OVMF_VARS) if not p.exists()]
+            if missing:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+                raise LabSetupError(f"no OVMF firmware ({', '.join(missing)}); {SETUP_HINT}")
+            self.efivars = self.workdir / "OVMF_VARS.fd"
+            shutil.copyfile(OVMF_VARS, self.efivars)
         if overlay:
             self.disk = self.workdir / "disk.qcow2"
             _run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(backing), "-F", backing_format, str(self.disk)],
@@ -644,6 +773,9 @@ class Machine:
             "-virtfs", f"local,path={self.share},mount_tag=labshare,security_model=none,multidevs=remap",
             "-virtfs", f"local,path={REPO_ROOT},mount_tag=gpsrc,security_model=none,readonly=on,multidevs=remap",
         ]  # fmt: skip
+        if self.efivars is not None:
+            cmd += ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                    "-drive", f"if=pflash,format=raw,file={self.efivars}"]
         if self.kernel:
             k, i, append = self.kernel
             cmd += ["-kernel", str(k), "-initrd", str(i), "-append", append]
@@ -824,7 +956,8 @@ def vfio_before_root(dmesg: str) -> tuple[bool, str]:
     (i.e. from the initramfs). Returns (answer, the two lines that decided it)."""
     lines = dmesg.splitlines()
     vfio = next((i for i, ln in enumerate(lines) if re.search(r"vfio_pci: add \[|vfio-pci 0000:", ln)), None)
-    root = next((i for i, ln in enumerate(lines) if re.search(r"EXT4-fs \(vda1\): mounted filesystem", ln)), None)
+    # vda1 on the BIOS image, vda2 on the UEFI one (the ESP is vda1)
+    root = next((i for i, ln in enumerate(lines) if re.search(r"EXT4-fs \(vda\d+\): mounted filesystem", ln)), None)
     why = f"vfio: {lines[vfio] if vfio is not None else '(none)'} | root: {lines[root] if root is not None else '(none)'}"
     return (vfio is not None and root is not None and vfio < root), why
 
@@ -846,10 +979,13 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m lab.disk", description="gpudoctor's disk-image lab")
     sub = ap.add_subparsers(dest="action", required=True)
-    b = sub.add_parser("build", help="build (or reuse) the cached BIOS/GRUB image")
+    b = sub.add_parser("build", help="build (or reuse) the cached image (bios: GRUB; uefi: systemd-boot)")
     b.add_argument("--force", action="store_true")
-    sub.add_parser("path", help="print the cached image's path")
+    b.add_argument("--firmware", choices=FIRMWARES, default="bios")
+    pa = sub.add_parser("path", help="print the cached image's path")
+    pa.add_argument("--firmware", choices=FIRMWARES, default="bios")
     r = sub.add_parser("boot", help="boot the image once (overlay), run CMD (after --), print the output")
+    r.add_argument("--firmware", choices=FIRMWARES, default="bios")
     r.add_argument("--timeout", type=float, default=600)
     r.add_argument("--append-grub", default="", help="GRUB_CMDLINE_LINUX for a first prepare boot")
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -861,15 +997,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.action == "build":
             t0 = time.monotonic()
-            img = build_image(force=a.force)
+            img = build_image(force=a.force, firmware=a.firmware)
             print(img.path)
             _log(f"total {time.monotonic() - t0:.0f}s")
             return 0
         if a.action == "path":
-            print(load_image().path)
+            print(load_image(firmware=a.firmware).path)
             return 0
-        img = load_image()
-        with Machine(img.path, name="adhoc") as m:
+        img = load_image(firmware=a.firmware)
+        with Machine(img.path, name="adhoc", firmware=a.firmware) as m:
             b = m.boot([Step("cmd", shlex.join(cmd) if len(cmd) > 1 else (cmd[0] if cmd else "true"), a.timeout)])
             s = b.steps[0]
             sys.stdout.write(s.stdout)

@@ -2,13 +2,18 @@
 # Set up gpudoctor's disk-image lab (tests marked `reboot`) on a Debian/Ubuntu machine.
 # Idempotent; run as root (or with sudo):
 #   bash lab/setup_disk.sh [--force]
-# 1. apt-get installs the host tools: debootstrap, sfdisk (fdisk), mkfs.ext4 (e2fsprogs), QEMU.
+# 1. apt-get installs the host tools: debootstrap, sfdisk (fdisk), mkfs.ext4 (e2fsprogs),
+#    mkfs.vfat (dosfstools), QEMU and OVMF (UEFI firmware).
 # 2. Builds the Debian 12 BIOS/GRUB image (python3 -m lab.disk build) into
 #    $GPUDOCTOR_LAB_CACHE/disk (default ~/.cache/gpudoctor-lab/disk of the user who ran sudo):
 #    debootstrap --variant=minbase from the mirror in this machine's apt sources, a partition
 #    table written with sfdisk on a plain file, mkfs.ext4 -d (no loop devices, no mounts), then a
 #    first boot in QEMU that runs grub-install, update-initramfs (MODULES=dep) and update-grub,
 #    and a second boot through GRUB to prove the image boots. Reused when already built.
+# 3. Builds the UEFI/systemd-boot image (python3 -m lab.disk build --firmware uefi) the same way:
+#    GPT with an EFI System Partition (mkfs.vfat -F 32 -s 1) and the ext4 root; its first boot
+#    (OVMF) runs bootctl install --no-variables, update-initramfs and kernel-install add, and a
+#    second boot through OVMF and systemd-boot proves it boots.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,6 +25,8 @@ PACKAGES=(
   e2fsprogs         # mkfs.ext4 -d: fills the partition from a folder
   qemu-system-x86   # boots the image (TCG), SeaBIOS included
   qemu-utils        # qemu-img: per-run qcow2 overlays
+  dosfstools        # mkfs.vfat: the UEFI image's EFI System Partition
+  ovmf              # UEFI firmware for QEMU (OVMF_CODE_4M.fd, OVMF_VARS_4M.fd)
   debian-archive-keyring
   ca-certificates
   python3
@@ -56,11 +63,13 @@ fi
 
 PY="$REPO/.venv/bin/python"
 [ -x "$PY" ] || PY="$(command -v python3)"
-say "building the disk image with $PY (first time: a few minutes; cached afterwards)"
-start=$(date +%s)
-(cd "$REPO" && env PYTHONPATH="$REPO" "$PY" -m lab.disk build "$@")
-say "done in $(( $(date +%s) - start ))s"
+for fw in bios uefi; do
+  say "building the $fw disk image with $PY (first time: a few minutes; cached afterwards)"
+  start=$(date +%s)
+  (cd "$REPO" && env PYTHONPATH="$REPO" "$PY" -m lab.disk build --firmware "$fw" "$@")
+  say "$fw image done in $(( $(date +%s) - start ))s"
+done
 if [ -n "$OWNER" ]; then
   chown -R "$OWNER": "$GPUDOCTOR_LAB_CACHE/disk" 2>/dev/null || true
 fi
-say "run the reboot scenarios with: pytest -m reboot tests/lab/test_reboot.py -v"
+say "run the reboot scenarios with: pytest -m reboot tests/lab/test_reboot.py tests/lab/test_reboot_uefi.py -v"

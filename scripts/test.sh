@@ -2,7 +2,8 @@
 # Install everything the tests need and run the whole suite, lab included (used by .ci/run):
 #   - Python packages into .venv (scripts/setup.sh)
 #   - the lab: QEMU, busybox, libvirt and a Debian guest kernel (lab/setup.sh)
-#   - the disk-image lab: debootstrap and a cached Debian 12 BIOS/GRUB image (lab/setup_disk.sh)
+#   - the disk-image lab: debootstrap and cached Debian 12 BIOS/GRUB and UEFI/systemd-boot images
+#     (lab/setup_disk.sh)
 # Lab tests never skip: if the lab cannot be set up, this script fails and says why.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -112,6 +112,21 @@ def test_intel_iommu_off_fails_now() -> None:
     assert r.status is Status.FAIL and "intel_iommu=off" in r.summary
 
 
+def test_intel_iommu_off_on_systemd_boot_with_vtd_on_by_default_says_only_remove() -> None:
+    # The lab's Debian 12 systemd-boot host: intel_iommu=off in /etc/kernel/cmdline, a kernel
+    # with CONFIG_INTEL_IOMMU_DEFAULT_ON_INTGPU_OFF=y, so there is nothing to add, only to remove.
+    line = "root=UUID=x ro console=ttyS0,115200 quiet intel_iommu=off"
+    boot = BootConfig("systemd-boot", parse_cmdline(line, "/etc/kernel/cmdline"), ("/etc/kernel/cmdline",),
+                      tools=("/usr/bin/bootctl", "/usr/bin/kernel-install", "/usr/sbin/update-initramfs"))
+    r = result(host(cmdline=f"initrd=\\abc\\6.1.0-13-amd64\\initrd.img-6.1.0-13-amd64 {line}", iommu_class=(),
+                    pci=[*card(group=None)], boot_config=boot,
+                    kernel_config={"CONFIG_INTEL_IOMMU": "y", "CONFIG_INTEL_IOMMU_DEFAULT_ON_INTGPU_OFF": "y"}),
+               "cmdline.iommu_enabled")
+    assert r.status is Status.FAIL and r.remedy is not None
+    assert r.remedy.steps == ("edit /etc/kernel/cmdline: remove intel_iommu=off",
+                              'sudo kernel-install add "$(uname -r)" "/boot/vmlinuz-$(uname -r)"', "sudo reboot")
+
+
 def test_next_boot_disabling_the_iommu_fails_even_though_it_is_on_now() -> None:
     r = result(host(boot_config=replace(GRUB_ON, cmdline=parse_cmdline("intel_iommu=off", "/etc/default/grub"))),
                "cmdline.iommu_enabled")

@@ -474,6 +474,21 @@ def test_bls_entry_without_the_new_args_fails() -> None:
     assert r.status is Status.FAIL and "amd_iommu=pt" in r.summary and "kernel-install" in " ".join(r.remedy.steps)
 
 
+def test_bls_entry_written_by_kernel_install_passes_despite_its_machine_id() -> None:
+    # The lab's Debian 12 systemd-boot host: kernel-install (systemd 252) appends
+    # systemd.machine_id= to every entry it writes; /etc/kernel/cmdline never has it.
+    from doctor.facts import BootEntry
+
+    mid = "5ccd716de19346cbbf98d79252ae76d2"
+    boot = BootConfig("systemd-boot", parse_cmdline("root=UUID=x ro console=ttyS0,115200 quiet intel_iommu=off",
+                                                    "/etc/kernel/cmdline"), ("/etc/kernel/cmdline",),
+                      tools=("/usr/bin/kernel-install",))
+    entry = BootEntry(f"/boot/efi/loader/entries/{mid}-6.1.0-13-amd64.conf", "Debian GNU/Linux 12 (bookworm)",
+                      "6.1.0-13-amd64", f"root=UUID=x ro console=ttyS0,115200 quiet intel_iommu=off systemd.machine_id={mid}")
+    r = result(host(boot_config=boot, boot_entries=(entry,)), "boot.config_in_effect")
+    assert r.status is Status.PASS, (r.status, r.summary)
+
+
 def cpio(entries: list[tuple[str, bytes]]) -> bytes:
     out = b""
     for i, (name, data) in enumerate([*entries, ("TRAILER!!!", b"")]):

@@ -102,16 +102,16 @@ def _fail(e: Exception) -> None:
     pytest.fail(f"{type(e).__name__}: {e}{hint}", pytrace=False)
 
 
-def _image():
+def _image(firmware: str = "bios"):
     """The cached image. Missing: fail and say how to build it, or build it here when
     GPUDOCTOR_LAB_BUILD=1 (needs root and Debian's archive; a few minutes)."""
     try:
-        return load_image()
+        return load_image(firmware=firmware)
     except LabSetupError as e:
         if os.environ.get("GPUDOCTOR_LAB_BUILD") != "1":
             _fail(e)
     try:
-        return build_image()
+        return build_image(firmware=firmware)
     except LabError as e:
         _fail(e)
 
