@@ -82,7 +82,7 @@ ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 LINUX_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 # /etc/kernel/cmdline of the UEFI image (root= is filled in): what GRUB_CMDLINE_LINUX_DEFAULT
 # gives the BIOS image, plus the root file system, which systemd-boot does not add by itself.
-KERNEL_CMDLINE = "root=UUID={root} ro console=ttyS0,115200 quiet"
+KERNEL_CMDLINE = "root=UUID={root} ro console=ttyS0,115200 quiet no_timer_check"
 OVMF_CODE = Path(os.environ.get("GPUDOCTOR_LAB_OVMF_CODE", "/usr/share/OVMF/OVMF_CODE_4M.fd"))
 OVMF_VARS = Path(os.environ.get("GPUDOCTOR_LAB_OVMF_VARS", "/usr/share/OVMF/OVMF_VARS_4M.fd"))
 
@@ -161,7 +161,7 @@ GRUB_DEFAULT = """\
 GRUB_DEFAULT=0
 GRUB_TIMEOUT=0
 GRUB_DISTRIBUTOR=`lsb_release -i -s 2> /dev/null || echo Debian`
-GRUB_CMDLINE_LINUX_DEFAULT="console=ttyS0,115200 quiet"
+GRUB_CMDLINE_LINUX_DEFAULT="console=ttyS0,115200 quiet no_timer_check"
 GRUB_CMDLINE_LINUX=""
 GRUB_TERMINAL=serial
 GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"
@@ -464,7 +464,7 @@ def build_image(cache: Path | None = None, force: bool = False, firmware: str = 
         m = Machine(raw, name=f"build-{firmware}", platform=INTEL_PLATFORM, devices=DISK_CARD_DEVICES, overlay=False,
                     firmware=firmware,
                     kernel=(work / "vmlinuz", work / "initrd.img",
-                            f"root=UUID={fs_uuid} ro console=ttyS0,115200 gpudoctor_lab.firstboot"))
+                            f"root=UUID={fs_uuid} ro console=ttyS0,115200 no_timer_check gpudoctor_lab.firstboot"))
         try:
             if firmware == "uefi":
                 first = [
