@@ -210,14 +210,56 @@ def iommu_off(request):
     return b1, b2, b3
 
 
-def test_iommu_off_first_boot_fails(iommu_off):
-    b1, _, _ = iommu_off
-    assert "intel_iommu=off" in b1.truth["cmdline"].split(), b1.truth["cmdline"]
+# --------------------------------------------------------------------------- shared assertions
+# (test_reboot_uefi.py makes the same ones on systemd-boot)
+
+
+def assert_iommu_off_fails(b1, arg: str = "intel_iommu=off") -> dict:
+    """The first boot: *arg* on /proc/cmdline, no IOMMU groups, and check says so (exit != 0)."""
+    assert arg in b1.truth["cmdline"].split(), b1.truth["cmdline"]
     assert b1.truth["iommu_groups"] == {}, b1.truth["iommu_groups"]
     rep = _report(b1.step("check"))
     assert _status(rep, "cmdline.iommu_enabled") == "fail", _statuses(rep)
     assert _status(rep, "iommu.active") == "fail", _statuses(rep)
     assert b1.step("check").rc != 0
+    return rep
+
+
+def assert_applied_pending(fix) -> dict:
+    """fix --apply --json: applied; the command line is pending a reboot (never "fixed now");
+    nothing but the checks TCG cannot pass is still failing."""
+    doc = _report(fix)
+    assert doc["applied"] is True, f"fix was not applied:\n{fix}"
+    outs = {o["check_id"]: o["outcome"] for o in doc["outcomes"]}
+    assert outs.get("cmdline.iommu_enabled") == "pending reboot", (doc["outcomes"], str(fix))
+    assert "still failing" not in {o["outcome"] for o in doc["outcomes"] if o["check_id"] not in UNPASSABLE_UNDER_TCG}, doc["outcomes"]
+    return doc
+
+
+def assert_passes_after_reboot(b2, arg: str = "intel_iommu=off", also: tuple[str, ...] = ()) -> None:
+    """After the reboot: *arg* gone from /proc/cmdline, IOMMU groups, every must-pass check
+    (and *also*) passes, nothing else fails."""
+    assert arg not in b2.truth["cmdline"].split(), b2.truth["cmdline"]
+    assert b2.truth["iommu_groups"], f"no IOMMU groups after the fix; cmdline {b2.truth['cmdline']}"
+    rep = _report(b2.step("check"))
+    st = _statuses(rep)
+    bad = {c: _status(rep, c) for c in [*MUST_PASS_AFTER_FIX, *also] if _status(rep, c) != "pass"}
+    assert not bad, f"after the fix and a reboot these do not pass: {bad}\nall: {st}"
+    others = {k: v for k, v in st.items() if v in ("fail", "error") and not k.startswith(UNPASSABLE_UNDER_TCG)}
+    assert not others, f"other checks fail after the fix: {others}"
+
+
+def assert_card_on_vfio_before_root(b2) -> None:
+    t = b2.truth
+    assert _card_drivers(t) == {a: "vfio-pci" for a in DISK_CARD_FUNCTIONS}, _card_drivers(t)
+    groups = {_group_of(t, a) for a in DISK_CARD_FUNCTIONS}
+    assert len(groups) == 1 and None not in groups, t["iommu_groups"]
+    ok, why = vfio_before_root(t["dmesg"])
+    assert ok, f"vfio-pci did not claim the card before the root filesystem was mounted: {why}"
+
+
+def test_iommu_off_first_boot_fails(iommu_off):
+    assert_iommu_off_fails(iommu_off[0])
 
 
 def test_iommu_off_fix_reports_pending_reboot(iommu_off):
@@ -230,52 +272,39 @@ def test_iommu_off_fix_reports_pending_reboot(iommu_off):
     # the host's identical display: no ids= line, the card by address from the initramfs
     assert f"create {OVERRIDE_SCRIPT}" in files and "create /etc/modprobe.d/vfio.conf" not in files, files
     assert any(TWIN in n["why"] for n in plan["not_fixable"]), plan["not_fixable"]
-    fix = b1.step("fix")
-    doc = _report(fix)
-    assert doc["applied"] is True, f"fix was not applied:\n{fix}"
-    outs = {o["check_id"]: o["outcome"] for o in doc["outcomes"]}
-    assert outs.get("cmdline.iommu_enabled") == "pending reboot", (doc["outcomes"], str(fix))
-    assert "still failing" not in {o["outcome"] for o in doc["outcomes"] if o["check_id"] not in UNPASSABLE_UNDER_TCG}, doc["outcomes"]
+    assert_applied_pending(b1.step("fix"))
 
 
 def test_iommu_off_after_reboot_check_passes(iommu_off):
-    _, b2, _ = iommu_off
-    cmd = b2.truth["cmdline"].split()
     # Removing intel_iommu=off is enough on Debian 12's kernel (VT-d on by default); the doctor
     # may or may not add intel_iommu=on. The IOMMU must be on either way.
-    assert "intel_iommu=off" not in cmd, b2.truth["cmdline"]
-    assert b2.truth["iommu_groups"], f"no IOMMU groups after the fix; cmdline {b2.truth['cmdline']}"
-    rep = _report(b2.step("check"))
-    st = _statuses(rep)
-    bad = {c: _status(rep, c) for c in MUST_PASS_AFTER_FIX if _status(rep, c) != "pass"}
-    assert not bad, f"after the fix and a reboot these do not pass: {bad}\nall: {st}"
-    others = {k: v for k, v in st.items() if v in ("fail", "error") and not k.startswith(UNPASSABLE_UNDER_TCG)}
-    assert not others, f"other checks fail after the fix: {others}"
+    assert_passes_after_reboot(iommu_off[1])
 
 
 def test_iommu_off_after_reboot_card_on_vfio_from_initramfs(iommu_off):
-    _, b2, _ = iommu_off
-    t = b2.truth
-    assert _card_drivers(t) == {a: "vfio-pci" for a in DISK_CARD_FUNCTIONS}, _card_drivers(t)
-    groups = {_group_of(t, a) for a in DISK_CARD_FUNCTIONS}
-    assert len(groups) == 1 and None not in groups, t["iommu_groups"]
-    ok, why = vfio_before_root(t["dmesg"])
-    assert ok, f"vfio-pci did not claim the card before the root filesystem was mounted: {why}"
+    t = iommu_off[1].truth
+    assert_card_on_vfio_before_root(iommu_off[1])
     assert t["drivers"].get(TWIN) == "bochs-drm", f"the host's identical display lost its driver: {t['drivers'].get(TWIN)}"
 
 
-def test_iommu_off_undo_restores_first_boot(iommu_off):
-    b1, b2, b3 = iommu_off
+def assert_undone(b1, b2, b3, files: list[str], skip_words: int = 0) -> None:
+    """b2 ran `undo`; b3 (after a reboot) has b1's command line (less its first *skip_words*
+    words: systemd-boot's initrd= path), drivers, IOMMU state and files, byte for byte."""
     undo = b2.step("undo")
     assert undo.rc == 0, str(undo)
-    assert b3.truth["cmdline"] == b1.truth["cmdline"], (b1.truth["cmdline"], b3.truth["cmdline"])
+    c1, c3 = b1.truth["cmdline"], b3.truth["cmdline"]
+    assert c3.split()[skip_words:] == c1.split()[skip_words:], (c1, c3)
     assert b3.truth["drivers"] == b1.truth["drivers"], (b1.truth["drivers"], b3.truth["drivers"])
-    diff = {p: (b1.truth["files"].get(p), b3.truth["files"].get(p)) for p in FIX_FILES
+    diff = {p: (b1.truth["files"].get(p), b3.truth["files"].get(p)) for p in files
             if b1.truth["files"].get(p) != b3.truth["files"].get(p)}
     assert not diff, f"not byte-identical after undo + reboot (sha256 first boot, after undo): {diff}"
     assert b3.truth["iommu_groups"] == {}, b3.truth["iommu_groups"]
     rep = _report(b3.step("check"))
     assert _status(rep, "cmdline.iommu_enabled") == "fail", _statuses(rep)
+
+
+def test_iommu_off_undo_restores_first_boot(iommu_off):
+    assert_undone(*iommu_off, FIX_FILES)
 
 
 def test_iommu_off_every_boot_clean(iommu_off):
@@ -382,16 +411,11 @@ def test_amd_fix_killed_during_update_initramfs_still_boots(amd_iommu_off):
 
 def test_amd_iommu_off_fix_then_reboot(amd_iommu_off):
     _, b1, b2 = amd_iommu_off
-    assert "amd_iommu=off" in b1.truth["cmdline"].split(), b1.truth["cmdline"]
-    assert b1.truth["iommu_groups"] == {}, b1.truth["iommu_groups"]
-    rep1 = _report(b1.step("check"))
-    assert _status(rep1, "cmdline.iommu_enabled") == "fail", _statuses(rep1)
+    assert_iommu_off_fails(b1, "amd_iommu=off")
     doc = _report(b1.step("fix"))
     assert doc["applied"] is True, str(b1.step("fix"))
     assert "amd_iommu=off" not in b2.truth["cmdline"].split(), b2.truth["cmdline"]
     rep2 = _report(b2.step("check"))
     bad = {c: _status(rep2, c) for c in MUST_PASS_AFTER_FIX if _status(rep2, c) != "pass"}
     assert not bad, f"after the fix and a reboot these do not pass: {bad}\nall: {_statuses(rep2)}"
-    assert _card_drivers(b2.truth) == {a: "vfio-pci" for a in DISK_CARD_FUNCTIONS}, _card_drivers(b2.truth)
-    ok, why = vfio_before_root(b2.truth["dmesg"])
-    assert ok, f"vfio-pci did not claim the card before the root filesystem was mounted: {why}"
+    assert_card_on_vfio_before_root(b2)

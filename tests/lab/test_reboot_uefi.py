@@ -29,22 +29,21 @@ from pathlib import Path
 
 import pytest
 
-from lab.disk import DISK_CARD_FUNCTIONS, Machine, Step, disk_cache, gpudoctor_sh, vfio_before_root
+from lab.disk import Machine, Step, disk_cache, gpudoctor_sh
 from lab.errors import LabError
 from tests.lab.test_reboot import (
     CHECK,
     FIX_FILES,
     GPU,
-    MUST_PASS_AFTER_FIX,
-    UNPASSABLE_UNDER_TCG,
-    _card_drivers,
     _fail,
-    _group_of,
     _image,
     _report,
     _say,
-    _status,
-    _statuses,
+    assert_applied_pending,
+    assert_card_on_vfio_before_root,
+    assert_iommu_off_fails,
+    assert_passes_after_reboot,
+    assert_undone,
 )
 
 pytestmark = [pytest.mark.reboot, pytest.mark.lab]
@@ -113,12 +112,7 @@ def sdboot_iommu_off(request):
 
 def test_sdboot_first_boot_fails(sdboot_iommu_off):
     b1, _, _, _ = sdboot_iommu_off
-    assert "intel_iommu=off" in b1.truth["cmdline"].split(), b1.truth["cmdline"]
-    assert b1.truth["iommu_groups"] == {}, b1.truth["iommu_groups"]
-    rep = _report(b1.step("check"))
-    assert _status(rep, "cmdline.iommu_enabled") == "fail", _statuses(rep)
-    assert _status(rep, "iommu.active") == "fail", _statuses(rep)
-    assert b1.step("check").rc != 0
+    rep = assert_iommu_off_fails(b1)
     # the advice names this host's bootloader: /etc/kernel/cmdline and kernel-install, no GRUB
     steps = [s for r in rep["results"] if r["id"] == "cmdline.iommu_enabled" for s in (r["remedy"] or {}).get("steps", [])]
     assert steps and steps[0] == f"edit {KERNEL_CMDLINE}: remove intel_iommu=off", steps
@@ -133,54 +127,25 @@ def test_sdboot_fix_edits_kernel_cmdline_and_reports_pending_reboot(sdboot_iommu
     assert f"edit {KERNEL_CMDLINE}" in files, [a["describe"] for a in plan["actions"]]
     assert not [f for f in files if "grub" in f], files
     assert any("kernel-install" in a for a in argvs), argvs
-    fix = b1.step("fix")
-    doc = _report(fix)
-    assert doc["applied"] is True, f"fix was not applied:\n{fix}"
-    outs = {o["check_id"]: o["outcome"] for o in doc["outcomes"]}
-    assert outs.get("cmdline.iommu_enabled") == "pending reboot", (doc["outcomes"], str(fix))
-    assert "fixed" not in {o["outcome"] for o in doc["outcomes"] if o["check_id"] == "cmdline.iommu_enabled"}
-    assert "still failing" not in {o["outcome"] for o in doc["outcomes"] if o["check_id"] not in UNPASSABLE_UNDER_TCG}, doc["outcomes"]
+    assert_applied_pending(b1.step("fix"))
 
 
 def test_sdboot_after_reboot_check_passes(sdboot_iommu_off):
     b1, b2, _, meta = sdboot_iommu_off
-    cmd = b2.truth["cmdline"].split()
-    assert "intel_iommu=off" not in cmd, b2.truth["cmdline"]
     assert b2.truth["files"][KERNEL_CMDLINE] != b1.truth["files"][KERNEL_CMDLINE]
     assert b2.truth["files"][meta["loader_entry"]] != b1.truth["files"][meta["loader_entry"]]
-    assert b2.truth["iommu_groups"], f"no IOMMU groups after the fix; cmdline {b2.truth['cmdline']}"
-    rep = _report(b2.step("check"))
-    st = _statuses(rep)
-    bad = {c: _status(rep, c) for c in [*MUST_PASS_AFTER_FIX, "boot.config_in_effect"] if _status(rep, c) != "pass"}
-    assert not bad, f"after the fix and a reboot these do not pass: {bad}\nall: {st}"
-    others = {k: v for k, v in st.items() if v in ("fail", "error") and not k.startswith(UNPASSABLE_UNDER_TCG)}
-    assert not others, f"other checks fail after the fix: {others}"
+    assert_passes_after_reboot(b2, also=("boot.config_in_effect",))
 
 
 def test_sdboot_after_reboot_card_on_vfio_from_initramfs(sdboot_iommu_off):
-    _, b2, _, _ = sdboot_iommu_off
-    t = b2.truth
-    assert _card_drivers(t) == {a: "vfio-pci" for a in DISK_CARD_FUNCTIONS}, _card_drivers(t)
-    groups = {_group_of(t, a) for a in DISK_CARD_FUNCTIONS}
-    assert len(groups) == 1 and None not in groups, t["iommu_groups"]
-    ok, why = vfio_before_root(t["dmesg"])
-    assert ok, f"vfio-pci did not claim the card before the root filesystem was mounted: {why}"
+    assert_card_on_vfio_before_root(sdboot_iommu_off[1])
 
 
 def test_sdboot_undo_restores_first_boot(sdboot_iommu_off):
     b1, b2, b3, meta = sdboot_iommu_off
     if b3 is None:
         pytest.skip("the undo -> reboot cycle was not run (it doubles the scenario's time): GPUDOCTOR_LAB_UEFI_UNDO=1")
-    undo = b2.step("undo")
-    assert undo.rc == 0, str(undo)
-    assert b3.truth["cmdline"].split()[1:] == b1.truth["cmdline"].split()[1:], (b1.truth["cmdline"], b3.truth["cmdline"])
-    assert b3.truth["drivers"] == b1.truth["drivers"], (b1.truth["drivers"], b3.truth["drivers"])
-    diff = {p: (b1.truth["files"].get(p), b3.truth["files"].get(p)) for p in FIX_FILES + _entry_files(meta)
-            if b1.truth["files"].get(p) != b3.truth["files"].get(p)}
-    assert not diff, f"not byte-identical after undo + reboot (sha256 first boot, after undo): {diff}"
-    assert b3.truth["iommu_groups"] == {}, b3.truth["iommu_groups"]
-    rep = _report(b3.step("check"))
-    assert _status(rep, "cmdline.iommu_enabled") == "fail", _statuses(rep)
+    assert_undone(b1, b2, b3, FIX_FILES + _entry_files(meta), skip_words=1)
 
 
 def test_sdboot_every_boot_clean(sdboot_iommu_off):
