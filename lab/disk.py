@@ -38,14 +38,12 @@ python3-pytest come from Debian).
 from __future__ import annotations
 
 import atexit
-import ctypes
 import hashlib
 import json
 import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -57,6 +55,7 @@ from pathlib import Path
 
 from .cache import cache_dir
 from .errors import LabBootError, LabError, LabGuestDied, LabGuestHung, LabSetupError
+from .proc import kill_group, start_qemu
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
@@ -615,13 +614,6 @@ def _kill_all() -> None:
 atexit.register(_kill_all)
 
 
-def _preexec() -> None:
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
 @dataclass
 class Step:
     name: str
@@ -782,20 +774,7 @@ class Machine:
         return cmd
 
     def _kill(self) -> None:
-        p = self.proc
-        if p is None or p.poll() is not None:
-            return
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            try:
-                p.kill()
-            except ProcessLookupError:
-                pass
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
+        kill_group(self.proc)
 
     def close(self) -> None:
         if self._closed:
@@ -851,11 +830,8 @@ class Machine:
         console = self.workdir / f"console-{index}.log"
         cmd = self.qemu_command(index)
         (self.workdir / f"qemu-{index}.cmd").write_text(shlex.join(cmd) + "\n")
-        qlog = open(self.workdir / f"qemu-{index}.log", "wb")
         t0 = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=qlog, stderr=subprocess.STDOUT,
-                                     start_new_session=True, preexec_fn=_preexec)
-        qlog.close()
+        self.proc = start_qemu(cmd, self.workdir / f"qemu-{index}.log")
         markers: list[tuple[float, str]] = []
         seen = 0  # bytes of the console log already parsed (whole lines only)
         ready_at: float | None = None

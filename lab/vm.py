@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import atexit
-import ctypes
 import itertools
 import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +26,7 @@ from .errors import (
     LabGuestHung,
     LabSetupError,
 )
+from .proc import kill_group, start_qemu
 from .scenarios import Scenario
 from .scenarios import get as get_scenario
 
@@ -46,14 +45,6 @@ def _kill_all() -> None:
 
 
 atexit.register(_kill_all)
-
-
-def _preexec() -> None:
-    # QEMU dies with us even if we are SIGKILLed (PR_SET_PDEATHSIG = 1).
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
-    except Exception:
-        pass
 
 
 def _log(msg: str) -> None:
@@ -258,15 +249,7 @@ class Guest:
         cmd = qemu_command(self.scenario, self.kernel, self.initrd, self.workdir, self.extra_append)
         (self.workdir / "qemu.cmd").write_text(shlex.join(cmd) + "\n")
         t0 = time.monotonic()
-        with open(self.qemu_log, "wb") as qlog:
-            self.proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=qlog,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_preexec,
-            )
+        self.proc = start_qemu(cmd, self.qemu_log)
         with _live_lock:
             _live.add(self)
         (self.workdir / "qemu.pid").write_text(f"{self.proc.pid}\n")
@@ -314,20 +297,7 @@ class Guest:
         return self.proc.pid if self.proc else None
 
     def _kill(self) -> None:
-        p = self.proc
-        if p is None or p.poll() is not None:
-            return
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            try:
-                p.kill()
-            except ProcessLookupError:
-                pass
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
+        kill_group(self.proc)
 
     def close(self) -> None:
         if self._closed:

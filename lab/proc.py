@@ -1,0 +1,43 @@
+"""QEMU processes of the lab (direct-kernel guests and disk machines): started in their own
+session so that one signal reaches every process QEMU forks, and killed with their owner."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+
+def _die_with_parent() -> None:
+    # QEMU dies with us even if we are SIGKILLed (PR_SET_PDEATHSIG = 1). PDEATHSIG fires when the
+    # *thread* that started it exits: start QEMU from a thread that outlives it.
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+    except Exception:
+        pass
+
+
+def start_qemu(cmd: list[str], log: Path) -> subprocess.Popen:
+    """Start *cmd* with stdout and stderr to *log*, in its own session, dying with this process."""
+    with open(log, "wb") as f:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                                start_new_session=True, preexec_fn=_die_with_parent)
+
+
+def kill_group(p: subprocess.Popen | None) -> None:
+    """SIGKILL *p*'s whole process group (or *p* alone where that is refused) and reap it."""
+    if p is None or p.poll() is not None:
+        return
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        try:
+            p.kill()
+        except ProcessLookupError:
+            pass
+    try:
+        p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
