@@ -363,42 +363,33 @@ class _Recorder:
         return [c for c in cands if self.host.exists(c)]
 
     def mirror_path(self, path: str, leaf: bool = True) -> None:
-        """Copy `path` into the mirror, recreating every symlink on the way."""
-        parts = split_path(path)
-        cur: list[str] = []
-        hops = 0
-        while parts:
-            p = parts.pop(0)
-            if p == "..":
-                if cur:
-                    cur.pop()
-                continue
-            cand = "/" + "/".join(cur + [p])
-            last = not parts
-            if self.host.is_link(cand):
-                target = self.host.readlink(cand)
-                dst = self.root + cand
-                if not os.path.lexists(dst):
-                    os.makedirs(os.path.dirname(dst), exist_ok=True)
-                    os.symlink(target, dst)
-                hops += 1
-                if hops > 40:
-                    return
-                if last and leaf:
-                    # a link such as `driver` is kept as a link; its target need not be copied
-                    return
-                if target.startswith("/"):
-                    cur = []
-                parts = [t for t in target.split("/") if t and t != "."] + parts
-                continue
-            cur.append(p)
-            if last:
-                if self.host.is_dir(cand):
-                    self._mkdirs(cand)
-                elif leaf:
-                    self._copy_file(cand, path)
-            else:
-                self._mkdirs(cand) if not os.path.isdir(self.root + cand) else None
+        """Copy `path` into the mirror, recreating every symlink on the way (the same walk as
+        Host.realpath: host.resolve_links, told to record each link it meets)."""
+
+        def is_link(cand: str) -> bool:
+            if not self.host.is_link(cand):
+                return False
+            dst = self.root + cand
+            if not os.path.lexists(dst):
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                os.symlink(self.host.readlink(cand), dst)
+            return True
+
+        try:
+            # a leaf link such as `driver` is kept as a link; its target need not be copied
+            real = resolve_links(path, is_link, self.host.readlink, follow_last=not leaf)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return
+            raise
+        if leaf and is_link(real):  # resolve_links leaves the last component alone: record it here
+            return
+        if self.host.is_dir(real):
+            self._mkdirs(real)
+        else:
+            self._mkdirs(os.path.dirname(real))
+            if leaf:
+                self._copy_file(real, path)
 
     def _copy_file(self, real: str, logical: str) -> None:
         if real in self.done:
