@@ -10,12 +10,14 @@ from __future__ import annotations
 import re
 
 from checks.common import (
+    boot_overrides,
     cmdline_edit_steps,
     endpoints,
     identical_devices,
     ids_config,
     initramfs_update_command,
     mount_controllers,
+    override_evidence,
     pci_evidence,
     regen_commands,
     route_nics,
@@ -236,9 +238,9 @@ def vfio_ids_unique_to_card(ctx: Context) -> Verdict:
     if grabbed:
         return verdict(Status.WARN, f"ids= also takes {names} (already on vfio-pci: intended for a guest too?)", ev,
                        ["If that device should stay with the host, bind per device (driver_override) instead."], remedy)
-    ov = {o.address: o for o in try_fact(facts.boot_overrides) or ()}
+    ov = boot_overrides(facts)
     if all(d.address in ov for d in eps):
-        ev += [Evidence(ov[d.address].where, f"{d.address} -> vfio-pci (driver_override at boot)") for d in eps]
+        ev += override_evidence(ov, eps)
         return verdict(Status.PASS, f"no ids=: {gpu.slot}'s functions go to vfio-pci by address at boot, so "
                        + ", ".join(t.address for ts in twins.values() for t in ts) + " stays with the host", ev)
     remedy = Remedy(remedy.text, remedy.steps, "vfio_conf", remedy.params)
@@ -494,7 +496,7 @@ def boot_initramfs_current(ctx: Context) -> Verdict:
         if [ln.text for ln in parse_modprobe(inside.decode("utf-8", "replace"), f)] != live:
             probs.append(f"{f} in the image differs from /etc (the image is older than the configuration)")
     # per-device binding scripts (initramfs-tools scripts/init-top): in the image, as written
-    for o in {o.file: o for o in try_fact(facts.boot_overrides) or () if o.kind == "initramfs"}.values():
+    for o in {o.file: o for o in boot_overrides(facts).values() if o.kind == "initramfs"}.values():
         inner = o.file.removeprefix("/etc/initramfs-tools/")
         inside = img.file(inner)
         if img.undecoded is not None:

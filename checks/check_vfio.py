@@ -7,12 +7,14 @@ import re
 from checks.common import (
     VIABLE_DRIVERS,
     IdsConfig,
+    boot_overrides,
     endpoints,
     identical_devices,
     ids_config,
     ids_line,
     initramfs_update_command,
     native_modules,
+    override_evidence,
     pci_evidence,
     softdep_line,
     try_fact,
@@ -69,9 +71,9 @@ def vfio_ids_configured(ctx: Context) -> Verdict:
         remedy_steps, "vfio_conf", (("ids", ",".join(want)),),
     )
     twins = identical_devices(facts, eps)
-    ov = {o.address: o for o in try_fact(facts.boot_overrides) or ()}
+    ov = boot_overrides(facts)
     if eps and all(d.address in ov for d in eps) and not ids_grab_twins(cfg, twins):
-        ev += [Evidence(ov[d.address].where, f"{d.address} -> vfio-pci (driver_override at boot)") for d in eps]
+        ev += override_evidence(ov, eps)
         return verdict(Status.PASS, f"all {len(eps)} function(s) go to vfio-pci by address at boot (driver_override, "
                        f"{', '.join(sorted({ov[d.address].file for d in eps}))})" + ("; no ids= line, so identical devices stay" if twins else ""),
                        ev, msgs)
@@ -247,8 +249,8 @@ def vfio_binding_persistent(ctx: Context) -> Verdict:
     ev = [pci_evidence(d) for d in eps] + ev_early
     lost: list[str] = []
     never: list[str] = []
-    ov = {o.address: o for o in try_fact(facts.boot_overrides) or ()}
-    ev += [Evidence(ov[d.address].where, f"{d.address} -> vfio-pci (driver_override at boot)") for d in eps if d.address in ov]
+    ov = boot_overrides(facts)
+    ev += override_evidence(ov, eps)
     for d in eps:
         o = ov.get(d.address)
         configured = d.ident in next_ids or o is not None

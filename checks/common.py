@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from doctor.errors import FactUnknown, NotCaptured
-from doctor.facts import BootConfig, Cmdline, Facts, ModprobeLine, PciDevice
+from doctor.facts import BootConfig, BootOverride, Cmdline, Facts, ModprobeLine, PciDevice
 from doctor.model import Evidence
 
 VFIO_DRIVERS = ("vfio-pci",)
@@ -250,3 +250,16 @@ def route_nics(facts: Facts) -> dict[str, list[str]]:
     for name in facts.default_route_ifaces():
         walk(name, name)
     return out
+
+
+# --- per-device binding at boot (driver_override): vfio.ids_configured, vfio.binding_persistent,
+# vfio.ids_unique_to_card
+
+
+def boot_overrides(facts: Facts) -> dict[str, BootOverride]:
+    """PCI address -> the boot-time configuration that hands it to vfio-pci ({} where unknown)."""
+    return {o.address: o for o in try_fact(facts.boot_overrides) or ()}
+
+
+def override_evidence(ov: dict[str, BootOverride], devs: list[PciDevice]) -> list[Evidence]:
+    return [Evidence(ov[d.address].where, f"{d.address} -> vfio-pci (driver_override at boot)") for d in devs if d.address in ov]
