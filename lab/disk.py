@@ -89,17 +89,17 @@ MARK = "GPUDOCTOR-LAB"
 GUEST_SHARE = "/run/gpudoctor-lab"
 GUEST_SRC = "/run/gpudoctor-src"
 
-# Files whose bytes the scenarios compare across boots (sha256 in truth.json).
-TRACKED_FILES = [
+# Files a fix may touch on the BIOS image: after undo + reboot they must be byte-identical.
+FIX_FILES = [
     "/etc/default/grub",
     "/boot/grub/grub.cfg",
     "/etc/modprobe.d/vfio.conf",
     "/etc/initramfs-tools/modules",
     "/etc/modules-load.d/vfio-pci.conf",
     "/etc/initramfs-tools/scripts/init-top/gpudoctor-vfio-override",
-    "/etc/initramfs-tools/initramfs.conf",
-    "/etc/fstab",
 ]
+# Files whose bytes the scenarios compare across boots (sha256 in truth.json).
+TRACKED_FILES = [*FIX_FILES, "/etc/initramfs-tools/initramfs.conf", "/etc/fstab"]
 
 # The card for disk scenarios: three functions with *modular* drivers (bochs-drm, snd_hda_intel,
 # xhci_pci), so vfio-pci can take all of them from the initramfs. The direct-kernel lab's 4th

@@ -39,6 +39,7 @@ from lab.disk import (  # noqa: E402
     DISK_CARD,
     DISK_CARD_DEVICES,
     DISK_CARD_FUNCTIONS,
+    FIX_FILES,
     Machine,
     Step,
     build_image,
@@ -66,15 +67,6 @@ MUST_PASS_AFTER_FIX = [
     "vfio.ids_configured",
     "vfio.early_load",
     "vfio.group_viable",
-]
-# Files the fix may touch: after undo + reboot they must be byte-identical to boot 1.
-FIX_FILES = [
-    "/etc/default/grub",
-    "/boot/grub/grub.cfg",
-    "/etc/modprobe.d/vfio.conf",
-    "/etc/initramfs-tools/modules",
-    "/etc/modules-load.d/vfio-pci.conf",
-    "/etc/initramfs-tools/scripts/init-top/gpudoctor-vfio-override",
 ]
 # The host's own display, with the card's VGA id (an identical device that stays with the host).
 TWIN = "0000:00:02.0"
