@@ -22,6 +22,7 @@ from checks.common import (
     regen_commands,
     route_nics,
     try_fact,
+    unit_functions,
 )
 from doctor.errors import FactUnknown, NotCaptured, OptionRomUnreadable
 from doctor.facts import (
@@ -205,7 +206,7 @@ def vfio_ids_unique_to_card(ctx: Context) -> Verdict:
     facts = ctx.facts
     gpu = ctx.gpu
     assert gpu is not None
-    eps = endpoints(facts, gpu)
+    eps = unit_functions(facts, gpu)
     twins = identical_devices(facts, eps)
     if not twins:
         return verdict(Status.PASS, f"no other device on this host has the id of {gpu.address}'s function(s): "

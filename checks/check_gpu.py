@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from checks.common import endpoints, pci_evidence
+from checks.common import pci_evidence
 from doctor.model import Evidence, Remedy, Status, Verdict, verdict
+from doctor.passthrough import passthrough_unit
 from doctor.registry import Context, check
 
 
@@ -47,7 +48,9 @@ def gpu_candidate(ctx: Context) -> Verdict:
 
 @check("gpu.group_isolated", "GPU's IOMMU group holds only the GPU's own functions", per_gpu=True)
 def gpu_group_isolated(ctx: Context) -> Verdict:
-    """Bridges excepted, every device in the GPU's group belongs to the GPU's slot."""
+    """Bridges excepted, every device in the GPU's group is a function of the GPU's card: its
+    passthrough unit (doctor.passthrough: same slot, the GPU's vendor, display/audio/USB-C
+    classes). On an APU the SoC's PSP, USB and audio functions share the slot but are not the GPU's."""
     facts = ctx.facts
     gpu = ctx.gpu
     assert gpu is not None
@@ -57,12 +60,12 @@ def gpu_group_isolated(ctx: Context) -> Verdict:
                        [pci_evidence(gpu)])
     ev = [Evidence(f"/sys/kernel/iommu_groups/{gpu.iommu_group}/devices", ", ".join(m.address for m in members))]
     ev += [pci_evidence(m) for m in members]
-    others = [m for m in members if m.slot != gpu.slot and not m.is_bridge]
+    unit = passthrough_unit(facts, gpu)
+    others = list(unit.intruders)
     if not others:
-        eps = endpoints(facts, gpu)
-        return verdict(Status.PASS, f"group {gpu.iommu_group} holds only {gpu.slot}'s {len(eps)} function(s)"
-                       + (" and bridges" if any(m.is_bridge for m in members) else ""), ev)
-    names = "; ".join(f"{m.address} [{m.class_hex}] {m.name or m.ident} (driver: {m.driver or 'none'})" for m in others)
+        return verdict(Status.PASS, f"group {gpu.iommu_group} holds only {gpu.slot}'s {len(unit.functions)} function(s)"
+                       + (" and bridges" if unit.bridges else ""), ev)
+    names = unit.describe_intruders()
     return verdict(
         Status.FAIL,
         f"group {gpu.iommu_group} also holds {len(others)} unrelated device(s): {names}",

@@ -18,6 +18,7 @@ from checks.common import (
     pci_evidence,
     softdep_line,
     try_fact,
+    unit_functions,
     wanted_ids,
 )
 from doctor.facts import Facts, PciDevice
@@ -33,14 +34,15 @@ def _group_or_na(ctx: Context) -> tuple[PciDevice, list[PciDevice]] | Verdict:
     return gpu, endpoints(ctx.facts, gpu)
 
 
-@check("vfio.ids_configured", "vfio-pci ids cover every function in the GPU's group", fix="vfio_conf", per_gpu=True)
+@check("vfio.ids_configured", "vfio-pci ids cover every function of the GPU's passthrough unit", fix="vfio_conf", per_gpu=True)
 def vfio_ids_configured(ctx: Context) -> Verdict:
     """`options vfio-pci ids=` (modprobe.d) or `vfio-pci.ids=` (command line) holds the
-    vendor:device of every endpoint in the group, once, in one line."""
+    vendor:device of every function of the passthrough unit (the GPU and its own audio/USB-C
+    functions, doctor.passthrough), once, in one line. Nothing else in the group belongs there."""
     facts = ctx.facts
     gpu = ctx.gpu
     assert gpu is not None
-    eps = endpoints(facts, gpu)
+    eps = unit_functions(facts, gpu)
     want = wanted_ids(eps)
     cfg = ids_config(facts)
     mods = try_fact(facts.modules)
@@ -67,7 +69,7 @@ def vfio_ids_configured(ctx: Context) -> Verdict:
     remedy_steps = (f"echo '{correct}' | sudo tee /etc/modprobe.d/vfio.conf", initramfs_update_command(facts)) if not builtin else (
         f"add vfio-pci.ids={','.join(want)} to the kernel command line",)
     remedy = Remedy(
-        f"Use exactly this line (all {len(want)} function id(s) of the group, derived from this host):\n  {correct}",
+        f"Use exactly this line (all {len(want)} function id(s) of the card, derived from this host):\n  {correct}",
         remedy_steps, "vfio_conf", (("ids", ",".join(want)),),
     )
     twins = identical_devices(facts, eps)
@@ -138,7 +140,7 @@ def vfio_early_load(ctx: Context) -> Verdict:
     facts = ctx.facts
     gpu = ctx.gpu
     assert gpu is not None
-    eps = endpoints(facts, gpu)
+    eps = unit_functions(facts, gpu)
     ev, in_initramfs, in_modules_load = _early_sources(facts)
     mp = facts.modprobe_config()
     mods = try_fact(facts.modules)

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from doctor.errors import FactUnknown, NotCaptured
 from doctor.facts import BootConfig, BootOverride, Cmdline, Facts, ModprobeLine, PciDevice
 from doctor.model import Evidence
+from doctor.passthrough import mount_controllers, passthrough_unit, route_nics
+
+__all__ = ["mount_controllers", "route_nics"]
 
 VFIO_DRIVERS = ("vfio-pci",)
 # Drivers the kernel accepts in a viable group besides vfio (drivers/vfio/group.c).
@@ -27,6 +30,11 @@ def endpoints(facts: Facts, gpu: PciDevice) -> list[PciDevice]:
     if members is None:
         members = facts.slot_functions(gpu)
     return [d for d in members if not d.is_bridge]
+
+
+def unit_functions(facts: Facts, gpu: PciDevice) -> list[PciDevice]:
+    """The GPU's passthrough unit: what ids=, early loading and binding are judged against."""
+    return list(passthrough_unit(facts, gpu).functions)
 
 
 def identical_devices(facts: Facts, eps: list[PciDevice]) -> dict[str, list[PciDevice]]:
@@ -198,58 +206,6 @@ def initramfs_update_command(facts: Facts) -> str:
         "dracut": "sudo dracut -f",
         "mkinitcpio": "sudo mkinitcpio -P",
     }.get(tool, "# rebuild your initramfs (initramfs tool not detected)")
-
-
-# --- what the host itself runs on (gpu.group_safe, and pci_bind before it binds anything)
-
-
-def mount_controllers(facts: Facts) -> dict[str, list[str]]:
-    """PCI address -> mounted filesystems on a disk behind it ("/ (/dev/nvme0n1p2)")."""
-    mounts = facts.mounts()
-    blocks = facts.block_devices()
-    by_dm = {b.dm_name: b.name for b in blocks.values() if b.dm_name}
-
-    def pci_of(name: str, depth: int = 0) -> set[str]:
-        b = blocks.get(name)
-        if b is None or depth > 8:
-            return set()
-        if b.pci_address:
-            return {b.pci_address}
-        out: set[str] = set()
-        for s in b.slaves:
-            out |= pci_of(s, depth + 1)
-        return out
-
-    out: dict[str, list[str]] = {}
-    for m in mounts:
-        if not m.source.startswith("/dev/"):
-            continue
-        name = m.source[5:]
-        if name.startswith("mapper/"):
-            name = by_dm.get(name[7:], name)
-        for addr in pci_of(name.rsplit("/", 1)[-1] if "/" in name else name):
-            out.setdefault(addr, []).append(f"{m.target} ({m.source}, {m.fstype})")
-    return out
-
-
-def route_nics(facts: Facts) -> dict[str, list[str]]:
-    """PCI address -> default-route interfaces carried by it (through bridges, bonds, vlans)."""
-    ifs = facts.net_interfaces()
-    out: dict[str, list[str]] = {}
-
-    def walk(name: str, via: str, depth: int = 0) -> None:
-        i = ifs.get(name)
-        if i is None or depth > 8:
-            return
-        if i.pci_address:
-            out.setdefault(i.pci_address, []).append(via if via == name else f"{via} via {name}")
-            return
-        for lo in i.lowers:
-            walk(lo, via, depth + 1)
-
-    for name in facts.default_route_ifaces():
-        walk(name, name)
-    return out
 
 
 # --- per-device binding at boot (driver_override): vfio.ids_configured, vfio.binding_persistent,

@@ -441,6 +441,9 @@ class Facts:
     def default_route_ifaces(self) -> tuple[str, ...]:
         raise self._unknown("default route", "ip route show default; ip -6 route show default")
 
+    def routed_ifaces(self) -> tuple[str, ...]:
+        raise self._unknown("configured interfaces", "ip route show; ip -6 route show")
+
     def boot_entries(self) -> tuple[BootEntry, ...]:
         raise self._unknown("boot loader entries", "grep . /boot/loader/entries/*.conf")
 
@@ -853,6 +856,28 @@ def last_pci_address(sysfs_path: str) -> str | None:
         if _PCI_COMPONENT.match(part):
             found = part
     return found
+
+
+def parse_routed_ifaces(route: str | None, route6: str | None) -> tuple[str, ...]:
+    """Interfaces with a route of their own (an address configured on them), from /proc/net/route
+    and /proc/net/ipv6_route; IPv6 link-local (fe80::/64) and multicast routes, which every
+    interface that is up has, do not count."""
+    out: list[str] = []
+    for line in (route or "").splitlines()[1:]:
+        p = line.split()
+        if len(p) >= 8 and p[0] != "lo" and p[0] not in out:
+            out.append(p[0])
+    for line in (route6 or "").splitlines():
+        p = line.split()
+        if len(p) < 10 or p[9] == "lo" or p[9] in out or not (int(p[8], 16) & 0x1 if _HEX.match(p[8]) else False):
+            continue
+        if p[0].startswith(("fe80", "ff")):
+            continue
+        out.append(p[9])
+    return tuple(out)
+
+
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
 
 
 def parse_default_route_ifaces(route: str | None, route6: str | None) -> tuple[str, ...]:
@@ -1757,6 +1782,14 @@ class HostFacts(Facts):
         if r4 is None and r6 is None:
             raise FactUnknown("default route", "no /proc/net/route", "ip route show default")
         return parse_default_route_ifaces(r4, r6)
+
+    @fact
+    def routed_ifaces(self) -> tuple[str, ...]:
+        r4 = self._text_or_none("configured interfaces", "/proc/net/route", "ip route show")
+        r6 = self._text_or_none("configured interfaces", "/proc/net/ipv6_route", "ip -6 route show")
+        if r4 is None and r6 is None:
+            raise FactUnknown("configured interfaces", "no /proc/net/route", "ip route show")
+        return parse_routed_ifaces(r4, r6)
 
     @fact
     def boot_entries(self) -> tuple[BootEntry, ...]:

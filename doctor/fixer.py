@@ -10,6 +10,7 @@ from doctor.errors import BadInput, FactUnknown, NotCaptured
 from doctor.facts import Facts, PciDevice
 from doctor.host import Host
 from doctor.model import Status
+from doctor.passthrough import guard, passthrough_unit, refusal
 from doctor.plan import INITRAMFS, NOW, Action, FileEdit, Plan
 from doctor.runner import Report
 
@@ -56,6 +57,17 @@ def build_plan(report: Report, host: Host, only: list[str] | None = None, force:
     def gpu_of(subject: str | None) -> PciDevice | None:
         return gpus.get(subject) if subject else None
 
+    # one guard for every per-GPU remedy: a group that holds anything but the GPU's unit, or a
+    # unit the host runs on, gets nothing written (doctor.passthrough.refusal)
+    refused: dict[str, str | None] = {}
+
+    def refused_for(gpu: PciDevice, cid: str) -> bool:
+        if gpu.address not in refused:
+            refused[gpu.address] = refusal(facts, gpu, force)
+        if refused[gpu.address]:
+            plan.explanations.append((cid, f"{gpu.address}: {refused[gpu.address]}"))
+        return bool(refused[gpu.address])
+
     # 1. kernel command line (host-wide)
     add: list[str] = []
     remove: list[str] = []
@@ -94,11 +106,13 @@ def build_plan(report: Report, host: Host, only: list[str] | None = None, force:
             continue
         if gpu is None or not fix or fix == "kernel_cmdline":
             continue
+        if refused_for(gpu, cid):
+            continue
         if fix == "vfio_conf" and gpu.address not in seen_conf:
             seen_conf.add(gpu.address)
-            from checks.common import endpoints, identical_devices
+            from checks.common import identical_devices
 
-            eps = endpoints(facts, gpu)
+            eps = list(passthrough_unit(facts, gpu).functions)
             twins = identical_devices(facts, eps)
             answers = tuple(c for c, s, _ in wanted if s == subject and c in ("vfio.ids_configured", "vfio.binding_persistent", "vfio.ids_unique_to_card"))
             if twins:
@@ -112,9 +126,9 @@ def build_plan(report: Report, host: Host, only: list[str] | None = None, force:
                     plan.explanations.append((cid, why))
                 continue
             if builtin_vfio:
-                from checks.common import endpoints, wanted_ids
+                from checks.common import wanted_ids
 
-                ids = "vfio-pci.ids=" + ",".join(wanted_ids(endpoints(facts, gpu)))
+                ids = "vfio-pci.ids=" + ",".join(wanted_ids(eps))
                 add.append(ids)
                 cmd_checks.extend(answers)
             else:
@@ -159,8 +173,23 @@ def build_plan(report: Report, host: Host, only: list[str] | None = None, force:
         if why:
             plan.explanations.append(("cmdline.iommu_enabled", why))
     plan.actions += binds
+    _guard(plan, facts, [passthrough_unit(facts, g) for a, g in gpus.items() if not refused.get(a)], force)
     plan.explanations = list(dict.fromkeys(plan.explanations))
     return plan
+
+
+def _guard(plan: Plan, facts: Facts, units: list, force: bool) -> None:  # type: ignore[type-arg]
+    """The last word on every plan: an action that would hand to vfio-pci anything outside the
+    GPUs' units, or anything the host runs on, is dropped with the reason (each remediation
+    refuses such groups itself; this catches what one of them missed)."""
+    blocked = guard(plan.actions, facts, units, force)
+    if not blocked:
+        return
+    drop = {b.index for b in blocked}
+    for b in blocked:
+        a = plan.actions[b.index]
+        plan.explanations.append((a.checks[0] if a.checks else "fix", f"not done: {a.describe()} ({b.how}): {b.why}"))
+    plan.actions = [a for i, a in enumerate(plan.actions) if i not in drop]
 
 
 @dataclass(frozen=True)

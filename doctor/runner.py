@@ -64,6 +64,12 @@ def select_gpus(facts: Facts, requested: str | None) -> list[PciDevice]:
         if addr not in devs:
             known = ", ".join(d.address for d in facts.gpus()) or "none"
             raise BadInput(f"--gpu {addr}: no such PCI device on this host (GPUs here: {known})")
+        from doctor.passthrough import class_name, is_gpu
+
+        if not is_gpu(devs[addr]):
+            known = ", ".join(d.address for d in facts.gpus() if is_gpu(d)) or "none"
+            raise BadInput(f"--gpu {addr}: a {class_name(devs[addr])} [{devs[addr].class_hex}], not a GPU "
+                           f"(--gpu takes class 0300, 0302 or 0380; GPUs here: {known})")
         return [devs[addr]]
     try:
         gpus = facts.gpus()

@@ -1,4 +1,4 @@
-"""vfio-pci ids for every function of the GPU's group, plus softdeps for the
+"""vfio-pci ids for every function of the GPU's passthrough unit, plus softdeps for the
 native drivers, in /etc/modprobe.d/vfio.conf. Conflicting `ids=` lines in other
 files are commented out with a marker, never deleted."""
 
@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import re
 
-from checks.common import endpoints, ids_line, native_modules, softdep_line
+from checks.common import ids_line, native_modules, softdep_line
 from doctor.facts import Facts, PciDevice
 from doctor.host import Host
+from doctor.passthrough import passthrough_unit
 from doctor.plan import INITRAMFS, Action, FileEdit
 
 TARGET = "/etc/modprobe.d/vfio.conf"
@@ -44,7 +45,7 @@ def vfio_conf_text(old: str | None, eps: list[PciDevice]) -> str:
 
 
 def plan_vfio_conf(facts: Facts, host: Host, gpu: PciDevice, checks: tuple[str, ...]) -> list[Action]:
-    eps = endpoints(facts, gpu)
+    eps = list(passthrough_unit(facts, gpu).functions)
     old = host.read_text_or_none(TARGET)
     new = vfio_conf_text(old, eps)
     acts: list[Action] = []

@@ -107,6 +107,9 @@ class ForecastFacts(FakeFacts):
     def default_route_ifaces(self):  # type: ignore[no-untyped-def]
         return self._get("default_route", super().default_route_ifaces)
 
+    def routed_ifaces(self):  # type: ignore[no-untyped-def]
+        return self._get("routed", super().routed_ifaces)
+
     def boot_entries(self):  # type: ignore[no-untyped-def]
         return self._get("boot_entries", super().boot_entries)
 
@@ -369,23 +372,27 @@ def test_bind_never_takes_a_controller_holding_a_mounted_filesystem_even_with_fo
         assert acts == [] and why is not None and "0000:01:00.1 holds mounted filesystems: / (/dev/nvme0n1p2, ext4)" in why, why
 
 
-def test_bind_takes_a_storage_function_nothing_is_mounted_from() -> None:
+def test_bind_never_takes_a_storage_function_of_the_cards_slot_even_unmounted() -> None:
+    """Issue 12: a function that is not the GPU's (a storage controller, whatever slot it sits in)
+    is an intruder in the group, never bound, mounted or not, forced or not."""
     from remediations.pci_bind import plan_bind
 
     f = safety_host(pci=_card_with_a_disk(), block_devices=ROOT_ON_CARD, mounts=(Mount("proc", "/proc", "proc"),))
-    acts, why = plan_bind(f, f.pci_devices()["0000:01:00.0"], ("vfio.group_viable",))
-    assert why is None and [a.address for a in acts if hasattr(a, "address")] == ["0000:01:00.0", "0000:01:00.1"]
+    for force in (False, True):
+        acts, why = plan_bind(f, f.pci_devices()["0000:01:00.0"], ("vfio.group_viable",), force=force)
+        assert acts == [] and "0000:01:00.1 [0108]" in (why or "") and "not a graphics card's function" in (why or ""), why
 
 
-def test_bind_with_unknown_mounts_asks_for_force_for_a_storage_function() -> None:
+def test_bind_of_the_boot_display_asks_for_force_when_another_display_remains() -> None:
     from remediations.pci_bind import plan_bind
 
-    f = host(pci=_card_with_a_disk())  # mounts and block devices unknown
-    gpu = f.pci_devices()["0000:01:00.0"]
-    acts, why = plan_bind(f, gpu, ("vfio.group_viable",))
-    assert acts == [] and "without --force" in (why or "") and "mounts could not be read" in (why or "")
-    acts, why = plan_bind(f, gpu, ("vfio.group_viable",), force=True)
-    assert why is None and acts
+    vga = card()[0]
+    boot = PciDevice(vga.address, vga.class_code, vga.vendor, vga.device, None, "00", "nouveau", "1", True)
+    f = safety_host(pci=[root_port(), boot, igpu()])
+    acts, why = plan_bind(f, boot, ("vfio.group_viable",))
+    assert acts == [] and "without --force" in (why or "") and "boot display" in (why or ""), why
+    acts, why = plan_bind(f, boot, ("vfio.group_viable",), force=True)
+    assert why is None and [a.address for a in acts if hasattr(a, "address")] == [boot.address]
 
 
 def test_bind_in_a_shared_group_names_what_the_host_runs_on() -> None:
