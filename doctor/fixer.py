@@ -10,7 +10,7 @@ from doctor.errors import BadInput, FactUnknown, NotCaptured
 from doctor.facts import Facts, PciDevice
 from doctor.host import Host
 from doctor.model import Status
-from doctor.passthrough import guard, passthrough_unit, refusal
+from doctor.passthrough import PCI_ADDRESS, guard, passthrough_unit, refusal
 from doctor.plan import INITRAMFS, NOW, Action, FileEdit, Plan
 from doctor.runner import Report
 
@@ -60,13 +60,20 @@ def build_plan(report: Report, host: Host, only: list[str] | None = None, force:
     # one guard for every per-GPU remedy: a group that holds anything but the GPU's unit, or a
     # unit the host runs on, gets nothing written (doctor.passthrough.refusal)
     refused: dict[str, str | None] = {}
+    first: dict[str, str] = {}
 
     def refused_for(gpu: PciDevice, cid: str) -> bool:
         if gpu.address not in refused:
             refused[gpu.address] = refusal(facts, gpu, force)
-        if refused[gpu.address]:
-            plan.explanations.append((cid, f"{gpu.address}: {refused[gpu.address]}"))
-        return bool(refused[gpu.address])
+        why = refused[gpu.address]
+        if why and gpu.address not in first:
+            first[gpu.address] = cid
+            plan.explanations.append((cid, f"{gpu.address}: {why}"))
+        elif why:
+            named = sorted(set(PCI_ADDRESS.findall(why)) - {gpu.address})
+            plan.explanations.append((cid, f"{gpu.address}: nothing written for its group ({', '.join(named)}; "
+                                           f"see {first[gpu.address]})"))
+        return bool(why)
 
     # 1. kernel command line (host-wide)
     add: list[str] = []

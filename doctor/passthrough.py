@@ -275,7 +275,7 @@ def refusal(facts: Facts, gpu: PciDevice, force: bool = False) -> str | None:
 # the guard: what a planned action hands to vfio-pci
 
 
-_ADDR = re.compile(r"\b[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-1][0-9a-fA-F]\.[0-7]\b")
+PCI_ADDRESS = _ADDR = re.compile(r"\b[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-1][0-9a-fA-F]\.[0-7]\b")
 _CMDLINE_IDS = re.compile(r"\bvfio[-_]pci\.ids=([0-9a-fA-F:,]+)")
 
 

@@ -75,16 +75,36 @@ def test_fix_makes_the_partial_group_viable_and_undo_restores_it(guest) -> None:
     assert check_json(guest)["vfio.group_viable"] == "fail"
 
 
+NIC = "0000:02:00.0"  # the e1000e in the card's IOMMU group (intel-shared-group)
+
+
 @scenarios("intel-shared-group")
 def test_fix_binds_nothing_in_a_shared_group_and_says_why(guest) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12: with the default route on the NIC that shares the card's group, `fix --all
+    --apply --yes` writes nothing that names the NIC (no ids= with its id, no softdep before
+    e1000e), and loading e1000e again (what udev does at the next boot) leaves the NIC on e1000e,
+    so the route can be set up again."""
+    iface = guest.run(f"ls /sys/bus/pci/devices/{NIC}/net", timeout=30, check=True).stdout.split()[0]
+    guest.run(f"ip link set {iface} up && ip route add default dev {iface}", timeout=30, check=True)
+    nic_id = guest.run(f"cat /sys/bus/pci/devices/{NIC}/vendor /sys/bus/pci/devices/{NIC}/device", timeout=30,
+                       check=True).stdout.split()
+    nic_ident = f"{nic_id[0][2:]}:{nic_id[1][2:]}"
     before = guest.drivers()
     r = guest.gpudoctor(["fix", "--all", "--json", "--gpu", CARD])
     doc = json.loads(r.stdout)
     assert not [a for a in doc["actions"] if a["kind"] == "bind"]
     why = " ".join(x["why"] for x in doc["not_fixable"])
-    assert "0000:02:00.0" in why and "no automatic fix" in why
+    assert NIC in why and "no automatic fix" in why and "carries the default route" in why, why
     applied = guest.gpudoctor(["fix", "--all", "--apply", "--yes", "--json", "--gpu", CARD])
     assert guest.drivers() == before
     assert applied.rc in (0, 1)
+    written = guest.run("cat /etc/modprobe.d/*.conf /etc/initramfs-tools/modules /etc/default/grub "
+                        "/etc/initramfs-tools/scripts/init-top/* 2>/dev/null; true", timeout=30).stdout
+    assert nic_ident not in written and "softdep e1000e" not in written and NIC not in written, written
+    # the next boot: udev loads e1000e (and whatever softdep modprobe.d now asks for first)
+    guest.run("modprobe -r e1000e && modprobe e1000e && sleep 1", timeout=60, check=True)
+    assert guest.drivers().get(NIC) == "e1000e"
+    iface = guest.run(f"ls /sys/bus/pci/devices/{NIC}/net", timeout=30, check=True).stdout.split()[0]
+    guest.run(f"ip link set {iface} up && ip route add default dev {iface}", timeout=30, check=True)
+    assert iface in guest.run("cat /proc/net/route", timeout=30, check=True).stdout
     guest.gpudoctor(["undo"])
-
