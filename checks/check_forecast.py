@@ -35,6 +35,7 @@ from doctor.facts import (
     parse_pcie_flr,
 )
 from doctor.model import Evidence, Remedy, Severity, Status, Verdict, verdict
+from doctor.passthrough import iommu_vendor
 from doctor.registry import Context, check
 
 # ---------------------------------------------------------------------------
@@ -42,10 +43,8 @@ from doctor.registry import Context, check
 
 
 def _vendor(facts: Facts) -> str:
-    cpu = try_fact(facts.cpu)
-    if cpu is None:
-        return "unknown"
-    return "intel" if cpu.is_intel else "amd" if cpu.is_amd else "other"
+    """The IOMMU's vendor: the firmware table first, the CPU only as a fallback (doctor.passthrough)."""
+    return iommu_vendor(facts).vendor
 
 
 def _kernel_version(facts: Facts) -> tuple[int, int] | None:

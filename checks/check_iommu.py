@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 
 from checks.common import cmdline_edit_steps, try_fact
-from doctor.facts import Cmdline, CpuInfo, Facts
+from doctor.facts import Cmdline, Facts
 from doctor.model import Evidence, Remedy, Severity, Status, Verdict, verdict
+from doctor.passthrough import iommu_vendor
 from doctor.registry import Context, check
 
 INTEL_ON = re.compile(r"DMAR: IOMMU enabled|Intel\(R\) Virtualization Technology for Directed I/O")
@@ -15,10 +16,8 @@ IOMMU_OFF = re.compile(r"DMAR: IOMMU disabled|AMD-Vi: AMD IOMMUv2 functionality 
 
 
 def _vendor(facts: Facts) -> str:
-    cpu: CpuInfo | None = try_fact(facts.cpu)
-    if cpu is None:
-        return "unknown"
-    return "intel" if cpu.is_intel else "amd" if cpu.is_amd else "other"
+    """The IOMMU's vendor: the firmware table first, the CPU only as a fallback (doctor.passthrough)."""
+    return iommu_vendor(facts).vendor
 
 
 @check("firmware.iommu_table", "Firmware exposes an IOMMU (ACPI DMAR / IVRS)")
@@ -29,7 +28,8 @@ def firmware_iommu_table(ctx: Context) -> Verdict:
     found = [t for t in ("DMAR", "IVRS", "IORT") if t in tables]
     ev = [Evidence("/sys/firmware/acpi/tables", " ".join(sorted(t for t in tables if t.isupper())) or "(no tables)")]
     if found:
-        return verdict(Status.PASS, f"ACPI {found[0]} table present: the firmware describes an IOMMU", ev)
+        note = iommu_vendor(ctx.facts).disagreement
+        return verdict(Status.PASS, f"ACPI {found[0]} table present: the firmware describes an IOMMU", ev, [note] if note else [])
     cpu = try_fact(ctx.facts.cpu)
     setting = {"intel": "Intel VT-d ('VT for Directed I/O')", "amd": "AMD-Vi / IOMMU (and SVM)"}.get(vendor, "the IOMMU (VT-d / AMD-Vi)")
     msgs = ["No kernel argument can help: without this table the kernel has no IOMMU to turn on."]
@@ -109,6 +109,9 @@ def cmdline_iommu_enabled(ctx: Context) -> Verdict:
     if active is not None:
         ev.append(Evidence("/sys/kernel/iommu_groups", "IOMMU groups present" if active else "no IOMMU groups"))
     msgs: list[str] = []
+    note = iommu_vendor(facts).disagreement
+    if note:
+        msgs.append(note)
     if nxt is None:
         msgs.append("next boot: unknown (no bootloader configuration found on this host)")
     amd_bogus = vendor == "amd" and "on" in live.option_values("amd_iommu")

@@ -359,3 +359,47 @@ def guard(actions: list, facts: Facts, units: list[Unit], force: bool = False) -
                 what = f"{addr} [{d.class_hex}] {d.name or d.ident}" if d else addr
                 out.append(Blocked(i, addr, f"{what} is not a function of a GPU's passthrough unit", how))
     return out
+
+
+# ---------------------------------------------------------------------------
+# whose IOMMU this is
+
+
+_DMAR_LOG = re.compile(r"\bDMAR(-IR)?:")
+_AMDVI_LOG = re.compile(r"\bAMD-Vi:")
+
+
+@dataclass(frozen=True)
+class IommuVendor:
+    """Which IOMMU a host has: decided by the firmware table (DMAR: Intel VT-d, IVRS: AMD-Vi),
+    then by the kernel log's DMAR / AMD-Vi lines, the CPU vendor only as a fallback (QEMU's
+    intel-iommu on an AMD CPU is the usual nested setup)."""
+
+    vendor: str  # intel, amd, other, unknown
+    basis: str  # "ACPI DMAR table", "kernel log (DMAR: lines)", "CPU vendor (GenuineIntel)", ...
+    cpu: str  # the CPU's vendor: intel, amd, other, unknown
+
+    @property
+    def disagreement(self) -> str | None:
+        """A note when the IOMMU and the CPU are not the same vendor's (None when they agree)."""
+        if self.cpu in ("unknown", self.vendor) or self.vendor == "unknown" or self.basis.startswith("CPU"):
+            return None
+        names = {"intel": "Intel VT-d", "amd": "AMD-Vi"}
+        return (f"the IOMMU is {names.get(self.vendor, self.vendor)} ({self.basis}) on an {self.cpu.upper() if self.cpu == 'amd' else self.cpu.capitalize()} "
+                f"CPU: the {'intel_iommu=' if self.vendor == 'intel' else 'amd_iommu='} arguments apply, not the CPU's")
+
+
+def iommu_vendor(facts: Facts) -> IommuVendor:
+    cpu_info = try_fact(facts.cpu)
+    cpu = "unknown" if cpu_info is None else "intel" if cpu_info.is_intel else "amd" if cpu_info.is_amd else "other"
+    tables = try_fact(facts.acpi_tables)
+    if tables is not None:
+        has_dmar, has_ivrs = "DMAR" in tables, "IVRS" in tables
+        if has_dmar != has_ivrs:
+            return IommuVendor("intel" if has_dmar else "amd", f"ACPI {'DMAR' if has_dmar else 'IVRS'} table", cpu)
+    log = try_fact(facts.kernel_log)
+    if log is not None:
+        dmar, amdvi = bool(log.grep(_DMAR_LOG)), bool(log.grep(_AMDVI_LOG))
+        if dmar != amdvi:
+            return IommuVendor("intel" if dmar else "amd", f"kernel log ({'DMAR' if dmar else 'AMD-Vi'}: lines)", cpu)
+    return IommuVendor(cpu, f"CPU vendor ({cpu_info.vendor})" if cpu_info is not None else "CPU vendor (unknown)", cpu)

@@ -202,3 +202,30 @@ def test_gpu_option_on_the_cli_is_one_line_exit_2() -> None:
     from doctor.cli import main
 
     assert main(["check", "--snapshot", os.path.join(FIX, "lab-intel-shared-group"), "--gpu", "0000:00:1f.2"]) == 2
+
+
+# --- issue 13 point 3: whose IOMMU it is comes from the firmware table
+
+
+def test_intel_iommu_on_an_amd_cpu_is_judged_as_intel() -> None:
+    """QEMU's intel-iommu under an AMD CPU: intel_iommu=off disables the only IOMMU there is."""
+    from doctor.passthrough import iommu_vendor
+    from tests.test_checks_unit import AMD
+
+    f = host(cpu=AMD, acpi_tables=frozenset({"DMAR", "APIC"}), cmdline="root=/dev/sda1 intel_iommu=off",
+             kernel_log="[0.1] DMAR: IOMMU disabled", iommu_class=(), iommu_groups={})
+    v = iommu_vendor(f)
+    assert (v.vendor, v.basis, v.cpu) == ("intel", "ACPI DMAR table", "amd") and "Intel VT-d" in (v.disagreement or "")
+    rep = run_checks(f, SourceInfo("test", "x"))
+    r = next(sr.result for sr in rep.results if sr.result.check_id == "cmdline.iommu_enabled")
+    assert r.status is Status.FAIL and "intel_iommu=off" in r.summary and any("AMD CPU" in m for m in r.messages), r
+
+
+def test_iommu_vendor_falls_back_to_the_log_then_the_cpu() -> None:
+    from doctor.passthrough import iommu_vendor
+    from tests.factory import FakeFacts
+    from tests.test_checks_unit import AMD, INTEL
+
+    assert iommu_vendor(FakeFacts(cpu=INTEL, kernel_log="[0.2] AMD-Vi: Found IOMMU cap 0x40")).vendor == "amd"
+    v = iommu_vendor(FakeFacts(cpu=AMD))
+    assert (v.vendor, v.disagreement) == ("amd", None) and v.basis.startswith("CPU vendor")
