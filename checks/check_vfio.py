@@ -21,6 +21,7 @@ from checks.common import (
     unit_functions,
     wanted_ids,
 )
+from doctor.bootstrategy import boot_strategy
 from doctor.facts import Facts, PciDevice
 from doctor.model import Evidence, Remedy, Status, Verdict, verdict
 from doctor.registry import Context, check
@@ -66,7 +67,9 @@ def vfio_ids_configured(ctx: Context) -> Verdict:
     stale = sorted({i for i in configured if i not in want and i not in others_on_host})
     dup = len(cfg.lines) > 1
     dup_ids = sorted({i for i in modprobe_ids if modprobe_ids.count(i) > 1})
-    remedy_steps = (f"echo '{correct}' | sudo tee /etc/modprobe.d/vfio.conf", initramfs_update_command(facts)) if not builtin else (
+    # replace any ids= line, keep everything else (the softdeps vfio.early_load adds): what remediations.vfio_conf writes
+    remedy_steps = ("sudo sed -i '/^[[:space:]]*options[[:space:]]\\+vfio[-_]pci[[:space:]].*ids=/d' /etc/modprobe.d/vfio.conf 2>/dev/null; "
+                    f"echo '{correct}' | sudo tee -a /etc/modprobe.d/vfio.conf", initramfs_update_command(facts)) if not builtin else (
         f"add vfio-pci.ids={','.join(want)} to the kernel command line",)
     remedy = Remedy(
         f"Use exactly this line (all {len(want)} function id(s) of the card, derived from this host):\n  {correct}",
@@ -167,17 +170,9 @@ def vfio_early_load(ctx: Context) -> Verdict:
     if log is not None:
         for ln in log.grep(r"vfio_pci: add \[")[:8]:
             ev.append(Evidence(log.source, ln.strip()))
-    el = try_fact(facts.early_load)
-    tool = el.initramfs_tool if el else "unknown"
-    steps = []
-    if tool == "initramfs-tools":
-        steps += ["echo vfio-pci | sudo tee -a /etc/initramfs-tools/modules"]
-    elif tool == "dracut":
-        steps += ['echo \'force_drivers+=" vfio-pci "\' | sudo tee /etc/dracut.conf.d/vfio.conf']
-    elif tool == "mkinitcpio":
-        steps += ["add vfio_pci vfio vfio_iommu_type1 to MODULES=() in /etc/mkinitcpio.conf"]
-    steps += [f"echo '{softdep_line(m)}' | sudo tee -a /etc/modprobe.d/vfio.conf" for m in missing_softdep]
-    steps += ["echo vfio-pci | sudo tee /etc/modules-load.d/vfio-pci.conf", initramfs_update_command(facts)]
+    strat = boot_strategy(facts)
+    steps = strat.early_load_steps()
+    steps[-1:-1] = [f"echo '{softdep_line(m)}' | sudo tee -a /etc/modprobe.d/vfio.conf" for m in missing_softdep]
     remedy = Remedy("Load vfio-pci before the native drivers: put it in the initramfs and add a softdep for each native driver.",
                     tuple(steps), "early_load", (("softdeps", ",".join(missing_softdep)),))
     if in_initramfs or (natives and not missing_softdep):

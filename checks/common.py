@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from doctor.bootstrategy import boot_strategy
 from doctor.errors import FactUnknown, NotCaptured
 from doctor.facts import BootConfig, BootOverride, Cmdline, Facts, ModprobeLine, PciDevice
 from doctor.model import Evidence
@@ -139,73 +140,17 @@ def softdep_line(module: str) -> str:
 
 
 def regen_commands(facts: Facts) -> list[str]:
-    """The command this host uses to make a bootloader change take effect."""
-    boot: BootConfig | None = try_fact(facts.boot_config)
-    if boot is None:
-        return ["# regenerate your bootloader configuration (bootloader not detected)"]
-    tools = boot.tools
-    if boot.kind == "kernelstub":
-        return []
-    if boot.kind == "systemd-boot":
-        if "/usr/bin/kernel-install" in tools:
-            return ['sudo kernel-install add "$(uname -r)" "/boot/vmlinuz-$(uname -r)"']
-        return ["sudo bootctl update"]
-    if "/usr/sbin/grubby" in tools and "/usr/sbin/update-grub" not in tools:
-        return []
-    if "/usr/sbin/update-grub" in tools:
-        return ["sudo update-grub"]
-    if "/usr/sbin/grub2-mkconfig" in tools:
-        return ["sudo grub2-mkconfig -o /boot/grub2/grub.cfg"]
-    return ["sudo grub-mkconfig -o /boot/grub/grub.cfg"]
+    """The command this host uses to make a bootloader change take effect (doctor.bootstrategy)."""
+    return boot_strategy(facts).regen_steps()
 
 
 def cmdline_edit_steps(facts: Facts, add: list[str], remove: list[str]) -> list[str]:
     """Exact steps to put `add` on (and take `remove` off) the next boot's command line."""
-    boot: BootConfig | None = try_fact(facts.boot_config)
-    kind = boot.kind if boot else "unknown"
-    steps: list[str] = []
-    if kind == "grub" and boot is not None:
-        tools = boot.tools
-        if "/usr/sbin/grubby" in tools and "/usr/sbin/update-grub" not in tools:
-            if add:
-                steps.append(f'sudo grubby --update-kernel=ALL --args="{" ".join(add)}"')
-            if remove:
-                steps.append(f'sudo grubby --update-kernel=ALL --remove-args="{" ".join(remove)}"')
-        else:
-            cur = boot.grub_linux if boot.grub_linux is not None else (boot.cmdline.raw if boot.cmdline else "")
-            kept = [t for t in cur.split() if t not in remove and t.split("=", 1)[0] not in {r.split("=", 1)[0] for r in remove}]
-            new = " ".join(kept + [a for a in add if a not in kept])
-            steps.append(f'edit /etc/default/grub: GRUB_CMDLINE_LINUX="{new}"' if cur else f'edit /etc/default/grub: GRUB_CMDLINE_LINUX="{" ".join(add)}"')
-            steps.extend(regen_commands(facts))
-    elif kind == "kernelstub":
-        for a in add:
-            steps.append(f'sudo kernelstub -a "{a}"')
-        for r in remove:
-            steps.append(f'sudo kernelstub -d "{r}"')
-    elif kind == "systemd-boot":
-        what = [f"add {' '.join(add)}"] if add else []
-        what += [f"remove {' '.join(remove)}"] if remove else []
-        if what:
-            steps.append(f"edit /etc/kernel/cmdline: {', '.join(what)}")
-        steps.extend(regen_commands(facts))
-    else:
-        steps.append(
-            "add " + " ".join(add) + " to your bootloader's kernel command line"
-            + (f" and remove {' '.join(remove)}" if remove else "")
-            + " (no /etc/default/grub, /etc/kernel/cmdline or kernelstub found)"
-        )
-    steps.append("sudo reboot")
-    return steps
+    return boot_strategy(facts).cmdline_edit_steps(add, remove)
 
 
 def initramfs_update_command(facts: Facts) -> str:
-    el = try_fact(facts.early_load)
-    tool = el.initramfs_tool if el else "unknown"
-    return {
-        "initramfs-tools": "sudo update-initramfs -u",
-        "dracut": "sudo dracut -f",
-        "mkinitcpio": "sudo mkinitcpio -P",
-    }.get(tool, "# rebuild your initramfs (initramfs tool not detected)")
+    return boot_strategy(facts).initramfs_step()
 
 
 # --- per-device binding at boot (driver_override): vfio.ids_configured, vfio.binding_persistent,

@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import re
 
+from doctor.bootstrategy import (
+    DRACUT_CONF,
+    EARLY_MODULES,
+    INITRAMFS_TOOLS_MODULES,
+    MKINITCPIO_CONF,
+    MODULES_LOAD,
+    boot_strategy,
+    dracut_conf_line,
+)
 from doctor.facts import Facts
 from doctor.host import Host
 from doctor.plan import INITRAMFS, Action, Command, FileEdit
 
-MODULES = ("vfio", "vfio_iommu_type1", "vfio_pci")
+MODULES = EARLY_MODULES
 
 
 def _append_missing(old: str | None, names: tuple[str, ...], header: str) -> str | None:
@@ -23,18 +32,8 @@ def _append_missing(old: str | None, names: tuple[str, ...], header: str) -> str
 
 
 def initramfs_rebuild(facts: Facts, checks: tuple[str, ...]) -> Command | None:
-    el = facts.early_load()
-    try:
-        rel = facts.kernel_release()
-    except Exception:  # noqa: BLE001
-        rel = None
-    if el.initramfs_tool == "initramfs-tools":
-        argv: tuple[str, ...] = ("update-initramfs", "-u") + (("-k", rel) if rel else ())
-    elif el.initramfs_tool == "dracut":
-        argv = ("dracut", "-f") + (("--kver", rel) if rel else ())
-    elif el.initramfs_tool == "mkinitcpio":
-        argv = ("mkinitcpio", "-P")
-    else:
+    argv = boot_strategy(facts).initramfs_argv
+    if argv is None:
         return None
     return Command(checks, "rebuild the initramfs so vfio-pci and its options are in it", INITRAMFS, boot_path=True, argv=argv, undo_argv=argv)
 
@@ -44,21 +43,21 @@ def plan_early_load(facts: Facts, host: Host, checks: tuple[str, ...]) -> tuple[
     acts: list[Action] = []
     header = "# loaded early for GPU passthrough (gpudoctor)"
     if el.initramfs_tool == "initramfs-tools":
-        p = "/etc/initramfs-tools/modules"
+        p = INITRAMFS_TOOLS_MODULES
         old = host.read_text_or_none(p)
         new = _append_missing(old, MODULES, header)
         if new is not None:
             acts.append(FileEdit(checks, "vfio-pci in the initramfs (initramfs-tools)", INITRAMFS, boot_path=True, path=p,
                                  old=old.encode() if old is not None else None, new=new.encode()))
     elif el.initramfs_tool == "dracut":
-        p = "/etc/dracut.conf.d/10-gpudoctor-vfio.conf"
+        p = DRACUT_CONF
         old = host.read_text_or_none(p)
-        new = f'{header}\nforce_drivers+=" {" ".join(MODULES)} "\n'
+        new = f"{header}\n{dracut_conf_line()}\n"
         if old != new:
             acts.append(FileEdit(checks, "vfio-pci in the initramfs (dracut force_drivers)", INITRAMFS, boot_path=True, path=p,
                                  old=old.encode() if old is not None else None, new=new.encode()))
     elif el.initramfs_tool == "mkinitcpio":
-        p = "/etc/mkinitcpio.conf"
+        p = MKINITCPIO_CONF
         old = host.read_text_or_none(p) or ""
         lines = old.splitlines(keepends=True)
         for i, ln in enumerate(lines):
@@ -73,7 +72,7 @@ def plan_early_load(facts: Facts, host: Host, checks: tuple[str, ...]) -> tuple[
                 break
     else:
         return [], "no initramfs tool detected (initramfs-tools, dracut, mkinitcpio): put vfio-pci in your initramfs by hand"
-    p = "/etc/modules-load.d/vfio-pci.conf"
+    p = MODULES_LOAD
     old = host.read_text_or_none(p)
     new = _append_missing(old, ("vfio_pci",), header)
     if new is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from doctor.errors import NotCaptured
+from doctor.bootstrategy import boot_strategy
 from doctor.facts import BootConfig, Facts, parse_shell_assignments
 from doctor.host import Host
 from doctor.plan import NEXT_BOOT, Action, Command, FileEdit
@@ -171,28 +171,14 @@ def plan_cmdline(facts: Facts, host: Host, add: list[str], remove: list[str], ch
         boot: BootConfig = facts.boot_config()
     except Exception as e:  # noqa: BLE001 - FactUnknown, NotCaptured
         return [], f"the bootloader could not be detected ({e}); add {' '.join(add)} by hand"
-    tools = boot.tools
+    strat = boot_strategy(facts)
     reason = ("add " + " ".join(add) if add else "") + (" remove " + " ".join(remove) if remove else "")
     reason = reason.strip() or "the configuration written"
-    if boot.kind == "kernelstub":
-        acts: list[Action] = []
-        for a in add:
-            acts.append(Command(checks, f"{reason} (kernelstub)", NEXT_BOOT, boot_path=True, argv=("kernelstub", "-a", a), undo_argv=("kernelstub", "-d", a)))
-        for r in remove:
-            acts.append(Command(checks, f"{reason} (kernelstub)", NEXT_BOOT, boot_path=True, argv=("kernelstub", "-d", r), undo_argv=("kernelstub", "-a", r)))
-        return acts, None
-    if boot.kind == "grub" and "/usr/sbin/grubby" in tools and "/usr/sbin/update-grub" not in tools:
-        acts = []
-        if add:
-            acts.append(Command(checks, f"{reason} on every installed kernel (grubby, BLS entries)", NEXT_BOOT, boot_path=True,
-                                argv=("grubby", "--update-kernel=ALL", f"--args={' '.join(add)}"),
-                                undo_argv=("grubby", "--update-kernel=ALL", f"--remove-args={' '.join(add)}")))
-        if remove:
-            acts.append(Command(checks, f"{reason} (grubby)", NEXT_BOOT, boot_path=True,
-                                argv=("grubby", "--update-kernel=ALL", f"--remove-args={' '.join(remove)}"),
-                                undo_argv=("grubby", "--update-kernel=ALL", f"--args={' '.join(remove)}")))
-        return acts, None
-    if boot.kind == "grub":
+    if strat.cmdline_tool in ("kernelstub", "grubby"):
+        what = "(kernelstub)" if strat.cmdline_tool == "kernelstub" else "on every installed kernel (grubby, BLS entries)"
+        return [Command(checks, f"{reason} {what}", NEXT_BOOT, boot_path=True, argv=argv, undo_argv=undo)
+                for argv, undo in strat.cmdline_argvs(add, remove)], None
+    if strat.cmdline_tool == "grub" and strat.regen_argv is not None and strat.grub_cfg is not None:
         files = grub_files(host)
         try:
             eds = edit_grub_files(files, add, remove)
@@ -204,21 +190,13 @@ def plan_cmdline(facts: Facts, host: Host, add: list[str], remove: list[str], ch
         after = [(p, changed.get(p, t)) for p, t in files]
         want = intended_value(after)
         order = tuple(p for p, _ in after)
-        acts = [FileEdit(checks, f"{reason} in {VAR}", NEXT_BOOT, boot_path=True, path=ed.path, old=ed.old.encode(),
-                         new=ed.new.encode(), shell_check=(order, VAR, want) if ed is eds[-1] else None) for ed in eds]
-        if "/usr/sbin/update-grub" in tools:
-            argv: tuple[str, ...] = ("update-grub",)
-            cfg = "/boot/grub/grub.cfg"
-        elif "/usr/sbin/grub2-mkconfig" in tools:
-            cfg = "/boot/grub2/grub.cfg"
-            argv = ("grub2-mkconfig", "-o", cfg)
-        else:
-            cfg = "/boot/grub/grub.cfg"
-            argv = ("grub-mkconfig", "-o", cfg)
-        acts.append(Command(checks, f"regenerate {cfg} so the next boot uses it", NEXT_BOOT, boot_path=True, argv=argv,
-                            undo_argv=argv, expect_in_file=(cfg, tuple(add)), syntax_check=("grub-script-check", cfg)))
+        acts: list[Action] = [FileEdit(checks, f"{reason} in {VAR}", NEXT_BOOT, boot_path=True, path=ed.path, old=ed.old.encode(),
+                                       new=ed.new.encode(), shell_check=(order, VAR, want) if ed is eds[-1] else None) for ed in eds]
+        cfg = strat.grub_cfg
+        acts.append(Command(checks, f"regenerate {cfg} so the next boot uses it", NEXT_BOOT, boot_path=True, argv=strat.regen_argv,
+                            undo_argv=strat.regen_argv, expect_in_file=(cfg, tuple(add)), syntax_check=("grub-script-check", cfg)))
         return acts, None
-    if boot.kind == "systemd-boot":
+    if strat.cmdline_tool == "systemd-boot":
         old = host.read_text_or_none("/etc/kernel/cmdline") or ""
         toks = old.split()
         new_toks = edit_tokens(toks, add, remove)
@@ -227,23 +205,8 @@ def plan_cmdline(facts: Facts, host: Host, add: list[str], remove: list[str], ch
         new = " ".join(new_toks) + "\n"
         acts = [FileEdit(checks, f"{reason} in /etc/kernel/cmdline", NEXT_BOOT, boot_path=True, path="/etc/kernel/cmdline",
                          old=old.encode() if host.exists("/etc/kernel/cmdline") else None, new=new.encode())] if new_toks != toks else []
-        try:
-            rel = facts.kernel_release()
-        except Exception:  # noqa: BLE001
-            rel = None
-        if rel and "/usr/bin/kernel-install" in tools:
-            # Debian keeps the image in /boot, Fedora and Arch under /usr/lib/modules
-            img = f"/boot/vmlinuz-{rel}"
-            if not _exists_or_unknown(host, img) and _exists_or_unknown(host, f"/usr/lib/modules/{rel}/vmlinuz"):
-                img = f"/usr/lib/modules/{rel}/vmlinuz"
-            argv = ("kernel-install", "add", rel, img)
-            acts.append(Command(checks, "install the boot entry with the new command line", NEXT_BOOT, boot_path=True, argv=argv, undo_argv=argv))
+        if strat.regen_argv is not None and strat.regen_argv[0] == "kernel-install":
+            acts.append(Command(checks, "install the boot entry with the new command line", NEXT_BOOT, boot_path=True,
+                                argv=strat.regen_argv, undo_argv=strat.regen_argv))
         return acts, None
     return [], f"bootloader {boot.kind!r} is not supported for automatic edits; add {' '.join(add)} by hand"
-
-
-def _exists_or_unknown(host: Host, path: str) -> bool | None:
-    try:
-        return host.exists(path)
-    except NotCaptured:
-        return None

@@ -124,7 +124,7 @@ def test_intel_iommu_off_on_systemd_boot_with_vtd_on_by_default_says_only_remove
                "cmdline.iommu_enabled")
     assert r.status is Status.FAIL and r.remedy is not None
     assert r.remedy.steps == ("edit /etc/kernel/cmdline: remove intel_iommu=off",
-                              'sudo kernel-install add "$(uname -r)" "/boot/vmlinuz-$(uname -r)"', "sudo reboot")
+                              'sudo kernel-install add 5.0.0-27-generic /boot/vmlinuz-5.0.0-27-generic', "sudo reboot")
 
 
 def test_next_boot_disabling_the_iommu_fails_even_though_it_is_on_now() -> None:

@@ -527,7 +527,7 @@ def test_initramfs_older_than_vfio_conf_fails() -> None:
     img = lzma.compress(cpio([(KO, b"\x7fELF"), ("etc/modprobe.d/vfio.conf", b"options vfio-pci ids=10de:1e84\n")]),
                         format=lzma.FORMAT_XZ)
     r = result(initramfs_host(img), "boot.initramfs_current")
-    assert r.status is Status.FAIL and "differs" in r.summary and r.remedy.steps == ("sudo update-initramfs -u",)
+    assert r.status is Status.FAIL and "differs" in r.summary and r.remedy.steps == ("sudo update-initramfs -u -k 6.1.0-13-amd64",)
 
 
 def test_initramfs_without_vfio_pci_fails() -> None:
