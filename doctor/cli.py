@@ -1,7 +1,7 @@
 """Command line: gpudoctor check [--from PATH...] | record | list | explain.
 
 Exit codes: 0 all pass or warn, 1 any check failed, 2 usage or bad input,
-3 internal error (or a check that errored), 130 interrupted.
+3 internal error or a check that errored (even when another check failed), 130 interrupted.
 """
 
 from __future__ import annotations
