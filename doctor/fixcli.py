@@ -11,7 +11,7 @@ from doctor.errors import BadInput, DoctorError
 from doctor.facts import HostFacts
 from doctor.fixer import build_plan, outcomes, render_plan_text
 from doctor.host import Host
-from doctor.plan import Journal, apply_plan, undo
+from doctor.journal import Journal, apply_plan, undo
 from doctor.runner import run_checks
 from doctor.system import LiveSystem, RootedSystem, System
 
@@ -139,5 +139,10 @@ def cmd_undo(args: argparse.Namespace) -> int:
     fix_id, log = undo(sysm, args.id, force=args.force)
     for line in log:
         print(line)
+    failed = [line for line in log if line.startswith("FAILED")]
+    if failed:
+        print(f"gpudoctor: error: fix {fix_id} is only partly undone: {len(failed)} step(s) failed (see above); "
+              f"fix the cause and run `gpudoctor undo {fix_id}` again", file=sys.stderr)
+        return 1
     print(f"fix {fix_id} undone")
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from doctor.host import CommandResult, Host, LiveHost
@@ -25,6 +26,8 @@ class System:
     """Writes to a machine. Paths are absolute paths on that machine."""
 
     live = False
+    # a test hook: called while a command runs (RootedSystem), to kill the process "during" it
+    during_run: Callable[[], None] | None = None
 
     def real(self, path: str) -> str:
         raise NotImplementedError
@@ -130,6 +133,8 @@ class RootedSystem(System):
     def run(self, argv: list[str] | tuple[str, ...], timeout: float = 600) -> CommandResult:
         key = tuple(argv)
         self.ran.append(key)
+        if self.during_run is not None:
+            self.during_run()
         return self.responses.get(key, CommandResult(key, 0, "", ""))
 
     def write_sysfs(self, path: str, text: str) -> None:
