@@ -133,7 +133,8 @@ def _crash_hook(index: int, phase: str = "done") -> None:
     """Test hooks, as a power cut or SIGKILL would strike (os._exit: no cleanup, no rollback).
 
     GPUDOCTOR_TEST_CRASH_AT=N:PHASE kills at action N in PHASE: `before` (the intent is saved,
-    nothing written or run), `during` (a Command only: while the command runs), `after` (written or
+    nothing written or run), `during` (while a command runs; while a file is written: its temporary
+    file complete beside it, not yet renamed), `after` (written or
     run, the outcome not saved), `done` (the outcome saved). GPUDOCTOR_TEST_CRASH_AFTER=N is N:done;
     GPUDOCTOR_TEST_INTERRUPT_AFTER=N raises ^C after action N is done."""
     at = os.environ.get("GPUDOCTOR_TEST_CRASH_AT")
@@ -162,11 +163,11 @@ def apply_plan(plan: Plan, sysm: System, journal: Journal) -> list[str]:
             entry["state"] = "started"
             journal.save()
             _crash_hook(i, "before")
-            sysm.during_run = _during(i)
+            sysm.during = _during(i)
             try:
                 a.apply(sysm, entry["record"])
             finally:
-                sysm.during_run = None
+                sysm.during = None
             _crash_hook(i, "after")
             entry["state"] = "done"
             journal.save()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from doctor.errors import DoctorError
-from doctor.system import FileState, System, run_sh_print_var
+from doctor.system import FileState, System, run_sh_print_var, temp_path
 
 NOW = "now"
 NEXT_BOOT = "next boot"
@@ -160,6 +160,10 @@ class FileEdit(Action):
             if finished:
                 return f"nothing to undo: {self.path} already holds its old content again"
             what = "never created" if old.data is None else "never written: its old content is on disk"
+            tmp = temp_path(self.path)
+            if os.path.lexists(sysm.real(tmp)):  # killed between writing the temporary file and the rename
+                os.unlink(sysm.real(tmp))
+                return f"undone: removed {tmp}, the temporary file a kill left; {self.path} was {what}"
             return f"nothing to undo: {self.path} was {what} (cut short before the write)"
         diff = self.conflict(sysm, record)
         if diff is not None and not force:

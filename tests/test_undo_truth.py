@@ -41,8 +41,9 @@ sysm = RootedSystem(root)
 apply_plan(plan, sysm, Journal(sysm))
 """.replace("VFIO", repr(VFIO))
 
-STEPS = [(0, "before"), (0, "after"), (0, "done"), (1, "before"), (1, "after"), (1, "done"),
+STEPS = [(0, "before"), (0, "during"), (0, "after"), (0, "done"), (1, "before"), (1, "during"), (1, "after"), (1, "done"),
          (2, "before"), (2, "during"), (2, "after"), (2, "done")]
+TEMP_LEFT = "undone: removed {tmp}, the temporary file a kill left; {path} was {what}"
 
 
 def run_apply(root: str, at: str | None) -> subprocess.CompletedProcess[str]:
@@ -59,13 +60,18 @@ def expected(index: int, phase: str) -> tuple[list[str], list[tuple[str, ...]]]:
     lines: list[str] = []
     cut = phase != "done"
     grub, vfio = "/etc/default/grub", "/etc/modprobe.d/vfio.conf"
-    if index >= 1:
+    if index == 1 and phase == "before":
+        lines.append(f"nothing to undo: {vfio} was never created (cut short before the write)")
+    elif index == 1 and phase == "during":
+        lines.append(TEMP_LEFT.format(tmp="/etc/modprobe.d/.vfio.conf.gpudoctor-tmp", path=vfio, what="never created"))
+    elif index >= 1:
         lines.append(f"undone: removed {vfio}" + (" (the write had landed; its outcome was not recorded)"
-                                                   if index == 1 and phase == "after" else "")
-                     if not (index == 1 and phase == "before") else
-                     f"nothing to undo: {vfio} was never created (cut short before the write)")
+                                                   if index == 1 and phase == "after" else ""))
     if index == 0 and phase == "before":
         lines.append(f"nothing to undo: {grub} was never written: its old content is on disk (cut short before the write)")
+    elif index == 0 and phase == "during":
+        lines.append(TEMP_LEFT.format(tmp="/etc/default/.grub.gpudoctor-tmp", path=grub,
+                                      what="never written: its old content is on disk"))
     else:
         lines.append(f"undone: restored the old {grub}" + (" (the write had landed; its outcome was not recorded)"
                                                            if index == 0 and phase == "after" else ""))
@@ -92,7 +98,9 @@ def test_a_kill_at_any_step_is_undone_byte_for_byte_and_reported_as_it_was(tmp_p
         rec = doc["entries"][index]["record"]
         assert {"old", "old_sha", "new_sha"} <= set(rec)
     grub_now = open(os.path.join(root, "etc/default/grub"), "rb").read()
-    assert (b"intel_iommu=on" in grub_now) == (index > 0 or phase != "before")  # the kill struck where it says
+    assert (b"intel_iommu=on" in grub_now) == (index > 0 or phase in ("after", "done"))  # the kill struck where it says
+    if phase == "during" and index < 2:  # the temporary file is written, the rename has not happened
+        assert os.path.exists(os.path.join(root, ("etc/default/.grub" if index == 0 else "etc/modprobe.d/.vfio.conf") + ".gpudoctor-tmp"))
     sysm = RootedSystem(root)
     fix_id, log = undo(sysm)
     want_lines, want_ran = expected(index, phase)
@@ -162,7 +170,11 @@ def cli_expected(actions: list[Any], index: int, phase: str) -> list[str]:
         if isinstance(a, Command) and a.regenerates:
             regen.append(k)
         elif isinstance(a, FileEdit):
-            if cut and phase == "before":
+            if cut and phase == "during":
+                d, name = os.path.split(a.path)
+                lines.append(TEMP_LEFT.format(tmp=f"{d}/.{name}.gpudoctor-tmp", path=a.path,
+                                              what="never written: its old content is on disk"))
+            elif cut and phase == "before":
                 lines.append(f"nothing to undo: {a.path} was never written: its old content is on disk (cut short before the write)")
             else:
                 lines.append(f"undone: restored the old {a.path}" + (" (the write had landed; its outcome was not recorded)" if cut else ""))
@@ -182,7 +194,7 @@ def test_cli_undo_after_a_kill_at_every_step_of_a_real_plan(tmp_path: Any) -> No
     _, plan = plan_for(os.path.join(FIX, "seed-partial"))
     assert {type(a) for a in plan.actions} >= {FileEdit, Command, Bind}
     for i, a in enumerate(plan.actions):
-        for phase in ("before", "during", "after") if isinstance(a, Command) else ("before", "after"):
+        for phase in ("before", "after") if isinstance(a, Bind) else ("before", "during", "after"):
             base = tmp_path / f"{i}-{phase}"
             snap = copy_fixture(base, "seed-partial")
             root = os.path.join(snap, "root")
