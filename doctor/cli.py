@@ -140,7 +140,7 @@ def emit_outputs(args: argparse.Namespace, report: object, prefix: str, json_tex
             print(f"gpudoctor: HTML report written to {path}", file=sys.stderr)
     out = getattr(args, "output", None) or "-"
     if args.json:
-        write_output(out, json_text().encode("utf-8"), "-o")
+        write_output(out, json_text().encode("utf-8"), "-o" if getattr(args, "output", None) else "--json")
         if out != "-":
             print(f"gpudoctor: JSON document written to {out}", file=sys.stderr)
     if args.html != "-" and (not args.json or out != "-"):

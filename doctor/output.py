@@ -86,9 +86,7 @@ def write_output(path: str, data: bytes, what: str = "output", replace: bool = T
     file is then hard-linked to the name, which fails if the name exists, however late it appeared.
     """
     if path == "-":
-        out = sys.stdout.buffer
-        out.write(data)
-        out.flush()
+        _write_stdout(data, what)
         return
     target = check_target(path, what)
     if not replace and os.path.lexists(target):
@@ -133,6 +131,22 @@ def write_output(path: str, data: bytes, what: str = "output", replace: bool = T
     except BaseException:
         _drop(tmp, made)
         raise
+
+
+def _write_stdout(data: bytes, what: str) -> None:
+    """Standard output as bytes; closed or full is exit 2 (a reader that went away is BrokenPipeError,
+    which the CLI answers as a pipe should)."""
+    if sys.stdout is None:
+        raise OutputError(f"{what} -: standard output is closed")
+    try:
+        out = sys.stdout.buffer
+        out.write(data)
+        out.flush()
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise OutputError(f"{what} -: cannot write to standard output: {reason}") from None
 
 
 def _link_new(tmp: str, target: str) -> None:

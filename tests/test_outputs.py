@@ -295,3 +295,15 @@ def test_from_pasted_json_to_a_file(tmp_path: Any) -> None:
 def test_output_module_names_every_refused_kind() -> None:
     assert output.refusal("/dev/null", "x") and "character device" in str(output.refusal("/dev/null", "x"))
     assert output.refusal("/nonexistent-gpudoctor-target", "x") is None
+
+
+@pytest.mark.parametrize("argv", [["record", "-o", "-"], ["check", "--snapshot", SNAP, "--json"],
+                                  ["check", "--snapshot", SNAP, "--html", "-"]])
+def test_a_closed_or_full_standard_output_is_exit_2(argv: list[str]) -> None:
+    env = {**os.environ, "PYTHONPATH": os.path.abspath(ROOT)}
+    cmd = [sys.executable, "-m", "doctor.cli", *argv]
+    with open("/dev/full", "wb") as full:
+        p = subprocess.run(cmd, stdout=full, stderr=subprocess.PIPE, check=False, timeout=60, env=env)
+    assert p.returncode == 2 and b"No space left on device" in p.stderr and b"Traceback" not in p.stderr, p.stderr
+    closed = subprocess.run(["sh", "-c", '"$@" >&-', "sh", *cmd], stderr=subprocess.PIPE, check=False, timeout=60, env=env)
+    assert closed.returncode == 2 and b"standard output is closed" in closed.stderr, closed.stderr
