@@ -82,10 +82,10 @@ def cmd_fix(args: argparse.Namespace) -> int:
     try:
         log = apply_plan(plan, sysm, journal)
     except KeyboardInterrupt:
-        print(f"gpudoctor: interrupted; every change was rolled back (journal {journal.path})", file=sys.stderr)
+        print(f"gpudoctor: interrupted; {_rolled_back(journal)}", file=sys.stderr)
         return 130
     except DoctorError as e:
-        print(f"gpudoctor: error: {e}\ngpudoctor: every change was rolled back (journal {journal.path})", file=sys.stderr)
+        print(f"gpudoctor: error: {e}\ngpudoctor: {_rolled_back(journal)}", file=sys.stderr)
         return 1
     for cid in cut:  # what they left undone is now done: stop warning about them; undo still works
         try:
@@ -110,6 +110,15 @@ def cmd_fix(args: argparse.Namespace) -> int:
     pending = any(o.outcome == "pending reboot" for o in outs)
     failing = any(o.outcome == "still failing" for o in outs)
     return 1 if failing else 0 if not pending else 0
+
+
+def _rolled_back(journal: Journal) -> str:
+    """What the rollback after a failed apply did, as it did it."""
+    lines = "".join(f"gpudoctor:   {line}\n" for line in journal.rollback_log)
+    if any(line.startswith("FAILED") for line in journal.rollback_log):
+        return (f"the rollback did:\n{lines}gpudoctor: NOT every change was rolled back: fix the cause, then run "
+                f"`gpudoctor undo {journal.fix_id}` (journal {journal.path})")
+    return f"every change was rolled back (journal {journal.path})" + (f":\n{lines.rstrip()}" if lines else "")
 
 
 def _cut_short(sysm: System | None) -> list[str]:

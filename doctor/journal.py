@@ -75,6 +75,7 @@ class Journal:
         self.fix_id = fix_id or _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
         self.path = os.path.join(self.base, self.fix_id, "journal.json")
         self.doc: dict[str, Any] = {}
+        self.rollback_log: list[str] = []  # what the rollback after a failed apply did, line by line
 
     def start(self, plan: Plan) -> None:
         self.doc = {
@@ -177,8 +178,10 @@ def apply_plan(plan: Plan, sysm: System, journal: Journal) -> list[str]:
     except BaseException as e:
         # roll back in reverse order, including the action that was half done
         failed = [i for i in range(len(plan.actions)) if journal.doc["entries"][i]["state"] == "started"]
-        _revert(plan.actions, journal, sorted(done + failed), force=True, final_state="rolled back")
-        journal.doc["state"] = "rolled back" if not isinstance(e, KeyboardInterrupt) else "interrupted, rolled back"
+        journal.rollback_log = _revert(plan.actions, journal, sorted(done + failed), force=True, final_state="rolled back")
+        complete = not any(line.startswith("FAILED") for line in journal.rollback_log)
+        journal.doc["state"] = ("" if not isinstance(e, KeyboardInterrupt) else "interrupted, ") + \
+            ("rolled back" if complete else "rollback incomplete")
         journal.save()
         raise
     journal.doc["state"] = "applied"
@@ -227,8 +230,9 @@ def _to_revert(state: object) -> bool:
 
 def _undoable(state: object) -> bool:
     """applied; applying (the process died mid-plan); cut short, then completed by a later fix;
-    an undo that failed part way."""
-    return state in ("applied", "applying", "undo incomplete") or (isinstance(state, str) and state.startswith("cut short"))
+    an undo, or the rollback after a failed apply, that failed part way."""
+    return state in ("applied", "applying", "undo incomplete") or (
+        isinstance(state, str) and (state.startswith("cut short") or state.endswith("rollback incomplete")))
 
 
 def _revert(actions: list[Action], journal: Journal, indices: list[int], force: bool, final_state: str) -> list[str]:

@@ -236,8 +236,14 @@ class Command(Action):
             return f"nothing to undo: {self.describe()} (it changes nothing by itself)"
         r = sysm.run(self.undo_argv, timeout=self.timeout)
         if not r.ok:
-            tail = (r.stderr or r.stdout).strip().splitlines()[-2:]
-            raise ApplyError(r.describe() + (": " + " / ".join(tail) if tail else ""))
+            why = r.describe()
+            rc = record.get("rc")
+            if self.regenerates and rc not in (None, 0):
+                # update-grub, update-initramfs, dracut, mkinitcpio write their output aside and
+                # rename it only on success: a run that failed during the fix replaced nothing
+                return (f"nothing to undo: {' '.join(self.argv)} had failed during the fix (exit {rc}), so it "
+                        f"replaced nothing; run again on the restored files, it failed too ({why})")
+            raise ApplyError(why)
         note = "" if finished else " (it had been cut short: it may or may not have run)"
         if self.regenerates:
             return f"regenerated from the restored files: {' '.join(self.argv)}{note}"

@@ -207,3 +207,41 @@ def test_cli_undo_after_a_kill_at_every_step_of_a_real_plan(tmp_path: Any) -> No
             assert u.stdout.splitlines() == [*cli_expected(plan.actions, i, phase), f"fix {fix_id} undone"], (i, phase)
             assert tree_digest(root) == before, f"not restored after a kill at {i}:{phase}"
             shutil.rmtree(base)
+
+
+def test_a_rollback_that_fails_part_way_says_so_and_undo_finishes_it(tmp_path: Any) -> None:
+    """A failed apply is rolled back; where a step of that rollback fails, the journal says
+    `rollback incomplete` (not `rolled back`), the CLI says what was and was not done, and `undo`
+    reverses only what is left."""
+    from doctor.fixcli import _rolled_back
+    from doctor.plan import NEXT_BOOT, ApplyError, Plan
+    from doctor.plan import apply_plan as apply
+
+    snap = copy_fixture(tmp_path, "distro-debian-grub")
+    root = os.path.join(snap, "root")
+    before = tree_digest(root)
+    add, rm = ("kernelstub", "-a", "iommu=pt"), ("kernelstub", "-d", "iommu=pt")
+    regen = ("update-initramfs", "-u")
+    plan = Plan([
+        FileEdit(("vfio.ids_configured",), "ids", NEXT_BOOT, path="/etc/modprobe.d/vfio.conf", old=None, new=VFIO),
+        Command(("cmdline.iommu_pt",), "pt", NEXT_BOOT, boot_path=True, argv=add, undo_argv=rm),
+        Command(("vfio.early_load",), "initramfs", NEXT_BOOT, boot_path=True, argv=regen, undo_argv=regen),
+    ])
+    failing = {regen: CommandResult(regen, 1, "", "mkinitramfs: failed"), rm: CommandResult(rm, 1, "", "kernelstub: locked")}
+    sysm = RootedSystem(root, responses=failing)
+    j = Journal(sysm)
+    with pytest.raises(ApplyError, match="mkinitramfs: failed"):
+        apply(plan, sysm, j)
+    assert sysm.ran == [add, regen, rm, regen]
+    assert j.rollback_log[0] == "FAILED to undo: run kernelstub -a iommu=pt: `kernelstub -d iommu=pt` exited 1: kernelstub: locked"
+    assert j.rollback_log[1] == "undone: removed /etc/modprobe.d/vfio.conf"
+    assert j.rollback_log[2].startswith("nothing to undo: update-initramfs -u had failed during the fix (exit 1)")
+    assert Journal.load(sysm, j.fix_id).doc["state"] == "rollback incomplete"
+    said = _rolled_back(j)
+    assert "NOT every change was rolled back" in said and f"gpudoctor undo {j.fix_id}" in said
+    assert "every change was rolled back" not in said.replace("NOT every change was rolled back", "")
+    good = RootedSystem(root)
+    _, log = undo(good)
+    assert log == ["undone: ran kernelstub -d iommu=pt (the inverse of kernelstub -a iommu=pt)"] and good.ran == [rm]
+    assert Journal.load(good, j.fix_id).doc["state"] == "undone"
+    assert tree_digest(root) == before
