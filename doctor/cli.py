@@ -1,7 +1,7 @@
 """Command line: gpudoctor check [--from PATH...] | record | list | explain.
 
 Exit codes: 0 all pass or warn, 1 any check failed, 2 usage or bad input,
-3 internal error (or a check that errored), 130 interrupted.
+3 internal error or a check that errored (even when another check failed), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 import datetime as _dt
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from doctor import __version__
 from doctor.errors import DoctorError
@@ -26,7 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--gpu", metavar="ADDR", help="the GPU to check, e.g. 0000:01:00.0 (default: every non-boot GPU)")
     c.add_argument("--only", metavar="ID", nargs="+", help="run only these check ids")
     c.add_argument("--json", action="store_true", help="print a versioned JSON document instead of the table")
-    c.add_argument("--html", metavar="PATH", nargs="?", const="", help="also write a self-contained HTML report (default: reports/)")
+    c.add_argument("-o", "--output", metavar="PATH",
+                   help="with --json: write the JSON document to PATH ('-': standard output, the default) and show the table")
+    c.add_argument("--html", metavar="PATH", nargs="?", const="",
+                   help="also write a self-contained HTML report (default: reports/; '-': standard output, instead of the table)")
     c.add_argument("-v", "--verbose", action="store_true", help="show evidence and fixes for every check")
     c.add_argument("--no-redact", action="store_true", help="keep hostnames, addresses, serials and UUIDs in the output")
     c.add_argument("--read-rom", action="store_true",
@@ -36,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="check pasted outputs (files or folders: lspci, dmesg, /proc/cmdline, IOMMU groups, ...) instead of this host")
 
     r = sub.add_parser("record", help="snapshot this host into a replayable, redacted fixture")
-    r.add_argument("-o", "--output", metavar="PATH", help="folder, or a path ending in .tar.gz (default: gpudoctor-snapshot-<time>.tar.gz)")
+    r.add_argument("-o", "--output", metavar="PATH",
+                   help="folder, a path ending in .tar.gz, or '-' for the .tar.gz on standard output "
+                        "(default: gpudoctor-snapshot-<time>.tar.gz)")
     r.add_argument("--no-redact", action="store_true", help="keep hostnames, addresses, serials and UUIDs")
     r.add_argument("--provenance", metavar="TEXT", default="", help="where this snapshot comes from (kept in the manifest)")
 
@@ -79,6 +84,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from doctor.runner import run_checks
 
     rom_dumps = _rom_options(args)
+    check_outputs(args)
     if getattr(args, "from_paths", None):
         from doctor.pasted import cmd_check_from
 
@@ -90,23 +96,55 @@ def cmd_check(args: argparse.Namespace) -> int:
         facts.read_rom = bool(getattr(args, "read_rom", False))
         report = run_checks(facts, host.source_info(), gpu=args.gpu, only=args.only)
         redact = not args.no_redact
-        if args.html is not None:
-            from doctor.htmlreport import write_html
 
-            path = args.html or os.path.join("reports", f"gpudoctor-{_dt.datetime.now():%Y%m%d-%H%M%S}.html")
-            write_html(report, path, redact=redact)
-            print(f"gpudoctor: HTML report written to {path}", file=sys.stderr)
-        if args.json:
-            sys.stdout.write(dumps_json(report, redact=redact))
-        else:
+        def table() -> None:
             from rich.console import Console
 
             render_terminal(report, Console(highlight=False, soft_wrap=False), verbose=args.verbose, redact=redact)
+
+        emit_outputs(args, report, "gpudoctor", lambda: dumps_json(report, redact=redact), table)
         return report.exit_code
     finally:
         close = getattr(host, "close", None)
         if close:
             close()
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse bad output options and paths before any check runs (exit 2, one line)."""
+    from doctor.errors import BadInput
+    from doctor.output import check_target
+
+    out = getattr(args, "output", None)
+    if out is not None and not args.json:
+        raise BadInput("-o/--output PATH goes with --json (the HTML report has its own path: --html PATH)")
+    if args.html == "-" and args.json and out in (None, "-"):
+        raise BadInput("--html - and --json both want standard output: give one of them a file (--html PATH or --json -o PATH)")
+    if out is not None:
+        check_target(out, "-o")
+    if args.html and args.html != "-" and os.path.lexists(os.path.dirname(os.path.abspath(args.html))):
+        check_target(args.html, "--html")
+
+
+def emit_outputs(args: argparse.Namespace, report: object, prefix: str, json_text: Callable[[], str],
+                 table: Callable[[], None]) -> None:
+    """Standard output carries one thing: the JSON document (--json without -o, or -o -), the HTML
+    report (--html -) or the table. Files go through `write_output`; what was written is said on stderr."""
+    from doctor.htmlreport import write_html
+    from doctor.output import write_output
+
+    if args.html is not None:
+        path = args.html or os.path.join("reports", f"{prefix}-{_dt.datetime.now():%Y%m%d-%H%M%S}.html")
+        write_html(report, path, redact=not args.no_redact)  # type: ignore[arg-type]
+        if path != "-":
+            print(f"gpudoctor: HTML report written to {path}", file=sys.stderr)
+    out = getattr(args, "output", None) or "-"
+    if args.json:
+        write_output(out, json_text().encode("utf-8"), "-o" if getattr(args, "output", None) else "--json")
+        if out != "-":
+            print(f"gpudoctor: JSON document written to {out}", file=sys.stderr)
+    if args.html != "-" and (not args.json or out != "-"):
+        table()
 
 
 def _rom_options(args: argparse.Namespace) -> dict[str, tuple[str, bytes]]:
@@ -137,15 +175,64 @@ def _rom_options(args: argparse.Namespace) -> dict[str, tuple[str, bytes]]:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
+    """A .tar.gz (or `-`: the .tar.gz on standard output, nothing else there) is recorded in a private
+    temporary folder, then handed to `write_output`; a folder is recorded by `snapshot.record` itself,
+    beside its target. Every bad output path is exit 2 with one line."""
+    import tempfile
+
+    from doctor.errors import BadInput
+    from doctor.output import check_target, write_output
     from doctor.snapshot import record
 
     out = args.output or f"gpudoctor-snapshot-{_dt.datetime.now():%Y%m%d-%H%M%S}.tar.gz"
-    info = record(out, redact=not args.no_redact, provenance=args.provenance)
-    red = "redacted" if not args.no_redact else "NOT redacted"
-    size = _size(out)
-    print(f"gpudoctor: snapshot written to {out} ({size} bytes, {red}, {info['redactions']} value(s) replaced)")
-    print(f"check it with: gpudoctor check --snapshot {out}")
+    say = sys.stderr if out == "-" else sys.stdout
+    redact, red = not args.no_redact, "redacted" if not args.no_redact else "NOT redacted"
+    if out == "-" or out.endswith((".tar.gz", ".tgz")):
+        check_target(out, "record -o")
+        if out != "-" and os.path.lexists(out):
+            raise BadInput(f"record -o {out}: already exists; choose a new path (nothing was overwritten)")
+        try:
+            with tempfile.TemporaryDirectory(prefix="gpudoctor-record-") as d:
+                tmp = os.path.join(d, "snapshot.tar.gz")
+                info = record(tmp, redact=redact, provenance=args.provenance)
+                with open(tmp, "rb") as f:
+                    data = f.read()
+        except OSError as e:
+            raise BadInput(f"record -o {out}: cannot record into a temporary folder: {e.strerror or e}") from e
+        write_output(out, data, "record -o", replace=False)
+        size = len(data)
+    else:
+        _check_record_folder(out)
+        try:
+            info = record(out, redact=redact, provenance=args.provenance)
+        except OSError as e:
+            raise BadInput(f"record -o {out}: {e.strerror or e}") from e
+        size = _size(out)
+    where = "standard output" if out == "-" else out
+    print(f"gpudoctor: snapshot written to {where} ({size} bytes, {red}, {info['redactions']} value(s) replaced)", file=say)
+    if out != "-":
+        print(f"check it with: gpudoctor check --snapshot {out}", file=say)
     return 0
+
+
+def _check_record_folder(out: str) -> None:
+    """A snapshot folder: a new name, or an empty real folder, in an existing folder."""
+    import stat
+
+    from doctor.errors import BadInput
+    from doctor.output import check_target, refusal
+
+    try:
+        st = os.lstat(out)
+    except FileNotFoundError:
+        check_target(out, "record -o")  # the folder above it must exist
+        return
+    except OSError as e:
+        raise BadInput(f"record -o {out}: {e.strerror or e}") from e
+    if not stat.S_ISDIR(st.st_mode) and not stat.S_ISREG(st.st_mode):  # a link, device, FIFO, socket
+        raise BadInput(f"record -o {out}: {refusal(out, 'record -o')}")
+    if not stat.S_ISDIR(st.st_mode) or os.listdir(out):
+        raise BadInput(f"record -o {out}: already exists; choose a new path (nothing was overwritten)")
 
 
 def _size(path: str) -> int:

@@ -11,7 +11,7 @@ from doctor.errors import BadInput, DoctorError
 from doctor.facts import HostFacts
 from doctor.fixer import build_plan, outcomes, render_plan_text
 from doctor.host import Host
-from doctor.plan import Journal, apply_plan, undo
+from doctor.journal import Journal, apply_plan, undo
 from doctor.runner import run_checks
 from doctor.system import LiveSystem, RootedSystem, System
 
@@ -82,10 +82,10 @@ def cmd_fix(args: argparse.Namespace) -> int:
     try:
         log = apply_plan(plan, sysm, journal)
     except KeyboardInterrupt:
-        print(f"gpudoctor: interrupted; every change was rolled back (journal {journal.path})", file=sys.stderr)
+        print(f"gpudoctor: interrupted; {_rolled_back(journal)}", file=sys.stderr)
         return 130
     except DoctorError as e:
-        print(f"gpudoctor: error: {e}\ngpudoctor: every change was rolled back (journal {journal.path})", file=sys.stderr)
+        print(f"gpudoctor: error: {e}\ngpudoctor: {_rolled_back(journal)}", file=sys.stderr)
         return 1
     for cid in cut:  # what they left undone is now done: stop warning about them; undo still works
         try:
@@ -110,6 +110,15 @@ def cmd_fix(args: argparse.Namespace) -> int:
     pending = any(o.outcome == "pending reboot" for o in outs)
     failing = any(o.outcome == "still failing" for o in outs)
     return 1 if failing else 0 if not pending else 0
+
+
+def _rolled_back(journal: Journal) -> str:
+    """What the rollback after a failed apply did, as it did it."""
+    lines = "".join(f"gpudoctor:   {line}\n" for line in journal.rollback_log)
+    if any(line.startswith("FAILED") for line in journal.rollback_log):
+        return (f"the rollback did:\n{lines}gpudoctor: NOT every change was rolled back: fix the cause, then run "
+                f"`gpudoctor undo {journal.fix_id}` (journal {journal.path})")
+    return f"every change was rolled back (journal {journal.path})" + (f":\n{lines.rstrip()}" if lines else "")
 
 
 def _cut_short(sysm: System | None) -> list[str]:
@@ -139,5 +148,10 @@ def cmd_undo(args: argparse.Namespace) -> int:
     fix_id, log = undo(sysm, args.id, force=args.force)
     for line in log:
         print(line)
+    failed = [line for line in log if line.startswith("FAILED")]
+    if failed:
+        print(f"gpudoctor: error: fix {fix_id} is only partly undone: {len(failed)} step(s) failed (see above); "
+              f"fix the cause and run `gpudoctor undo {fix_id}` again", file=sys.stderr)
+        return 1
     print(f"fix {fix_id} undone")
     return 0

@@ -22,7 +22,6 @@ import contextlib
 import html
 import io
 import os
-import secrets
 import tempfile
 from typing import Any
 
@@ -30,6 +29,7 @@ import pytest
 
 from doctor.errors import BadInput
 from doctor.model import Result, Status
+from doctor.output import check_target, write_output
 from doctor.plugin import CheckItem, GpudoctorPlugin
 from doctor.runner import Report
 
@@ -212,36 +212,20 @@ def _render(report: Report, redact: bool) -> str:
         os.environ.update(saved)
 
 
-def _atomic_write(path: str, text: str) -> None:
-    """A temporary file beside the target, then os.replace: never a half-written report."""
-    target = os.path.abspath(path)
-    parent = os.path.dirname(target)
-    tmp = os.path.join(parent, f".{os.path.basename(target)}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise BadInput(f"--html {path}: cannot write the report in {parent}: {e.strerror or e}") from e
-
-
 def write_html(report: Report, path: str, redact: bool = True) -> None:
-    """Write a self-contained HTML report of `report` to `path`, atomically.
+    """Write a self-contained HTML report of `report` to `path` ("-": standard output) through
+    `doctor.output.write_output` (beside the target, then renamed; devices, FIFOs, sockets, folders
+    and symlinks refused). A missing folder is created, as the default `reports/` must be.
 
-    BadInput where the path cannot be written (its folder is created if missing).
+    BadInput (exit 2) where the path cannot or must not be written, before anything is rendered.
     """
-    target = os.path.abspath(path)
-    if os.path.isdir(target):
-        raise BadInput(f"--html {path}: is a folder; give a file name, e.g. {os.path.join(path, 'report.html')}")
-    parent = os.path.dirname(target)
-    try:  # fail on a bad path before rendering
-        os.makedirs(parent, exist_ok=True)
-    except OSError as e:
-        raise BadInput(f"--html {path}: cannot create the folder {parent}: {e.strerror or e}") from e
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise BadInput(f"--html {path}: the folder {parent} is not writable")
-    _atomic_write(path, _render(report, redact))
+    if path != "-":
+        target = os.path.abspath(path)
+        parent = os.path.dirname(target)
+        if not os.path.lexists(parent):
+            try:  # fail on a bad path before rendering
+                os.makedirs(parent, exist_ok=True)
+            except OSError as e:
+                raise BadInput(f"--html {path}: cannot create the folder {parent}: {e.strerror or e}") from e
+        check_target(path, "--html")
+    write_output(path, _render(report, redact).encode("utf-8"), "--html")

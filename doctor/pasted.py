@@ -1617,9 +1617,7 @@ __all__ = [
 
 def cmd_check_from(args) -> int:  # type: ignore[no-untyped-def]
     """`gpudoctor check --from PATH...`: same outputs and exit codes as `check`."""
-    import datetime as _dt
     import json
-    import sys
 
     from doctor.errors import BadInput as _Bad
 
@@ -1628,16 +1626,14 @@ def cmd_check_from(args) -> int:  # type: ignore[no-untyped-def]
     pf = load_pasted(list(args.from_paths))
     run = run_pasted(pf, ", ".join(args.from_paths), gpu=args.gpu, only=args.only)
     redact = not args.no_redact
-    if args.html is not None:
-        from doctor.htmlreport import write_html
 
-        path = args.html or os.path.join("reports", f"gpudoctor-pasted-{_dt.datetime.now():%Y%m%d-%H%M%S}.html")
-        write_html(run.report, path, redact=redact)  # type: ignore[arg-type]
-        print(f"gpudoctor: HTML report written to {path}", file=sys.stderr)
-    if args.json:
-        sys.stdout.write(json.dumps(to_json(run, redact), indent=2, ensure_ascii=False) + "\n")
-    else:
+    def table() -> None:
         from rich.console import Console
 
         render_terminal(run, Console(highlight=False, soft_wrap=False), verbose=args.verbose, redact=redact)
+
+    from doctor.cli import emit_outputs
+
+    emit_outputs(args, run.report, "gpudoctor-pasted", lambda: json.dumps(to_json(run, redact), indent=2, ensure_ascii=False) + "\n",
+                 table)
     return run.report.exit_code  # type: ignore[attr-defined, no-any-return]

@@ -1,26 +1,23 @@
 """A fix is a plan before it is an action.
 
 A remediation turns failing results into `Action`s. Each action can preview
-itself (a unified diff, the exact argv, the sysfs writes), apply itself and
-roll itself back. `apply_plan` writes a journal entry before every action
-(what it will do, the old bytes, mode and owner, the previous driver), so
-`undo` works after a crash or a reboot; a failure rolls back everything done
-so far, in reverse order.
+itself (a unified diff, the exact argv, the sysfs writes), prepare (read what
+its undo will need: the intent, saved before anything changes), apply itself
+and roll itself back, returning the line that says what the rollback did.
+The journal, `apply_plan` and `undo` are in doctor/journal.py.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime as _dt
 import difflib
-import json
 import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from doctor.errors import DoctorError
-from doctor.system import FileState, System, run_sh_print_var
+from doctor.system import FileState, System, run_sh_print_var, temp_path
 
 NOW = "now"
 NEXT_BOOT = "next boot"
@@ -58,10 +55,17 @@ class Action:
     def undo_text(self) -> str:
         raise NotImplementedError
 
+    def prepare(self, sysm: System, record: dict[str, Any]) -> None:
+        """Read what the undo will need into `record` (the intent); change nothing. ApplyError
+        here means nothing was done."""
+        return None
+
     def apply(self, sysm: System, record: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def rollback(self, sysm: System, record: dict[str, Any], force: bool = False) -> None:
+    def rollback(self, sysm: System, record: dict[str, Any], force: bool = False, finished: bool = True) -> str:
+        """Revert this action; return the line that says what was done. `finished`: the outcome was
+        recorded (False: the process died between the intent and the outcome)."""
         raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,14 +113,19 @@ class FileEdit(Action):
     def undo_text(self) -> str:
         return f"restore the old {self.path} byte for byte" if self.old is not None else f"remove {self.path}"
 
-    def apply(self, sysm: System, record: dict[str, Any]) -> None:
+    def prepare(self, sysm: System, record: dict[str, Any]) -> None:
         cur = sysm.file_state(self.path)
         if cur.data != self.old:
             raise ApplyError(f"{self.path} changed since the plan was made; run `gpudoctor fix` again")
         record["old"] = {"data": _b64(cur.data), "mode": cur.mode, "uid": cur.uid, "gid": cur.gid}
+        record["old_sha"] = _sha(cur.data)
         record["new_sha"] = _sha(self.new)
-        mode = cur.mode if cur.data is not None else self.mode
-        sysm.write_atomic(self.path, self.new, mode, cur.uid if cur.data is not None else 0, cur.gid if cur.data is not None else 0)
+
+    def apply(self, sysm: System, record: dict[str, Any]) -> None:
+        old = record["old"]
+        existed = old["data"] is not None
+        sysm.write_atomic(self.path, self.new, old["mode"] if existed else self.mode, old["uid"] if existed else 0,
+                          old["gid"] if existed else 0)
         if self.shell_check is not None:
             files, var, want = self.shell_check
             got = run_sh_print_var([sysm.real(f) for f in files if os.path.exists(sysm.real(f))], var)
@@ -125,17 +134,48 @@ class FileEdit(Action):
                     f"validation failed: after editing {self.path}, sh gives {var}={got!r}, expected {want!r}; the old file is put back"
                 )
 
-    def rollback(self, sysm: System, record: dict[str, Any], force: bool = False) -> None:
+    def _old_state(self, sysm: System, record: dict[str, Any]) -> FileState:
         old = record.get("old")
-        if old is None:
-            return  # never written
+        if old is not None:
+            return FileState(_unb64(old["data"]), old["mode"], old["uid"], old["gid"])
+        # a journal of an older gpudoctor saved no intent: the old bytes are the plan's (apply refused
+        # any other); mode and owner are the file's now
         cur = sysm.file_state(self.path)
-        if record.get("new_sha") and _sha(cur.data) != record["new_sha"] and not force:
-            before = (cur.data or b"").decode("utf-8", "replace").splitlines(keepends=True)
-            after = (_unb64(old["data"]) or b"").decode("utf-8", "replace").splitlines(keepends=True)
-            diff = "".join(difflib.unified_diff(before, after, f"now{self.path}", f"undo{self.path}"))
+        return FileState(self.old, cur.mode if cur.data is not None else self.mode, cur.uid, cur.gid)
+
+    def conflict(self, sysm: System, record: dict[str, Any]) -> str | None:
+        """The diff undo would apply when the file on disk is neither the old nor the new content."""
+        old = self._old_state(sysm, record)
+        cur = sysm.file_state(self.path)
+        if _sha(cur.data) in (_sha(old.data), record.get("new_sha", _sha(self.new))):
+            return None
+        before = (cur.data or b"").decode("utf-8", "replace").splitlines(keepends=True)
+        after = (old.data or b"").decode("utf-8", "replace").splitlines(keepends=True)
+        return "".join(difflib.unified_diff(before, after, f"now{self.path}", f"undo{self.path}"))
+
+    def rollback(self, sysm: System, record: dict[str, Any], force: bool = False, finished: bool = True) -> str:
+        old = self._old_state(sysm, record)
+        cur = sysm.file_state(self.path)
+        if _sha(cur.data) == _sha(old.data):
+            if finished:
+                return f"nothing to undo: {self.path} already holds its old content again"
+            what = "never created" if old.data is None else "never written: its old content is on disk"
+            tmp = temp_path(self.path)
+            if os.path.lexists(sysm.real(tmp)):  # killed between writing the temporary file and the rename
+                os.unlink(sysm.real(tmp))
+                return f"undone: removed {tmp}, the temporary file a kill left; {self.path} was {what}"
+            return f"nothing to undo: {self.path} was {what} (cut short before the write)"
+        diff = self.conflict(sysm, record)
+        if diff is not None and not force:
             raise UndoConflict(f"{self.path} changed after the fix; undo would do:\n{diff}\nrerun with --force to undo anyway")
-        sysm.restore(self.path, FileState(_unb64(old["data"]), old["mode"], old["uid"], old["gid"]))
+        sysm.restore(self.path, old)
+        verb = f"removed {self.path}" if old.data is None else f"restored the old {self.path}"
+        notes = []
+        if not finished:
+            notes.append("the write had landed; its outcome was not recorded")
+        if diff is not None:
+            notes.append("it had changed after the fix; --force")
+        return f"undone: {verb}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def _sha(b: bytes | None) -> str:
@@ -164,6 +204,11 @@ class Command(Action):
     def undo_text(self) -> str:
         return ("run " + " ".join(self.undo_argv)) if self.undo_argv else "nothing to undo by itself"
 
+    @property
+    def regenerates(self) -> bool:
+        """update-grub, update-initramfs, ...: undone by running it again on the restored files."""
+        return self.undo_argv is not None and self.undo_argv == self.argv
+
     def apply(self, sysm: System, record: dict[str, Any]) -> None:
         r = sysm.run(self.argv, timeout=self.timeout)
         record["rc"] = r.rc
@@ -182,9 +227,27 @@ class Command(Action):
             if st.data is None or missing:
                 raise ApplyError(f"validation failed: {path} does not carry {' '.join(missing) or 'anything'} after `{' '.join(self.argv)}`")
 
-    def rollback(self, sysm: System, record: dict[str, Any], force: bool = False) -> None:
-        if self.undo_argv and "rc" in record:
-            sysm.run(self.undo_argv, timeout=self.timeout)
+    def rollback(self, sysm: System, record: dict[str, Any], force: bool = False, finished: bool = True) -> str:
+        """Run the inverse (or, for a regeneration, the command again). Where the outcome is missing
+        the command may or may not have run; its inverse is then run all the same: the plan only
+        adds what was absent and removes what was present, so the inverse of a step that never
+        happened changes nothing."""
+        if not self.undo_argv:
+            return f"nothing to undo: {self.describe()} (it changes nothing by itself)"
+        r = sysm.run(self.undo_argv, timeout=self.timeout)
+        if not r.ok:
+            why = r.describe()
+            rc = record.get("rc")
+            if self.regenerates and rc not in (None, 0):
+                # update-grub, update-initramfs, dracut, mkinitcpio write their output aside and
+                # rename it only on success: a run that failed during the fix replaced nothing
+                return (f"nothing to undo: {' '.join(self.argv)} had failed during the fix (exit {rc}), so it "
+                        f"replaced nothing; run again on the restored files, it failed too ({why})")
+            raise ApplyError(why)
+        note = "" if finished else " (it had been cut short: it may or may not have run)"
+        if self.regenerates:
+            return f"regenerated from the restored files: {' '.join(self.argv)}{note}"
+        return f"undone: ran {' '.join(self.undo_argv)} (the inverse of {' '.join(self.argv)}){note}"
 
 
 def _q(a: str) -> str:
@@ -213,8 +276,8 @@ class LoadModule(Action):
         if not r.ok:
             raise ApplyError(r.describe())
 
-    def rollback(self, sysm: System, record: dict[str, Any], force: bool = False) -> None:
-        return None
+    def rollback(self, sysm: System, record: dict[str, Any], force: bool = False, finished: bool = True) -> str:
+        return f"left as is: module {self.module} stays loaded (harmless; undo does not unload it)"
 
 
 @dataclass
@@ -246,7 +309,7 @@ class Bind(Action):
         back = self.previous_driver or "no driver"
         return f"clear driver_override, unbind from {self.driver}, give {self.address} back to {back}"
 
-    def apply(self, sysm: System, record: dict[str, Any]) -> None:
+    def prepare(self, sysm: System, record: dict[str, Any]) -> None:
         h = sysm.host()
         record["previous_driver"] = h.link_name(self._dev("driver")) if sysm.live else self.previous_driver
         ov = None
@@ -254,6 +317,8 @@ class Bind(Action):
             t = h.read_text_or_none(self._dev("driver_override"))
             ov = None if t is None or t.strip() in ("", "(null)") else t.strip()
         record["previous_override"] = ov if sysm.live else self.previous_override
+
+    def apply(self, sysm: System, record: dict[str, Any]) -> None:
         for p, v in self.writes():
             try:
                 sysm.write_sysfs(p, v)
@@ -270,13 +335,17 @@ class Bind(Action):
             else:
                 raise ApplyError(f"{self.address} is on {now or 'no driver'} after the bind, not {self.driver}")
 
-    def rollback(self, sysm: System, record: dict[str, Any], force: bool = False) -> None:
+    def rollback(self, sysm: System, record: dict[str, Any], force: bool = False, finished: bool = True) -> str:
         if "previous_driver" not in record:
-            return
+            return f"nothing to undo: {self.address} (no intent was recorded, so nothing was written)"
         prev = record.get("previous_driver")
         ov = record.get("previous_override")
-        steps = [(self._dev("driver_override"), ov if ov else "\n")]
         cur = sysm.host().link_name(self._dev("driver")) if sysm.live else self.driver
+        if sysm.live and not finished and cur == prev:
+            t = sysm.host().read_text_or_none(self._dev("driver_override"))
+            if (None if t is None or t.strip() in ("", "(null)") else t.strip()) == ov:
+                return f"nothing to undo: {self.address} is still on {prev or 'no driver'} (cut short before the bind)"
+        steps = [(self._dev("driver_override"), ov if ov else "\n")]
         if cur:
             steps.append((self._dev("driver/unbind"), self.address))
         if prev:
@@ -289,6 +358,8 @@ class Bind(Action):
                     sysm.write_sysfs("/sys/bus/pci/drivers_probe", self.address)
                 else:
                     raise
+        note = "" if finished else " (it had been cut short)"
+        return f"undone: cleared driver_override, gave {self.address} back to {prev or 'no driver'}{note}"
 
 
 ACTION_TYPES: dict[str, type[Action]] = {c.kind: c for c in (FileEdit, Command, LoadModule, Bind)}
@@ -312,204 +383,14 @@ class Plan:
         }
 
 
-# ---------------------------------------------------------------------------
-# journal
+_JOURNAL_NAMES = ("Journal", "apply_plan", "undo", "CRASH_PHASES")
 
 
-def _action_to_json(a: Action) -> dict[str, Any]:
-    d: dict[str, Any] = {"kind": a.kind}
-    for k, v in a.__dict__.items():
-        if isinstance(v, bytes):
-            d[k] = {"b64": _b64(v)}
-        elif isinstance(v, tuple):
-            d[k] = list(v)
-        else:
-            d[k] = v
-    return d
+def __getattr__(name: str) -> Any:
+    """`Journal`, `apply_plan` and `undo` live in doctor.journal (which imports this module); they
+    are still importable from here."""
+    if name in _JOURNAL_NAMES:
+        from doctor import journal
 
-
-def _action_from_json(d: dict[str, Any]) -> Action:
-    cls = ACTION_TYPES[d["kind"]]
-    kw: dict[str, Any] = {}
-    for k, v in d.items():
-        if k == "kind":
-            continue
-        if isinstance(v, dict) and "b64" in v:
-            v = _unb64(v["b64"])
-        kw[k] = v
-    for k in ("checks", "argv", "undo_argv", "syntax_check"):
-        if kw.get(k) is not None:
-            kw[k] = tuple(kw[k])
-    if kw.get("expect_in_file") is not None:
-        kw["expect_in_file"] = (kw["expect_in_file"][0], tuple(kw["expect_in_file"][1]))
-    if kw.get("shell_check") is not None:
-        sc = kw["shell_check"]
-        kw["shell_check"] = (tuple(sc[0]), sc[1], sc[2])
-    return cls(**kw)
-
-
-class Journal:
-    """One folder per applied fix under the state dir: journal.json, rewritten
-    atomically before and after each action."""
-
-    def __init__(self, sysm: System, fix_id: str | None = None) -> None:
-        self.sysm = sysm
-        self.base = os.path.join(sysm.state_dir(), "journal")
-        self.fix_id = fix_id or _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-        self.path = os.path.join(self.base, self.fix_id, "journal.json")
-        self.doc: dict[str, Any] = {}
-
-    def start(self, plan: Plan) -> None:
-        self.doc = {
-            "format": JOURNAL_FORMAT,
-            "version": VERSION,
-            "id": self.fix_id,
-            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-            "state": "applying",
-            "entries": [{"action": _action_to_json(a), "state": "planned", "record": {}} for a in plan.actions],
-        }
-        self.save()
-
-    def save(self) -> None:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.doc, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-
-    @classmethod
-    def list(cls, sysm: System) -> list[dict[str, Any]]:
-        base = os.path.join(sysm.state_dir(), "journal")
-        out: list[dict[str, Any]] = []
-        if not os.path.isdir(base):
-            return out
-        for name in sorted(os.listdir(base)):
-            p = os.path.join(base, name, "journal.json")
-            try:
-                with open(p, encoding="utf-8") as f:
-                    doc = json.load(f)
-                if doc.get("format") == JOURNAL_FORMAT:
-                    out.append(doc)
-            except (OSError, ValueError):
-                out.append({"id": name, "state": "unreadable journal", "entries": []})
-        return out
-
-    @classmethod
-    def load(cls, sysm: System, fix_id: str) -> Journal:
-        j = cls(sysm, fix_id)
-        try:
-            with open(j.path, encoding="utf-8") as f:
-                j.doc = json.load(f)
-        except FileNotFoundError as e:
-            raise DoctorError(f"no applied fix with id {fix_id!r} (see `gpudoctor undo --list`)") from e
-        except ValueError as e:
-            raise DoctorError(f"journal {j.path} is corrupt: {e}") from e
-        return j
-
-
-def _crash_hook(index: int) -> None:
-    """Test hooks: GPUDOCTOR_TEST_CRASH_AFTER=N kills the process right after action N (as a
-    power cut would); GPUDOCTOR_TEST_INTERRUPT_AFTER=N raises ^C there."""
-    v = os.environ.get("GPUDOCTOR_TEST_CRASH_AFTER")
-    if v is not None and v.isdigit() and int(v) == index:
-        os._exit(137)
-    v = os.environ.get("GPUDOCTOR_TEST_INTERRUPT_AFTER")
-    if v is not None and v.isdigit() and int(v) == index:
-        raise KeyboardInterrupt
-
-
-def apply_plan(plan: Plan, sysm: System, journal: Journal) -> list[str]:
-    """Apply every action; on failure roll back what was done and raise."""
-    journal.start(plan)
-    done: list[int] = []
-    log: list[str] = []
-    try:
-        for i, a in enumerate(plan.actions):
-            entry = journal.doc["entries"][i]
-            entry["state"] = "started"
-            journal.save()
-            a.apply(sysm, entry["record"])
-            entry["state"] = "done"
-            journal.save()
-            done.append(i)
-            log.append(f"done: {a.describe()}")
-            _crash_hook(i)
-    except BaseException as e:
-        # roll back in reverse order, including the action that was half done
-        failed = [i for i in range(len(plan.actions)) if journal.doc["entries"][i]["state"] == "started"]
-        _revert(plan.actions, journal, sorted(done + failed), force=True, final_state="rolled back")
-        journal.doc["state"] = "rolled back" if not isinstance(e, KeyboardInterrupt) else "interrupted, rolled back"
-        journal.save()
-        raise
-    journal.doc["state"] = "applied"
-    journal.doc["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
-    journal.save()
-    return log
-
-
-def undo(sysm: System, fix_id: str | None = None, force: bool = False) -> tuple[str, list[str]]:
-    """Revert the last (or the named) applied fix in reverse order."""
-    docs = [d for d in Journal.list(sysm) if _undoable(d.get("state"))]
-    if fix_id is None:
-        if not docs:
-            raise DoctorError("nothing to undo: no applied fix in the journal")
-        fix_id = docs[-1]["id"]
-    j = Journal.load(sysm, fix_id)
-    if not _undoable(j.doc.get("state")):
-        raise DoctorError(f"fix {fix_id} is {j.doc.get('state')!r}: nothing to undo")
-    entries = j.doc["entries"]
-    actions = [_action_from_json(e["action"]) for e in entries]
-    # first pass: refuse before changing anything if a file changed after the fix
-    if not force:
-        for a, e in zip(actions, entries, strict=True):
-            if isinstance(a, FileEdit) and e["state"] in ("done", "started") and e["record"].get("old") is not None:
-                cur = sysm.file_state(a.path)
-                if _sha(cur.data) != e["record"].get("new_sha"):
-                    a.rollback(sysm, e["record"], force=False)  # raises UndoConflict with the diff
-    todo = [i for i, e in enumerate(entries) if e["state"] in ("done", "started")]
-    log = _revert(actions, j, todo, force=True, final_state="undone")
-    j.doc["state"] = "undone"
-    j.save()
-    return fix_id, log
-
-
-def _undoable(state: object) -> bool:
-    """applied; applying (the process died mid-plan); cut short, then completed by a later fix."""
-    return state in ("applied", "applying") or (isinstance(state, str) and state.startswith("cut short"))
-
-
-def _revert(actions: list[Action], journal: Journal, indices: list[int], force: bool, final_state: str) -> list[str]:
-    """Undo `indices` in reverse order, but run the regenerations (update-grub,
-    update-initramfs, ...) last, once each: they must read the restored files."""
-    sysm = journal.sysm
-    entries = journal.doc["entries"]
-    log: list[str] = []
-    regen: list[int] = []
-    for i in reversed(indices):
-        a, e = actions[i], entries[i]
-        if isinstance(a, Command) and a.undo_argv is not None and a.undo_argv == a.argv:
-            regen.append(i)
-            continue
-        try:
-            a.rollback(sysm, e["record"], force=force)
-            e["state"] = final_state
-            log.append(f"undone: {a.describe()}")
-        except UndoConflict:
-            raise
-        except Exception as err:  # noqa: BLE001 - keep going: the journal says what is left
-            e["state"] = f"rollback failed: {err}"
-            log.append(f"FAILED to undo: {a.describe()}: {err}")
-        journal.save()
-    seen: set[tuple[str, ...]] = set()
-    for i in sorted(regen):
-        a, e = actions[i], entries[i]
-        assert isinstance(a, Command)
-        if a.argv not in seen:
-            seen.add(a.argv)
-            a.rollback(sysm, e["record"], force=force)
-            log.append(f"regenerated from the restored files: {' '.join(a.argv)}")
-        e["state"] = final_state
-        journal.save()
-    return log
+        return getattr(journal, name)
+    raise AttributeError(name)

@@ -37,11 +37,13 @@ class Report:
 
     @property
     def exit_code(self) -> int:
+        """3 if any check crashed (even where another failed: a crash means the verdict is incomplete,
+        and a script must not read it as a plain failure), else 1 if any failed, else 0."""
         st = {r.result.status for r in self.results}
-        if Status.FAIL in st:
-            return 1
         if Status.ERROR in st:
             return 3
+        if Status.FAIL in st:
+            return 1
         return 0
 
 

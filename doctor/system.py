@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from doctor.host import CommandResult, Host, LiveHost
@@ -25,6 +25,9 @@ class System:
     """Writes to a machine. Paths are absolute paths on that machine."""
 
     live = False
+    # a test hook, to kill the process "during" a step: called while a command runs (RootedSystem)
+    # and while a file is written (its temporary file complete, not yet renamed)
+    during: Callable[[], None] | None = None
 
     def real(self, path: str) -> str:
         raise NotImplementedError
@@ -45,11 +48,19 @@ class System:
             return FileState(None)
 
     def write_atomic(self, path: str, data: bytes, mode: int = 0o644, uid: int | None = None, gid: int | None = None) -> None:
-        """Temporary file in the same folder, fsync, rename: never a half-written file."""
+        """Temporary file in the same folder, fsync, rename: never a half-written file. The temporary
+        file has one fixed name per target (`temp_path`), so one a kill left behind is known: the
+        next write replaces it and `undo` removes it."""
         real = self.real(path)
         d = os.path.dirname(real)
         os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".gpudoctor-", dir=d)
+        tmp = self.real(temp_path(path))
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(tmp, flags, 0o600)
+        except FileExistsError:  # left by a kill: ours, by its name
+            os.unlink(tmp)
+            fd = os.open(tmp, flags, 0o600)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -58,6 +69,8 @@ class System:
             os.chmod(tmp, mode)
             if uid is not None and gid is not None and os.geteuid() == 0:
                 os.chown(tmp, uid, gid)
+            if self.during is not None:
+                self.during()
             os.replace(tmp, real)
             dfd = os.open(d, os.O_RDONLY)
             try:
@@ -65,7 +78,7 @@ class System:
             finally:
                 os.close(dfd)
         except BaseException:
-            if os.path.exists(tmp):
+            if os.path.lexists(tmp):
                 os.unlink(tmp)
             raise
 
@@ -130,10 +143,19 @@ class RootedSystem(System):
     def run(self, argv: list[str] | tuple[str, ...], timeout: float = 600) -> CommandResult:
         key = tuple(argv)
         self.ran.append(key)
+        if self.during is not None:
+            self.during()
         return self.responses.get(key, CommandResult(key, 0, "", ""))
 
     def write_sysfs(self, path: str, text: str) -> None:
         self.sysfs.append((path, text))
+
+
+def temp_path(path: str) -> str:
+    """The temporary file `write_atomic` writes before renaming it to `path` (same folder, hidden;
+    no `.conf`/`.cfg` suffix, so modprobe and grub never read it)."""
+    d, name = os.path.split(path)
+    return os.path.join(d, f".{name}.gpudoctor-tmp")
 
 
 def run_sh_print_var(files: list[str], var: str) -> str | None:

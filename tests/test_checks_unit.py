@@ -313,6 +313,44 @@ def test_a_crashing_check_becomes_an_error_result_and_others_still_run(monkeypat
     assert rep.exit_code == 3
 
 
+def test_a_crashed_check_makes_the_run_exit_3_even_when_another_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exit 1 says "the host is not ready"; with a check that crashed the verdict is incomplete: 3 wins."""
+    from doctor import registry
+
+    spec = registry.load_checks()["kvm.available"]
+
+    def boom(ctx):  # type: ignore[no-untyped-def]
+        raise ZeroDivisionError("planted")
+
+    failing = run_checks(host(), SRC)
+    assert Status.FAIL in {sr.result.status for sr in failing.results} and failing.exit_code == 1
+    monkeypatch.setitem(registry.REGISTRY, "kvm.available", replace(spec, func=boom))
+    rep = run_checks(host(), SRC)
+    st = {sr.result.status for sr in rep.results}
+    assert Status.FAIL in st and Status.ERROR in st
+    assert rep.exit_code == 3
+
+
+def test_cli_exit_3_with_a_crashed_and_a_failed_check(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import os
+
+    from doctor import registry
+    from doctor.cli import main
+
+    spec = registry.load_checks()["kvm.available"]
+
+    def boom(ctx):  # type: ignore[no-untyped-def]
+        raise ZeroDivisionError("planted")
+
+    monkeypatch.setitem(registry.REGISTRY, "kvm.available", replace(spec, func=boom))
+    snap = os.path.join(os.path.dirname(__file__), "..", "fixtures", "dev-machine")
+    rc = main(["check", "--snapshot", snap, "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["summary"]["fail"] >= 1 and doc["summary"]["error"] == 1
+    assert rc == doc["summary"]["exit_code"] == 3
+
+
 def healthy() -> FakeFacts:
     return host(pci=[root_port(), *card(drivers=("vfio-pci",) * 4), igpu()], modprobe={"/etc/modprobe.d/vfio.conf": IDS},
                 early_load=EarlyLoadConfig((), (ConfigLine("/etc/initramfs-tools/modules", 1, "vfio-pci"),), "initramfs-tools"))
