@@ -32,7 +32,7 @@ MiB = 1024 * 1024
 MAX_ARCHIVE_BYTES = 64 * MiB  # the file as given (compressed)
 MAX_TOTAL_BYTES = 256 * MiB  # everything it unpacks to
 MAX_MEMBER_BYTES = 64 * MiB  # one file in it
-MAX_MEMBERS = 50_000
+MAX_MEMBERS = 20_000  # a live record of a large host holds a few thousand
 MAX_DEPTH = 64  # path components of one member
 MAX_NAME = 4096  # characters of one member name or link target
 MAX_READ = 1 * MiB  # one read tarfile may ask for (headers, long names)
@@ -54,6 +54,7 @@ class _Stream:
         self.raw = 0
         self.pos = 0
         self.buf = b""
+        self.off = 0
         self.tail = b""
         self.raw_eof = False
         head = os.pread(fd, 6, 0)
@@ -97,12 +98,21 @@ class _Stream:
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0 or n > MAX_READ:
             raise SnapshotError(f"{self.label}: an archive header or read larger than {_mib(MAX_READ)} (cap on header size)")
-        while len(self.buf) < n:
-            more = self._produce(max(n - len(self.buf), 64 * 1024))
-            if not more:
-                break
-            self.buf += more
-        out, self.buf = self.buf[:n], self.buf[n:]
+        if len(self.buf) - self.off >= n:  # the common case: a 512-byte header from the buffer
+            out = self.buf[self.off:self.off + n]
+            self.off += n
+        else:
+            parts = [self.buf[self.off:]]
+            have = len(parts[0])
+            self.buf, self.off = b"", 0
+            while have < n:
+                more = self._produce(max(n - have, 64 * 1024))
+                if not more:
+                    break
+                parts.append(more)
+                have += len(more)
+            joined = b"".join(parts)
+            out, self.buf = joined[:n], joined[n:]
         self.pos += len(out)
         if self.pos > MAX_TOTAL_BYTES:
             raise SnapshotError(f"{self.label}: the archive unpacks to more than {_mib(MAX_TOTAL_BYTES)} "
@@ -191,7 +201,8 @@ class _Builder:
         same = (have is None or (have == kind == "dir") or (have == kind == "link" and t.links[key] == m.linkname)
                 or (have == kind == "file" and t.files[key] == data))
         if not same:
-            raise self._err(m.name, f"appears twice, as a {have} and as a {kind} with other content (conflicting duplicate)")
+            how = f"as a {have} and as a {kind}" if have != kind else f"as two {kind}s of different content"
+            raise self._err(m.name, f"appears twice, {how} (conflicting duplicate)")
         if kind == "dir":
             t.dirs.add(key)
         elif kind == "link":

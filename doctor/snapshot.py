@@ -168,8 +168,14 @@ class SnapshotHost(Host):
         return any(_covers(p, path) for p in self.captured)
 
     def _resolve(self, path: str, follow_last: bool = True) -> str:
-        """Resolve symlinks within the mirror tree; returns a logical path."""
-        return self.tree.resolve(path, follow_last)
+        """Resolve symlinks within the mirror tree; returns a logical path. A loop of links
+        (more than 40) is something this snapshot cannot answer: NotCaptured, never a crash."""
+        try:
+            return self.tree.resolve(path, follow_last)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise NotCaptured(f"{path} (its symbolic links in the snapshot loop)") from e
+            raise
 
     def _absent_or_uncaptured(self, path: str, what: str) -> OSError:
         if self.covered(path) or self._listed_absent(path):
@@ -189,7 +195,12 @@ class SnapshotHost(Host):
             raise NotCaptured(f"content of {path} (only its presence was recorded)")
         if not self.covered(path):
             raise NotCaptured(f"file {path}")
-        return _read(self.tree, self._resolve(path), path)
+        try:
+            return _read(self.tree, self._resolve(path), path)
+        except IsADirectoryError as e:
+            # a crafted snapshot can put a folder (or a link to one) where a host has a file:
+            # no content was captured there, so the facts it feeds are unknown, never a crash
+            raise NotCaptured(f"content of {path} (the snapshot holds a folder there, not a file)") from e
 
     def exists(self, path: str) -> bool:
         if path in self.present or path in self.unreadable or path in self._dirs:
