@@ -354,7 +354,7 @@ def walk(top_fd: int, skip: Callable[[str], bool] = lambda n: False, max_depth: 
     """Every entry below the folder top_fd, files before folders, sorted, depth first; folders
     are entered by descriptor with O_NOFOLLOW, links are reported, never followed."""
     if len(parts) >= max_depth:
-        raise OSError(errno.ELOOP, f"folders nested deeper than {max_depth} levels", "/".join(parts))
+        raise OSError(errno.ELOOP, f"folders nested deeper than {max_depth} levels (cap on path depth)", "/".join(parts)[:200])
     names = sorted(n for n in os.listdir(top_fd) if not skip(n))
     subdirs = []
     for n in names:

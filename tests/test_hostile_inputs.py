@@ -381,7 +381,7 @@ def folder_snapshot(tmp_path) -> str:  # type: ignore[no-untyped-def]
     ("fifo", ["is a FIFO", "root/proc/cmdline"]),
     ("root-link", ["root/ is a symbolic link"]),
     ("manifest-link", ["manifest.json is a symbolic link"]),
-    ("deep", ["nested deeper"]),
+    ("deep", ["nested deeper", "cap on path depth"]),
 ])
 def test_snapshot_folders_are_checked_whole(tmp_path, capsys, plant, words) -> None:  # type: ignore[no-untyped-def]
     snap = folder_snapshot(tmp_path)
