@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+import stat
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,7 @@ from doctor.facts import (
     parse_os_release,
     parse_shell_assignments,
 )
+from doctor.mirror import Entry, NotRegular, describe_mode, open_regular, read_fd, walk
 from doctor.model import Result, SourceInfo, Status
 
 if TYPE_CHECKING:
@@ -126,27 +128,42 @@ def looks_binary(data: bytes) -> bool:
     return ctrl / len(sample) > 0.05
 
 
-def read_input(path: str) -> InputText:
+def read_input(path: str, dir_fd: int | None = None, shown: str = "") -> InputText:
+    """One pasted file: a path named on the command line (the user's own link is followed), or
+    a name in the folder dir_fd (never followed). Only a regular file is opened, reads are
+    bounded."""
+    shown = shown or path
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            if size > MAX_FILE_BYTES:
-                head = f.read(_HEAD)
-                f.seek(max(size - _TAIL, _HEAD))
-                tail = f.read(_TAIL)
-                cut = [f"{size} bytes: only the first {_HEAD} and the last {_TAIL} bytes were read"]
-                data = head.rsplit(b"\n", 1)[0] + b"\n" + tail.split(b"\n", 1)[-1]
-            else:
-                data = f.read(MAX_FILE_BYTES + 1)
-                cut = []
+        fd = open_regular(path, dir_fd=dir_fd, follow=dir_fd is None)
     except FileNotFoundError as e:
-        raise BadInput(f"--from {path}: no such file or folder") from e
+        raise BadInput(f"--from {shown}: no such file or folder") from e
     except IsADirectoryError as e:
-        raise BadInput(f"--from {path}: is a folder") from e
+        raise BadInput(f"--from {shown}: is a folder") from e
+    except NotRegular as e:
+        raise BadInput(f"--from {shown}: {e.what}, not a regular file: not read") from e
     except PermissionError as e:
-        raise BadInput(f"--from {path}: not readable (permission denied)") from e
+        raise BadInput(f"--from {shown}: not readable (permission denied)") from e
     except OSError as e:
-        raise BadInput(f"--from {path}: cannot be read ({e.strerror or e})") from e
+        raise BadInput(f"--from {shown}: cannot be read ({e.strerror or e})") from e
+    try:
+        size = os.fstat(fd).st_size
+        if size > MAX_FILE_BYTES:
+            head = read_fd(fd, _HEAD - 1)
+            os.lseek(fd, max(size - _TAIL, _HEAD), os.SEEK_SET)
+            tail = read_fd(fd, _TAIL - 1)
+            cut = [f"{size} bytes: only the first {_HEAD} and the last {_TAIL} bytes were read"]
+            data = head.rsplit(b"\n", 1)[0] + b"\n" + tail.split(b"\n", 1)[-1]
+        else:
+            data = read_fd(fd, MAX_FILE_BYTES)
+            cut = []
+    except OSError as e:
+        raise BadInput(f"--from {shown}: cannot be read ({e.strerror or e})") from e
+    finally:
+        os.close(fd)
+    return _input_text(shown, data, cut)
+
+
+def _input_text(path: str, data: bytes, cut: list[str]) -> InputText:
     if not data.strip():
         return InputText(path, "", tuple(cut), "empty file")
     if looks_binary(data):
@@ -167,31 +184,68 @@ def read_input(path: str) -> InputText:
     return InputText(path, text, tuple(cut + notes))
 
 
-def expand_paths(paths: Iterable[str]) -> list[str]:
-    out: list[str] = []
+@dataclass(frozen=True)
+class Found:
+    """One input to read: `read()` opens it (only while its folder is being walked), or
+    `skip` says why it is listed and not read (a link inside a folder, a FIFO)."""
+
+    path: str
+    read: Callable[[], InputText] | None
+    skip: str = ""
+
+
+def expand_paths(paths: Iterable[str]) -> Iterator[Found]:
+    """The files named, and every file inside the folders named (dot names left out). A
+    folder is walked by descriptor: a link inside it is listed and never followed, a FIFO,
+    device or socket is listed and never opened."""
+    count = 0
     for p in paths:
-        if os.path.isdir(p):
-            found = []
-            for d, dirs, files in os.walk(p):
-                dirs[:] = sorted(x for x in dirs if not x.startswith("."))
-                for n in sorted(files):
-                    if n.startswith("."):
-                        continue
-                    fp = os.path.join(d, n)
-                    if os.path.isfile(fp):
-                        found.append(fp)
-            if not found:
-                raise BadInput(f"--from {p}: the folder holds no files")
-            out.extend(found)
-        elif os.path.exists(p):
-            if not os.path.isfile(p):
-                raise BadInput(f"--from {p}: not a regular file")
-            out.append(p)
-        else:
-            raise BadInput(f"--from {p}: no such file or folder")
-        if len(out) > MAX_FILES:
-            raise BadInput(f"--from: more than {MAX_FILES} files; point it at the pasted outputs only")
-    return out
+        try:
+            st = os.stat(p)
+        except FileNotFoundError as e:
+            raise BadInput(f"--from {p}: no such file or folder") from e
+        except OSError as e:
+            raise BadInput(f"--from {p}: cannot be read ({e.strerror or e})") from e
+        if not stat.S_ISDIR(st.st_mode):
+            if not stat.S_ISREG(st.st_mode):
+                raise BadInput(f"--from {p}: {describe_mode(st.st_mode)}, not a regular file: not read")
+            count += 1
+            yield Found(p, lambda p=p: read_input(p))  # type: ignore[misc]
+            continue
+        try:
+            top = os.open(p, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise BadInput(f"--from {p}: cannot be read ({e.strerror or e})") from e
+        found = 0
+        try:
+            for ent in walk(top, skip=lambda n: n.startswith("."), max_depth=32):
+                shown = os.path.join(p, *ent.parts)
+                mode = ent.st.st_mode
+                if stat.S_ISDIR(mode):
+                    continue
+                found += 1
+                count += 1
+                if count > MAX_FILES:
+                    raise BadInput(f"--from: more than {MAX_FILES} files; point it at the pasted outputs only")
+                if stat.S_ISREG(mode):
+                    yield Found(shown, lambda n=ent.name, d=ent.dir_fd, s=shown: read_input(n, d, s))  # type: ignore[misc]
+                elif stat.S_ISLNK(mode):
+                    yield Found(shown, None, f"{describe_mode(mode)} (to {_link(ent)!r}): not followed")
+                else:
+                    yield Found(shown, None, f"{describe_mode(mode)}: not read")
+        except OSError as e:
+            raise BadInput(f"--from {p}: cannot be read ({e.strerror or e})") from e
+        finally:
+            os.close(top)
+        if not found:
+            raise BadInput(f"--from {p}: the folder holds no files")
+
+
+def _link(ent: Entry) -> str:
+    try:
+        return os.readlink(ent.name, dir_fd=ent.dir_fd)[:200]
+    except OSError:
+        return "?"
 
 
 # ---------------------------------------------------------------------------
@@ -702,18 +756,23 @@ class Evidence_:
 
 
 def load_inputs(paths: Iterable[str]) -> Evidence_:
-    files = expand_paths(paths)
     ev = Evidence_()
     total = 0
-    for p in files:
-        it = read_input(p)
+    for f in expand_paths(paths):
+        if f.read is None:
+            ev.inputs.append(InputText(f.path, "", (), f.skip))
+            continue
+        if total > MAX_TOTAL_BYTES:
+            ev.inputs.append(InputText(f.path, "", (), f"skipped: the inputs exceed {MAX_TOTAL_BYTES} bytes in all"))
+            continue
+        it = f.read()
         total += len(it.text)
         if total > MAX_TOTAL_BYTES:
-            ev.inputs.append(InputText(p, "", (), f"skipped: the inputs exceed {MAX_TOTAL_BYTES} bytes in all"))
+            ev.inputs.append(InputText(f.path, "", (), f"skipped: the inputs exceed {MAX_TOTAL_BYTES} bytes in all"))
             continue
         ev.inputs.append(it)
         if it.text:
-            ev.chunks.extend(segment(it.text, p))
+            ev.chunks.extend(segment(it.text, f.path))
     return ev
 
 

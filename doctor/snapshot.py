@@ -26,11 +26,14 @@ import tarfile
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from doctor import __version__
+from doctor.archive import open_source
 from doctor.collect import COMMANDS, SPECS, Spec
 from doctor.errors import NotCaptured, SnapshotError
 from doctor.host import CommandResult, Host, LiveHost, has_magic, resolve_links, split_path
+from doctor.mirror import FolderTree, Tree
 from doctor.model import SourceInfo
 from doctor.redact import Redactor
 
@@ -53,7 +56,8 @@ class DirHost(Host):
 
     Everything is "captured": a path missing from the folder is absent. Used to
     build fixtures by hand (write a fake root, then `record(out, DirHost(...))`)
-    and in tests; symlinks resolve inside the folder.
+    and in tests; symlinks resolve inside the folder (a FolderTree: never by the
+    OS), special files are never opened and reads are bounded.
     """
 
     def __init__(self, root: str, commands: dict[tuple[str, ...], CommandResult] | None = None,
@@ -61,43 +65,36 @@ class DirHost(Host):
         if not os.path.isdir(root):
             raise SnapshotError(f"{root!r} is not a folder")
         self.root = os.path.abspath(root)
+        self.tree = FolderTree(self.root)
         self.commands = dict(commands or {})
         self.location = location or root
 
-    def _real(self, path: str, follow_last: bool = True) -> str:
-        return self.root + _resolve_in(self.root, path, follow_last)
-
     def read_bytes(self, path: str) -> bytes:
-        real = self._real(path)
-        if os.path.isdir(real):
-            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
-        if not os.path.isfile(real):
-            raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
-        with open(real, "rb") as f:
-            return f.read()
+        return _read(self.tree, self.tree.resolve(path), path)
 
     def exists(self, path: str) -> bool:
-        return os.path.lexists(self._real(path, follow_last=False))
+        return self.tree.kind(self.tree.resolve(path, follow_last=False)) is not None
 
     def is_dir(self, path: str) -> bool:
-        return os.path.isdir(self._real(path))
+        return self.tree.kind(self.tree.resolve(path)) == "dir"
 
     def is_link(self, path: str) -> bool:
-        return os.path.islink(self._real(path, follow_last=False))
+        return self.tree.kind(self.tree.resolve(path, follow_last=False)) == "link"
 
     def listdir(self, path: str) -> list[str]:
-        real = self._real(path)
-        if not os.path.isdir(real):
+        r = self.tree.resolve(path)
+        if self.tree.kind(r) != "dir":
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
-        return sorted(os.listdir(real))
+        return self.tree.names(r)
 
     def readlink(self, path: str) -> str:
-        real = self._real(path, follow_last=False)
-        if os.path.islink(real):
-            return os.readlink(real)
-        if os.path.lexists(real):
-            raise OSError(errno.EINVAL, "Invalid argument", path)
-        raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+        r = self.tree.resolve(path, follow_last=False)
+        try:
+            return self.tree.readlink(r)
+        except FileNotFoundError:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", path) from None
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, path) from None
 
     def run(self, argv: list[str] | tuple[str, ...], timeout: float = 10.0) -> CommandResult:
         key = tuple(argv)
@@ -109,43 +106,33 @@ class DirHost(Host):
         return SourceInfo("folder", self.location)
 
 
-def _resolve_in(root: str, path: str, follow_last: bool = True) -> str:
-    """Resolve symlinks of a logical path inside `root`; returns a logical path."""
-    return resolve_links(path, lambda p: os.path.islink(root + p), lambda p: os.readlink(root + p), follow_last)
+def _read(tree: Tree, real: str, path: str) -> bytes:
+    """The bytes of the resolved path `real` (asked for as `path`)."""
+    k = tree.kind(real)
+    if k == "file":
+        return tree.read(real)
+    if k == "dir":
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+    if k == "other":
+        raise PermissionError(errno.EACCES, "a special file (FIFO, device or socket): not read", path)
+    raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
 
 
 class SnapshotHost(Host):
-    """A recorded host, read from a folder or a .tar.gz."""
+    """A recorded host, read from a folder or an archive (.tar.gz, also .tar, .tar.bz2,
+    .tar.xz) into memory at open (doctor.archive.open_source), as data: links resolve
+    inside that mirror, never by the OS; special files and oversized inputs are refused."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        if not os.path.exists(path):
-            raise SnapshotError(f"snapshot {path!r} does not exist")
-        if os.path.isdir(path):
-            base = path
-        elif tarfile.is_tarfile(path):
-            self._tmp = tempfile.TemporaryDirectory(prefix="gpudoctor-snap-")
-            base = _extract(path, self._tmp.name)
-        else:
-            raise SnapshotError(f"{path!r} is neither a snapshot folder nor a .tar.gz archive")
-        mpath = os.path.join(base, "manifest.json")
-        try:
-            with open(mpath, encoding="utf-8") as f:
-                m = json.load(f)
-        except FileNotFoundError as e:
-            raise SnapshotError(f"{path!r} has no manifest.json: not a gpudoctor snapshot") from e
-        except (ValueError, UnicodeDecodeError) as e:
-            raise SnapshotError(f"{path!r}: manifest.json is not valid JSON ({e})") from e
-        if not isinstance(m, dict) or m.get("format") != FORMAT:
-            raise SnapshotError(f"{path!r}: manifest.json is not a {FORMAT} manifest")
+        tree = open_source(path)
+        m = _manifest(path, tree)
         if m.get("version") != VERSION:
             raise SnapshotError(
                 f"{path!r}: snapshot format version {m.get('version')!r}, this gpudoctor reads version {VERSION}"
             )
         try:
             self.manifest = m
-            self.root = os.path.join(base, "root")
             self.captured: list[str] = [str(p) for p in m.get("captured", [])]
             self.listed: dict[str, list[str]] = {str(k): [str(x) for x in v] for k, v in m.get("listed", {}).items()}
             self.present: dict[str, str] = {str(k): str(v) for k, v in m.get("present", {}).items()}
@@ -163,8 +150,12 @@ class SnapshotHost(Host):
                 )
         except (KeyError, TypeError, AttributeError, ValueError) as e:
             raise SnapshotError(f"{path!r}: manifest.json is malformed ({e!r})") from e
-        if not os.path.isdir(self.root):
+        rk = tree.kind("/root")
+        if rk == "link":
+            raise SnapshotError(f"{path!r}: root/ is a symbolic link, not a folder: refused")
+        if rk != "dir":
             raise SnapshotError(f"{path!r} has no root/ folder")
+        self.tree: Tree = tree.sub("root")
         # Git keeps no empty folders: every folder above a recorded path exists.
         self._dirs: set[str] = set(self.listed)
         for p in list(self.listed) + list(self.present) + list(self.unreadable):
@@ -176,12 +167,15 @@ class SnapshotHost(Host):
     def covered(self, path: str) -> bool:
         return any(_covers(p, path) for p in self.captured)
 
-    def _mirror(self, logical: str) -> str:
-        return self.root + logical
-
     def _resolve(self, path: str, follow_last: bool = True) -> str:
-        """Resolve symlinks within the mirror tree; returns a logical path."""
-        return _resolve_in(self.root, path, follow_last)
+        """Resolve symlinks within the mirror tree; returns a logical path. A loop of links
+        (more than 40) is something this snapshot cannot answer: NotCaptured, never a crash."""
+        try:
+            return self.tree.resolve(path, follow_last)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise NotCaptured(f"{path} (its symbolic links in the snapshot loop)") from e
+            raise
 
     def _absent_or_uncaptured(self, path: str, what: str) -> OSError:
         if self.covered(path) or self._listed_absent(path):
@@ -201,18 +195,17 @@ class SnapshotHost(Host):
             raise NotCaptured(f"content of {path} (only its presence was recorded)")
         if not self.covered(path):
             raise NotCaptured(f"file {path}")
-        real = self._mirror(self._resolve(path))
-        if os.path.isfile(real) and not os.path.islink(real):
-            with open(real, "rb") as f:
-                return f.read()
-        if os.path.isdir(real):
-            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
-        raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+        try:
+            return _read(self.tree, self._resolve(path), path)
+        except IsADirectoryError as e:
+            # a crafted snapshot can put a folder (or a link to one) where a host has a file:
+            # no content was captured there, so the facts it feeds are unknown, never a crash
+            raise NotCaptured(f"content of {path} (the snapshot holds a folder there, not a file)") from e
 
     def exists(self, path: str) -> bool:
         if path in self.present or path in self.unreadable or path in self._dirs:
             return True
-        if os.path.lexists(self._mirror(self._resolve(path, follow_last=False))):
+        if self.tree.kind(self._resolve(path, follow_last=False)) is not None:
             return True
         if self.covered(path) or self._listed_absent(path):
             return False
@@ -222,19 +215,20 @@ class SnapshotHost(Host):
         if path in self._dirs:
             return True
         r = self._resolve(path)
-        if r in self._dirs or os.path.isdir(self._mirror(r)):
+        k = self.tree.kind(r)
+        if r in self._dirs or k == "dir":
             return True
-        if os.path.lexists(self._mirror(r)) or path in self.present:
+        if k is not None or path in self.present:
             return False
         if self.covered(path) or self._listed_absent(path):
             return False
         raise NotCaptured(f"whether {path} is a directory")
 
     def is_link(self, path: str) -> bool:
-        real = self._mirror(self._resolve(path, follow_last=False))
-        if os.path.islink(real):
+        k = self.tree.kind(self._resolve(path, follow_last=False))
+        if k == "link":
             return True
-        if os.path.lexists(real) or path in self._dirs or path in self.present:
+        if k is not None or path in self._dirs or path in self.present:
             return False
         if self.covered(path) or self._listed_absent(path):
             return False
@@ -249,10 +243,11 @@ class SnapshotHost(Host):
         raise self._absent_or_uncaptured(path, "directory listing of")
 
     def readlink(self, path: str) -> str:
-        real = self._mirror(self._resolve(path, follow_last=False))
-        if os.path.islink(real):
-            return os.readlink(real)
-        if os.path.lexists(real):
+        r = self._resolve(path, follow_last=False)
+        k = self.tree.kind(r)
+        if k == "link":
+            return self.tree.readlink(r)
+        if k is not None:
             raise OSError(errno.EINVAL, "Invalid argument", path)
         raise self._absent_or_uncaptured(path, "link")
 
@@ -276,32 +271,26 @@ class SnapshotHost(Host):
         )
 
     def close(self) -> None:
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
+        """Nothing to clean up: nothing is extracted to disk."""
 
 
-def _extract(path: str, dest: str) -> str:
+def _manifest(path: str, tree: Tree) -> dict[str, Any]:
+    k = tree.kind("/manifest.json")
+    if k == "link":
+        raise SnapshotError(f"{path!r}: manifest.json is a symbolic link, not a file: refused")
+    if k is None:
+        raise SnapshotError(f"{path!r} has no manifest.json: not a gpudoctor snapshot")
+    if k != "file":
+        raise SnapshotError(f"{path!r}: manifest.json is not a regular file")
     try:
-        with tarfile.open(path, "r:*") as tf:
-            for mem in tf.getmembers():
-                name = mem.name
-                if name.startswith("/") or ".." in name.split("/"):
-                    raise SnapshotError(f"{path!r}: archive member {name!r} points outside the snapshot")
-                if not (mem.isfile() or mem.isdir() or mem.issym()):
-                    raise SnapshotError(f"{path!r}: archive member {name!r} is not a file, folder or symlink")
-            try:
-                tf.extractall(dest, filter="tar")  # type: ignore[call-arg]
-            except TypeError:  # Python without extraction filters
-                tf.extractall(dest)  # noqa: S202 - members checked above
-    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
-        raise SnapshotError(f"{path!r}: corrupt or truncated archive ({e})") from e
-    entries = os.listdir(dest)
-    if "manifest.json" in entries:
-        return dest
-    if len(entries) == 1 and os.path.isdir(os.path.join(dest, entries[0])):
-        return os.path.join(dest, entries[0])
-    raise SnapshotError(f"{path!r}: archive holds no manifest.json")
+        m = json.loads(tree.read("/manifest.json").decode("utf-8"))
+    except OSError as e:
+        raise SnapshotError(f"{path!r}: manifest.json cannot be read ({e.strerror or e})") from e
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise SnapshotError(f"{path!r}: manifest.json is not valid JSON ({str(e)[:200]!r})") from e
+    if not isinstance(m, dict) or m.get("format") != FORMAT:
+        raise SnapshotError(f"{path!r}: manifest.json is not a {FORMAT} manifest")
+    return m
 
 
 def open_snapshot(path: str) -> SnapshotHost:

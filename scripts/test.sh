@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the tests need and run the whole suite, lab included (used by .ci/run):
 #   - Python packages into .venv (scripts/setup.sh)
+#   - the hostile-input and snapshot tests under the distribution's own /usr/bin/python3 too, in
+#     .venv-debian (scripts/test_system_python.sh)
 #   - the lab: QEMU, busybox, libvirt and a Debian guest kernel (lab/setup.sh)
 #   - the disk-image lab: debootstrap and cached Debian 12 BIOS/GRUB and UEFI/systemd-boot images
 #     (lab/setup_disk.sh)
@@ -8,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/test_system_python.sh
 bash lab/setup.sh
 bash lab/setup_disk.sh
 .venv/bin/ruff check doctor checks remediations tests lab benchmarks fixtures
