@@ -139,7 +139,11 @@ def _write_stdout(data: bytes, what: str) -> None:
     if sys.stdout is None:
         raise OutputError(f"{what} -: standard output is closed")
     try:
-        out = sys.stdout.buffer
+        out = getattr(sys.stdout, "buffer", None)
+        if out is None:  # a text stream stands in for standard output (an embedding program, a test)
+            sys.stdout.write(data.decode("utf-8", "replace"))
+            sys.stdout.flush()
+            return
         out.write(data)
         out.flush()
     except BrokenPipeError:
