@@ -22,6 +22,7 @@ class BootConfig:
     tools: tuple[str, ...] = ()  # regeneration tools present on the host
     notes: tuple[str, ...] = ()
     grub_linux: str | None = None  # GRUB_CMDLINE_LINUX alone (the variable a fix edits)
+    generated_unknown: str = ""  # why no generated grub.cfg could be read (not captured, not readable); "" if none
 
 
 _SHELL_ASSIGN = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
@@ -173,10 +174,11 @@ class BootHostFacts(HostReader):
         tools = tuple(t for t in BOOT_TOOLS if _exists_quiet(h, t))
         notes: list[str] = []
         # systemd-boot / kernel-install: /etc/kernel/cmdline is the source of truth
-        kc = h.read_text_or_none("/etc/kernel/cmdline")
+        name, settle = "bootloader configuration", "cat /etc/default/grub /etc/kernel/cmdline"
+        kc = self._text_or_none(name, "/etc/kernel/cmdline", settle)
         # kernelstub (Pop!_OS)
-        ks = h.read_text_or_none("/etc/kernelstub/configuration")
-        grub_text = h.read_text_or_none("/etc/default/grub")
+        ks = self._text_or_none(name, "/etc/kernelstub/configuration", "cat /etc/kernelstub/configuration")
+        grub_text = self._text_or_none(name, "/etc/default/grub", settle)
         if ks is not None and "/usr/bin/kernelstub" in tools:
             import json
 
@@ -195,7 +197,7 @@ class BootHostFacts(HostReader):
             files = ["/etc/default/grub"]
             try:
                 env = parse_shell_assignments(grub_text)
-                for p, t in self._read_dir_files(("/etc/default/grub.d",), ".cfg"):
+                for p, t in self._read_dir(name, ("/etc/default/grub.d",), ".cfg", "cat /etc/default/grub.d/*.cfg"):
                     files.append(p)
                     env = parse_shell_assignments(t, env)
             except ValueError as e:
@@ -207,15 +209,19 @@ class BootHostFacts(HostReader):
             )
             generated = None
             gsrc = ""
+            unread: list[str] = []
             for cfg in GRUB_CFGS:
                 try:
                     cfg_text = h.read_text_or_none(cfg)
                 except PermissionError:
                     notes.append(f"{cfg} is not readable")
+                    unread.append(f"{cfg} is not readable (permission denied)")
                     continue
-                except NotCaptured:
+                except NotCaptured as e:
+                    unread.append(str(e))
                     continue
                 if cfg_text is not None:
+                    unread = []
                     args = parse_grub_cfg_default_linux(cfg_text)
                     if args is not None:
                         generated = parse_cmdline(args, cfg)
@@ -237,6 +243,7 @@ class BootHostFacts(HostReader):
                 tools=tools,
                 notes=tuple(notes),
                 grub_linux=env.get("GRUB_CMDLINE_LINUX", ""),
+                generated_unknown="; ".join(unread) if gsrc == "" else "",
             )
         if kc is not None:
             return BootConfig("systemd-boot", parse_cmdline(kc, "/etc/kernel/cmdline"), ("/etc/kernel/cmdline",), tools=tools)

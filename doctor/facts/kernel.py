@@ -296,7 +296,10 @@ class KernelHostFacts(HostReader):
 
     @fact
     def kernel_log(self) -> KernelLog:
-        r = self.host.run(["dmesg"], timeout=10)
+        try:
+            r = self.host.run(["dmesg"], timeout=10)
+        except NotCaptured as e:
+            raise FactUnknown("kernel log", str(e), "sudo dmesg") from e
         if r.ok and r.stdout.strip():
             return KernelLog(tuple(r.stdout.splitlines()), "dmesg")
         why = r.describe()

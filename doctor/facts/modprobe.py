@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from doctor.errors import NotCaptured
 from doctor.facts.read import HostReader, fact
 
 
@@ -127,31 +126,45 @@ MODULES_LOAD_DIRS = ("/etc/modules-load.d", "/run/modules-load.d", "/usr/local/l
 
 
 
+MODPROBE_SETTLE = "grep -rs . " + " ".join(MODPROBE_DIRS)
+EARLY_LOAD_SETTLE = "cat /etc/modules-load.d/*.conf /etc/modules /etc/initramfs-tools/modules"
+OVERRIDES_SETTLE = "grep -rl driver_override /etc/initramfs-tools/scripts /etc/udev/rules.d /etc/modprobe.d"
+
+
 class ModprobeHostFacts(HostReader):
+    """modprobe.d, modules-load.d and initramfs module lists, boot-time driver_override.
+
+    Each of these facts is one answer built from several folders: a folder that does not exist
+    adds nothing, but one that was not captured or cannot be read makes the whole fact unknown
+    (a line in a file we could not see may be the one the check looks for)."""
+
     @fact
     def modprobe_config(self) -> tuple[ModprobeLine, ...]:
         out: list[ModprobeLine] = []
-        for path, text in self._read_dir_files(MODPROBE_DIRS, ".conf"):
+        for path, text in self._read_dir("modprobe configuration", MODPROBE_DIRS, ".conf", MODPROBE_SETTLE):
             out.extend(parse_modprobe(text, path))
         return tuple(out)
 
     @fact
     def early_load(self) -> EarlyLoadConfig:
-        h = self.host
+        name, settle = "early module loading configuration", EARLY_LOAD_SETTLE
         ml: list[ConfigLine] = []
-        for path, text in self._read_dir_files(MODULES_LOAD_DIRS, ".conf"):
+        for path, text in self._read_dir(name, MODULES_LOAD_DIRS, ".conf", settle):
             ml.extend(parse_module_list(text, path))
-        t = h.read_text_or_none("/etc/modules")
+        t = self._text_or_none(name, "/etc/modules", settle)
         if t is not None:
             ml.extend(parse_module_list(t, "/etc/modules"))
         init: list[ConfigLine] = []
         tool = "unknown"
-        t = h.read_text_or_none("/etc/initramfs-tools/modules")
-        if t is not None or h.exists("/usr/sbin/update-initramfs"):
+        t = self._text_or_none(name, "/etc/initramfs-tools/modules", settle)
+        if t is not None or self._exists(name, "/usr/sbin/update-initramfs", "ls -l /usr/sbin/update-initramfs"):
             tool = "initramfs-tools"
             init.extend(parse_module_list(t or "", "/etc/initramfs-tools/modules"))
-        dracut_files = [("/etc/dracut.conf", h.read_text_or_none("/etc/dracut.conf"))]
-        dracut_files += [(p, t) for p, t in self._read_dir_files(("/etc/dracut.conf.d", "/usr/lib/dracut/dracut.conf.d"), ".conf")]
+        dracut_settle = "cat /etc/dracut.conf /etc/dracut.conf.d/*.conf /usr/lib/dracut/dracut.conf.d/*.conf"
+        dracut_files: list[tuple[str, str | None]] = [
+            ("/etc/dracut.conf", self._text_or_none(name, "/etc/dracut.conf", dracut_settle))
+        ]
+        dracut_files += self._read_dir(name, ("/etc/dracut.conf.d", "/usr/lib/dracut/dracut.conf.d"), ".conf", dracut_settle)
         if any(t is not None for _, t in dracut_files) and tool == "unknown":
             tool = "dracut"
         for p, t in dracut_files:
@@ -159,9 +172,10 @@ class ModprobeHostFacts(HostReader):
                 s = line.split("#", 1)[0].strip()
                 if re.match(r"^(add_drivers|force_drivers|drivers)\s*\+?=", s):
                     init.append(ConfigLine(p, n, s))
-        mk = h.read_text_or_none("/etc/mkinitcpio.conf")
-        mk_files = ([("/etc/mkinitcpio.conf", mk)] if mk is not None else []) + self._read_dir_files(
-            ("/etc/mkinitcpio.conf.d",), ".conf"
+        mk_settle = "cat /etc/mkinitcpio.conf /etc/mkinitcpio.conf.d/*.conf"
+        mk = self._text_or_none(name, "/etc/mkinitcpio.conf", mk_settle)
+        mk_files = ([("/etc/mkinitcpio.conf", mk)] if mk is not None else []) + self._read_dir(
+            name, ("/etc/mkinitcpio.conf.d",), ".conf", mk_settle
         )
         if mk_files and tool == "unknown":
             tool = "mkinitcpio"
@@ -174,17 +188,17 @@ class ModprobeHostFacts(HostReader):
 
     @fact
     def boot_overrides(self) -> tuple[BootOverride, ...]:
+        name = "boot-time driver_override configuration"
         out: list[BootOverride] = []
         for d in OVERRIDE_SCRIPT_DIRS:
-            try:
-                names = sorted(self.host.listdir(d))
-            except (FileNotFoundError, NotADirectoryError, PermissionError, NotCaptured):
-                continue
-            for n in names:
-                t = self._text_or_skip(f"{d}/{n}")
+            for n in self._listdir(name, d, OVERRIDES_SETTLE):
+                try:
+                    t = self._text_or_none(name, f"{d}/{n}", OVERRIDES_SETTLE)
+                except (IsADirectoryError, UnicodeDecodeError):
+                    continue  # a folder or a binary: no driver_override line
                 if t is not None:
                     out += parse_boot_overrides(t, f"{d}/{n}", "initramfs")
-        for path, text in self._read_dir_files(UDEV_RULE_DIRS, ".rules"):
+        for path, text in self._read_dir(name, UDEV_RULE_DIRS, ".rules", OVERRIDES_SETTLE):
             out += parse_boot_overrides(text, path, "udev")
         # modprobe `install vfio-pci /path/script` (the Arch wiki's way) or an inline sh -c
         for ln in self.modprobe_config():
@@ -193,8 +207,8 @@ class ModprobeHostFacts(HostReader):
             out += [BootOverride(o.address, ln.file, ln.lineno, "modprobe") for o in parse_boot_overrides(ln.rest, ln.file, "modprobe")]
             for tok in ln.rest.split():
                 if tok.startswith("/") and not tok.startswith(("/sbin/modprobe", "/usr/sbin/modprobe", "/bin/", "/usr/bin/")):
+                    # a script a snapshot does not record: read where it can be, not a reason for unknown
                     t = self._text_or_skip(tok)
                     if t is not None:
                         out += parse_boot_overrides(t, tok, "modprobe")
         return tuple(out)
-

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from doctor.errors import FactUnknown, NotCaptured
+from doctor.facts.pci_ids import MODULES_ALIAS, PCI_IDS, modalias_modules, parse_pci_aliases, pci_ids_name
 from doctor.facts.read import HostReader, fact
 
 PCI_ADDR_RE = re.compile(r"^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$")
@@ -189,15 +190,27 @@ class PciHostFacts(HostReader):
 
     @fact
     def pci_devices(self) -> dict[str, PciDevice]:
+        """Every PCI device, from sysfs: names from the system's pci.ids and kernel modules from
+        `modalias` against modules.alias (what `lspci -nnk` shows, without spawning it). Where a
+        snapshot did not record those, its recorded `lspci -Dnnk` fills them in; an attribute that
+        neither recorded is unknown, never absent."""
         h = self.host
+        fact_name, settle = "PCI devices", "lspci -Dnnk; grep . /sys/bus/pci/devices/*/*"
         try:
             addrs = h.listdir("/sys/bus/pci/devices")
         except FileNotFoundError:
             return {}
         except (PermissionError, NotCaptured) as e:
-            raise FactUnknown("PCI devices", str(e), "lspci -Dnnk") from e
-        names = self._lspci()
-        out: dict[str, PciDevice] = {}
+            raise FactUnknown(fact_name, str(e), "lspci -Dnnk") from e
+        lspci: dict[str, LspciEntry] | None = None
+
+        def listed(address: str) -> LspciEntry | None:
+            nonlocal lspci
+            if lspci is None:
+                lspci = self._lspci()
+            return lspci.get(address)
+
+        found: list[tuple[str, str, dict[str, Any]]] = []  # address, sysfs folder, PciDevice fields
         for addr in addrs:
             try:
                 address = normalize_pci_address(addr)
@@ -205,54 +218,144 @@ class PciHostFacts(HostReader):
                 continue
             base = f"/sys/bus/pci/devices/{addr}"
             attrs: dict[str, str | None] = {}
+            unseen: dict[str, str] = {}  # attribute -> why it could not be read
             for a in PCI_ATTRS:
                 try:
                     attrs[a] = h.read_text_or_none(f"{base}/{a}")
-                except (PermissionError, NotCaptured):
-                    attrs[a] = None
+                except (PermissionError, NotCaptured) as e:
+                    attrs[a], unseen[a] = None, str(e)
+
+            def unknown(what: str, why: str, address: str = address) -> FactUnknown:
+                return FactUnknown(fact_name, f"{what} of {address}: {why}", settle)
+
             cls = _hex_attr(attrs["class"], 6)
             ven = _hex_attr(attrs["vendor"], 4)
             dev = _hex_attr(attrs["device"], 4)
-            ln = names.get(address)
+            ln = listed(address) if ven is None or dev is None or cls is None or unseen else None
             if ven is None and ln is not None:
                 ven, dev = ln.vendor, ln.device
             if cls is None and ln is not None:
                 cls = ln.class_id + "00"
             if ven is None or dev is None or cls is None:
+                for a in ("class", "vendor", "device"):
+                    if a in unseen:
+                        raise unknown(a, unseen[a])
                 continue  # garbage in sysfs: skip the device rather than invent one
             sv = _hex_attr(attrs["subsystem_vendor"], 4)
             sd = _hex_attr(attrs["subsystem_device"], 4)
+            subsystem = f"{sv}:{sd}" if sv and sd else None
+            if "subsystem_vendor" in unseen or "subsystem_device" in unseen:
+                if ln is None:
+                    raise unknown("subsystem", unseen.get("subsystem_vendor") or unseen["subsystem_device"])
+                subsystem = ln.subsystem
+            revision = _hex_attr(attrs["revision"], 2)
+            if "revision" in unseen:
+                if ln is None:
+                    raise unknown("revision", unseen["revision"])
+                revision = ln.revision
+            for a in ("boot_vga", "driver_override"):
+                if a in unseen:
+                    raise unknown(a, unseen[a])
             try:
                 driver = h.link_name(f"{base}/driver")
+            except (PermissionError, NotCaptured) as e:
+                ln = listed(address)
+                if ln is None:
+                    raise unknown("driver", str(e)) from e
+                driver = ln.driver
+            try:
                 group = h.link_name(f"{base}/iommu_group")
-            except (PermissionError, NotCaptured):
-                driver = ln.driver if ln else None
-                group = None
+            except (PermissionError, NotCaptured) as e:
+                raise unknown("IOMMU group", str(e)) from e
             bv = attrs["boot_vga"]
             dov = (attrs["driver_override"] or "").strip()
-            modules = ln.modules if ln else ()
+            found.append((address, base, {
+                "address": address,
+                "class_code": int(cls, 16),
+                "vendor": ven,
+                "device": dev,
+                "subsystem": subsystem,
+                "revision": revision,
+                "driver": driver,
+                "iommu_group": group,
+                "boot_vga": None if bv is None or bv.strip() not in ("0", "1") else bv.strip() == "1",
+                "driver_override": None if dov in ("", "(null)") else dov,
+            }))
+        vendors = {f["vendor"] for _, _, f in found}
+        out: dict[str, PciDevice] = {}
+        for address, base, f in found:
+            driver = f["driver"]
+            modules = self._kernel_modules(base, vendors)
+            name = self._pci_name(f["vendor"], f["device"])
+            if modules is None or name is None:
+                ln = listed(address)
+                if modules is None:
+                    modules = ln.modules if ln else ()
+                if name is None and ln is not None:
+                    name = ln.name
+            name = name or None
             if not modules and driver and driver != "vfio-pci":
-                # no `lspci -k` at hand: the module behind the bound driver (xhci_hcd -> xhci_pci)
+                # nothing matched the modalias: the module behind the bound driver (xhci_hcd -> xhci_pci)
                 try:
                     m = h.link_name(f"/sys/bus/pci/drivers/{driver}/module")
                 except (PermissionError, NotCaptured):
                     m = None
                 modules = (m,) if m else ()
-            out[address] = PciDevice(
-                address=address,
-                class_code=int(cls, 16),
-                vendor=ven,
-                device=dev,
-                subsystem=f"{sv}:{sd}" if sv and sd else None,
-                revision=_hex_attr(attrs["revision"], 2),
-                driver=driver,
-                iommu_group=group,
-                boot_vga=None if bv is None or bv.strip() not in ("0", "1") else bv.strip() == "1",
-                driver_override=None if dov in ("", "(null)") else dov,
-                name=ln.name if ln else None,
-                kernel_modules=modules,
-            )
+            out[address] = PciDevice(**f, name=name, kernel_modules=modules)
         return dict(sorted(out.items()))
+
+    def _kernel_modules(self, base: str, vendors: set[str]) -> tuple[str, ...] | None:
+        """The modules whose alias matches the device's modalias; () where the kernel has no
+        modules.alias or the device no modalias (lspci -k could not say more); None where either
+        was not recorded (a snapshot: its `lspci -k` output may say)."""
+        try:
+            modalias = self.host.read_text_or_none(f"{base}/modalias")
+        except (PermissionError, NotCaptured):
+            return None
+        if modalias is None:
+            return ()
+        aliases = self._pci_aliases(vendors)
+        if aliases is None:
+            return None
+        return modalias_modules(aliases, modalias.strip())
+
+    def _pci_aliases(self, vendors: set[str]) -> list[tuple[str, str]] | None:
+        """The `alias pci:` lines of the running kernel's modules.alias, read once; [] where it has
+        none; None where it was not recorded or is not readable."""
+        if "_pci_aliases" in self._cache:
+            return self._cache["_pci_aliases"]  # type: ignore[no-any-return]
+        out: list[tuple[str, str]] | None = []
+        try:
+            rel = self.kernel_release()
+            for tmpl in MODULES_ALIAS:
+                text = self.host.read_text_or_none(tmpl.format(release=rel))
+                if text is not None:
+                    out = parse_pci_aliases(text, vendors)
+                    break
+        except (FactUnknown, PermissionError, NotCaptured, UnicodeDecodeError):
+            out = None
+        self._cache["_pci_aliases"] = out
+        return out
+
+    def _pci_name(self, vendor: str, device: str) -> str | None:
+        """lspci's name from the system's pci.ids; "" where the host has no pci.ids (nothing to
+        name it by); None where it was not recorded (a snapshot's `lspci` output may name it)."""
+        if "_pci_ids" not in self._cache:
+            data: bytes | None = b""
+            for p in PCI_IDS:
+                try:
+                    data = self.host.read_bytes(p)
+                    break
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                except (PermissionError, NotCaptured):
+                    data = None
+                    break
+            self._cache["_pci_ids"] = data
+        ids: bytes | None = self._cache["_pci_ids"]
+        if ids is None:
+            return None
+        return pci_ids_name(ids, vendor, device) or ""
 
     def _lspci(self) -> dict[str, LspciEntry]:
         try:
