@@ -40,6 +40,12 @@ def test_pci_ids_name_is_what_lspci_prints() -> None:
     assert pci_ids_name(PCI_IDS, "8086", "3e92") == "Intel Corporation CoffeeLake-S GT2 [UHD Graphics 630]"
     assert pci_ids_name(PCI_IDS, "1234", "5678") is None
     assert pci_ids_name(PCI_IDS, "139f", "0000") is None  # a subsystem line is no vendor
+    blocks: dict[str, tuple[str, int, int]] = {}
+    for _ in range(2):  # the second round reads the vendor blocks from the cache
+        assert pci_ids_name(PCI_IDS, "10de", "10f8", blocks) == "NVIDIA Corporation TU104 HD Audio Controller"
+        assert pci_ids_name(PCI_IDS, "8086", "3e92", blocks) == "Intel Corporation CoffeeLake-S GT2 [UHD Graphics 630]"
+        assert pci_ids_name(PCI_IDS, "8086", "0000", blocks) == "Intel Corporation Device"
+    assert set(blocks) == {"10de", "8086"}
 
 
 def test_modalias_matches_like_libkmod() -> None:

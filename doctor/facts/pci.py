@@ -355,7 +355,8 @@ class PciHostFacts(HostReader):
         ids: bytes | None = self._cache["_pci_ids"]
         if ids is None:
             return None
-        return pci_ids_name(ids, vendor, device) or ""
+        blocks: dict[str, tuple[str, int, int]] = self._cache.setdefault("_pci_ids_blocks", {})
+        return pci_ids_name(ids, vendor, device, blocks) or ""
 
     def _lspci(self) -> dict[str, LspciEntry]:
         try:

@@ -9,28 +9,32 @@ import re
 
 PCI_IDS = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids", "/usr/share/pci.ids")
 MODULES_ALIAS = ("/lib/modules/{release}/modules.alias", "/usr/lib/modules/{release}/modules.alias")
-_VENDOR_LINE = re.compile(rb"^[0-9a-f]{4}  ", re.M)
+_BLOCK_END = re.compile(rb"\n[^\t#\n]")  # the next line that is neither a device, a subsystem nor a comment
 
 
-def pci_ids_name(data: bytes, vendor: str, device: str) -> str | None:
+def pci_ids_name(data: bytes, vendor: str, device: str, blocks: dict[str, tuple[str, int, int]] | None = None) -> str | None:
     """lspci's name for vendor:device in a pci.ids file: "Vendor Device name", "Vendor Device" where
     pci.ids knows the vendor only, None where it knows neither. Looks up one pair without parsing
-    the whole file."""
+    the whole file; `blocks` caches each vendor's (name, start, end) between calls."""
     v, d = vendor.lower().encode("ascii", "replace"), device.lower().encode("ascii", "replace")
     if len(v) != 4 or len(d) != 4:
         return None
-    if data.startswith(v + b"  "):
-        start = 0
-    else:
-        k = data.find(b"\n" + v + b"  ")
-        if k < 0:
-            return None
-        start = k + 1
-    eol = data.find(b"\n", start)
-    eol = len(data) if eol < 0 else eol
-    vname = data[start + 6 : eol].decode("utf-8", "replace").strip()
-    nxt = _VENDOR_LINE.search(data, eol + 1)
-    block_end = nxt.start() if nxt else len(data)
+    block = None if blocks is None else blocks.get(vendor.lower())
+    if block is None:
+        if data.startswith(v + b"  "):
+            start = 0
+        else:
+            k = data.find(b"\n" + v + b"  ")
+            if k < 0:
+                return None
+            start = k + 1
+        eol = data.find(b"\n", start)
+        eol = len(data) if eol < 0 else eol
+        nxt = _BLOCK_END.search(data, eol)
+        block = (data[start + 6 : eol].decode("utf-8", "replace").strip(), eol, nxt.start() if nxt else len(data))
+        if blocks is not None:
+            blocks[vendor.lower()] = block
+    vname, eol, block_end = block
     i = data.find(b"\n\t" + d + b"  ", eol, block_end)
     if i < 0:
         return f"{vname} Device" if vname else None
