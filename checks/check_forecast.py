@@ -26,6 +26,7 @@ from checks.common import (
 )
 from doctor.errors import FactUnknown, NotCaptured, OptionRomUnreadable
 from doctor.facts import (
+    GRUB_CFGS,
     Cmdline,
     Facts,
     IomemRange,
@@ -458,6 +459,11 @@ def boot_config_in_effect(ctx: Context) -> Verdict:
         return verdict(Status.WARN, "; ".join(warns), ev, msgs, remedy)
     if boot is None and not ev:
         return _unknown("unknown: no bootloader configuration found", "ls /etc/default/grub /boot/grub*/grub.cfg /boot/loader/entries", ev, msgs)
+    if eff is None and boot is not None and boot.kind == "grub" and boot.generated_unknown:
+        return _unknown(f"unknown: the generated grub.cfg could not be read ({boot.generated_unknown})",
+                        "sudo cat " + " ".join(GRUB_CFGS), ev, msgs)
+    if eff is None and boot is not None and boot.kind in ("grub", "systemd-boot") and try_fact(facts.boot_entries) is None:
+        facts.boot_entries()  # the boot loader entries are unknown, not absent
     if eff is None:
         return verdict(Status.PASS if not msgs else Status.WARN,
                        "no options for built-in modules; the bootloader's generated entries were not found to compare"
@@ -471,10 +477,16 @@ def boot_initramfs_current(ctx: Context) -> Verdict:
     cpio, then gzip/xz/zstd/lz4) has vfio-pci and the same modprobe.d vfio files as /etc."""
     facts = ctx.facts
     el = try_fact(facts.early_load)
-    mp = try_fact(facts.modprobe_config) or ()
+    mp_known = try_fact(facts.modprobe_config)
+    mp = mp_known or ()
     vfio_lines = [ln for ln in mp if ln.module == "vfio_pci" or re.search(r"\bvfio[-_]pci\b", ln.rest)]
     wants_initramfs = el is not None and any(re.search(r"\bvfio[-_]pci\b", ln.text) for ln in el.initramfs)
     if not vfio_lines and not wants_initramfs:
+        # "none" only from reads that succeeded: an unknown configuration raises its FactUnknown
+        if mp_known is None:
+            facts.modprobe_config()
+        if el is None:
+            facts.early_load()
         return verdict(Status.NOT_APPLICABLE, "no vfio-pci configuration that the initramfs would carry")
     b, how = _builtin(facts, "vfio_pci")
     img = facts.initramfs()

@@ -182,6 +182,8 @@ def vfio_early_load(ctx: Context) -> Verdict:
         return verdict(Status.PASS, f"vfio-pci loads early ({how})", ev, msgs)
     if not natives and (in_modules_load or in_initramfs):
         return verdict(Status.PASS, "vfio-pci is loaded at boot and no native driver competes for the group", ev, msgs)
+    if el is None:
+        facts.early_load()  # unknown, not absent: raises the FactUnknown that says what would settle it
     if in_modules_load:
         return verdict(
             Status.WARN,
