@@ -170,6 +170,7 @@ def vfio_early_load(ctx: Context) -> Verdict:
     if log is not None:
         for ln in log.grep(r"vfio_pci: add \[")[:8]:
             ev.append(Evidence(log.source, ln.strip()))
+    el = try_fact(facts.early_load)
     strat = boot_strategy(facts)
     steps = strat.early_load_steps()
     steps[-1:-1] = [f"echo '{softdep_line(m)}' | sudo tee -a /etc/modprobe.d/vfio.conf" for m in missing_softdep]
