@@ -33,6 +33,7 @@ from doctor.errors import NotCaptured, SnapshotError
 from doctor.host import CommandResult, Host, LiveHost, has_magic, resolve_links, split_path
 from doctor.model import SourceInfo
 from doctor.redact import Redactor
+from doctor.redact_host import learn_host, redact_file
 
 FORMAT = "gpudoctor-snapshot"
 VERSION = 1
@@ -322,6 +323,7 @@ class _Recorder:
     present: dict[str, str] = field(default_factory=dict)
     unreadable: dict[str, str] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
 
     @property
     def root(self) -> str:
@@ -413,20 +415,22 @@ class _Recorder:
         if len(data) > MAX_FILE:
             self.unreadable[logical] = f"larger than {MAX_FILE} bytes, not recorded"
             return
-        dst = self.root + real
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        if text is not None:
-            if logical in ("/proc/sys/kernel/hostname", "/etc/hostname") and self.redactor.enabled:
-                text = self.redactor.hostname_value(text.strip()) + "\n"
-            else:
-                text = self.redactor.text(text)
-            data = text.encode("utf-8")
-        with open(dst, "wb") as f:
-            f.write(data)
+        self.files[real] = (logical, data)  # written by write_files, once every secret is learned
+
+    def write_files(self) -> None:
+        """Learn from every file first, then write each one redacted: one real value, one fake,
+        whichever file names it first."""
+        red = self.redactor
+        red.learn_all(d.decode("utf-8", "replace") for _, d in self.files.values())
+        for real, (logical, raw) in self.files.items():
+            data = redact_file(red, logical, raw)
+            if data is None:
+                self.unreadable[logical] = "not recorded: a binary file this gpudoctor cannot redact"
+                continue
+            dst = self.root + real
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            with open(dst, "wb") as f:
+                f.write(data)
 
     def record_spec(self, spec: Spec) -> None:
         pat = spec.pattern
@@ -501,18 +505,8 @@ def record(
     try:
         work = os.path.join(work_parent, "snapshot")
         os.makedirs(os.path.join(work, "root"))
-        hostnames = []
-        for p in ("/proc/sys/kernel/hostname", "/etc/hostname"):
-            try:
-                hostnames.append(host.read_text(p).strip())
-            except OSError:
-                pass
-        redactor = Redactor(hostnames, enabled=redact)
-        for p in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
-            try:
-                redactor.add_machine_id(host.read_text(p))
-            except (OSError, UnicodeDecodeError):
-                pass
+        redactor = Redactor(enabled=redact)
+        learn_host(redactor, host)  # hostname, machine id, users, serials, MACs: known before anything is written
         rec = _Recorder(host, work, redactor)
         rel = _release(host)
         for spec in specs:
@@ -521,11 +515,13 @@ def record(
                     continue
                 spec = Spec(spec.kind, spec.pattern.replace("{release}", rel))
             rec.record_spec(spec)
+        ran = [host.run(argv, timeout=15) for argv in commands]
+        redactor.learn_all(t for r in ran for t in (r.stdout, r.stderr))
+        rec.write_files()
         if redact:
             _redact_paths(rec)
         cmds = []
-        for argv in commands:
-            r = host.run(argv, timeout=15)
+        for r in ran:
             d = r.to_dict()
             d["stdout"] = redactor.text(r.stdout)
             d["stderr"] = redactor.text(r.stderr)
@@ -537,7 +533,7 @@ def record(
             "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
             "redacted": redact,
             "redactions": redactor.replacements,
-            "provenance": provenance,
+            "provenance": redactor.text(provenance),
             "captured": rec.captured,
             "listed": rec.listed,
             "present": rec.present,
