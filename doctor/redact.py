@@ -40,13 +40,14 @@ _SERIAL = re.compile(
     r"(?i)(\b(?:serial[ _-]?(?:number|no\.?|num)?|serialnumber|product_serial|board_serial|chassis_serial|"
     r"sn)\s*[:=]\s*)([^\s,;\]\)]+)"
 )
+_BOOTIF = re.compile(r"(?i)(\bBOOTIF=01-)((?:[0-9a-f]{2}-){5}[0-9a-f]{2})(?![0-9a-f])")  # pxelinux IPAPPEND 2
 _DSN = re.compile(r"(?i)(Device Serial Number\s+)((?:[0-9a-f]{2}-){7}[0-9a-f]{2})")
 _MID_CONTEXT = re.compile(
     r"(?i)(?:systemd\.machine_id=|\bmachine-id\s+|(?:^|/)(?=[0-9a-f]{32}-[^/\s]*\.conf\b)|/(?=[0-9a-f]{32}/[^/\s]+/(?:linux|initrd)))"
     r"([0-9a-f]{32})(?![0-9a-f])",
     re.M,
 )
-_HOME = re.compile(r"(?<![\w.-])/(?:var/)?home/([a-z_](?:[a-z0-9_.-]*[a-z0-9_])?)(?=[/\s'\"),:;.<>]|$)", re.M)
+_HOME = re.compile(r"/(?:var/)?home/([a-z_](?:[a-z0-9_.-]*[a-z0-9_])?)(?=[/\s'\"),:;.<>]|$)", re.M)
 _SET_HOSTNAME = re.compile(r"(?:Set hostname to|Hostname set to) <([^<>\s]+)>")
 _PROMPT = re.compile(r"^\s*([a-z_][a-z0-9_-]*)@([A-Za-z0-9][A-Za-z0-9.-]*):[~/]", re.M)
 
@@ -138,6 +139,8 @@ class Redactor:
         for rx in (_MAC, _MAC_DOT):
             for m in rx.finditer(s):
                 self.add_mac(m.group(0))
+        for m in _BOOTIF.finditer(s):
+            self.add_mac(m.group(2))
         for m in _HOME.finditer(s):
             self.add_user(m.group(1))
         for m in _SET_HOSTNAME.finditer(s):
@@ -267,6 +270,7 @@ class Redactor:
         if not self.enabled or not s:
             return s
         self.learn(s)
+        s = _BOOTIF.sub(lambda m: m.group(1) + self.mac(m.group(2)), s)
         s = _DSN.sub(lambda m: m.group(1) + self.dsn(m.group(2)), s)
         s = _EUI64.sub(lambda m: self.dsn(m.group(0)), s)
         s = _SERIAL.sub(lambda m: m.group(1) + self._serial(m.group(2)), s)

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from doctor import __version__
+from doctor.errors import DoctorError
 from doctor.host import Host
 from doctor.model import Evidence, Remedy, Status
 from doctor.redact import Redactor
@@ -80,9 +81,26 @@ def make_redactor(report: Report, enabled: bool, extra: Iterable[str] = ()) -> R
     host = getattr(report.facts, "host", None)
     if isinstance(host, Host):
         learn_host(red, host)
+    red.learn_all(source_texts(report.facts))
     red.learn_all(report_texts(report))
     red.learn_all(extra)
     return red
+
+
+def source_texts(facts: Any) -> Iterator[str]:
+    """The raw texts the facts were read from, where a report may quote a piece of them: the
+    pasted inputs (a shell prompt, `Set hostname to <...>` name the host), or the kernel log."""
+    if getattr(facts, "base", None) is not None:
+        yield from source_texts(facts.base)
+        return
+    inputs = getattr(getattr(facts, "evidence", None), "inputs", None)
+    if inputs is not None:
+        yield from (getattr(i, "text", "") for i in inputs)
+        return
+    try:
+        yield "\n".join(facts.kernel_log().lines)
+    except (DoctorError, OSError):
+        pass
 
 
 def report_texts(report: Report) -> Iterator[str]:
