@@ -405,7 +405,7 @@ class _Recorder:
             self.present[logical] = "special file"
             return
         try:
-            data = self.host.read_bytes(real)
+            data = self.host.read_bytes(logical)  # the host resolves links; a recorded host covers logical paths
         except PermissionError:
             self.unreadable[logical] = "permission denied"
             return
@@ -433,6 +433,14 @@ class _Recorder:
                 f.write(data)
 
     def record_spec(self, spec: Spec) -> None:
+        """Record one spec. A host that did not capture part of it (a snapshot recorded again)
+        leaves the pattern out of `captured`: what was not captured stays not captured."""
+        try:
+            self._record_spec(spec)
+        except NotCaptured:
+            self.captured = [p for p in self.captured if p != spec.pattern]
+
+    def _record_spec(self, spec: Spec) -> None:
         pat = spec.pattern
         self.captured.append(pat)
         if spec.kind == "list":
