@@ -296,3 +296,35 @@ def test_check_from_outputs_hold_no_planted_value(fmt: str, tmp_path: Path) -> N
     _one_fake_each(doc, f"--from {fmt}")
     keep = _cli("check", "--from", str(paste), "--json", "-v", "--no-redact").stdout
     assert QUOTED <= {x.split(":")[0] for x in leaks(keep.encode())}
+
+
+# ---------------------------------------------------------------------------
+# notation: one real value, one fake, whatever the spelling
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from doctor.redact import Redactor, mac_key  # noqa: E402
+
+
+@given(st.binary(min_size=6, max_size=6).filter(lambda b: b not in (b"\0" * 6, b"\xff" * 6) and b[0] != 2))
+def test_a_mac_in_every_notation_gets_one_fake(b: bytes) -> None:
+    mac = ":".join(f"{x:02x}" for x in b)
+    forms = mac_forms(mac)
+    red = Redactor()
+    red.learn(f"link {forms[0]}")  # the bare form is only known once seen in another notation
+    out = [red.text(f"x {f} y") for f in forms]
+    fakes = {mac_key(o.split()[1]) for o in out}
+    assert len(fakes) == 1 and None not in fakes, out
+    assert not any(re.search(re.escape(f), o, re.I) for f in forms for o in out)
+
+
+@given(st.integers(min_value=1, max_value=2**128 - 1).map(ipaddress.IPv6Address).filter(
+    lambda ip: not (ip.is_loopback or ip in ipaddress.IPv6Network("2001:db8::/32"))))
+def test_an_ipv6_address_in_every_notation_gets_one_fake(ip: ipaddress.IPv6Address) -> None:
+    red = Redactor()
+    mixed = ":".join(ip.exploded.split(":")[:6]) + ":" + str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    forms = {ip.compressed, ip.exploded, ip.exploded.upper(), ":".join(f"{int(g, 16):x}" for g in ip.exploded.split(":")), mixed}
+    out = {red.text(f"addr {f} up").split()[1] for f in forms}
+    assert len(out) == 1 and ipaddress.IPv6Address(out.pop()) in ipaddress.IPv6Network("2001:db8::/32"), forms
