@@ -489,6 +489,13 @@ def _redact_paths(rec: _Recorder) -> None:
     rec.unreadable = {r(k): v for k, v in rec.unreadable.items()}
 
 
+def _anonymous(ti: tarfile.TarInfo) -> tarfile.TarInfo:
+    """Members owned by nobody in particular: the recording user's name is not the host's data."""
+    ti.uid = ti.gid = 0
+    ti.uname = ti.gname = ""
+    return ti
+
+
 def _release(host: Host) -> str | None:
     try:
         return host.read_text("/proc/sys/kernel/osrelease").strip() or None
@@ -554,7 +561,7 @@ def record(
         if tarball:
             tmp_tar = os.path.join(work_parent, "snapshot.tar.gz")
             with tarfile.open(tmp_tar, "w:gz") as tf:
-                tf.add(work, arcname="snapshot")
+                tf.add(work, arcname="snapshot", filter=_anonymous)
             os.replace(tmp_tar, out)
         else:
             if os.path.isdir(out):

@@ -210,6 +210,7 @@ def test_recorded_archive_holds_no_planted_value(recorded: tuple[Path, DirHost])
     with tarfile.open(out) as tf:
         for mem in tf.getmembers():
             bad += [f"member name {mem.name}: {x}" for x in leaks(mem.name.encode())]
+            assert (mem.uname, mem.gname, mem.uid, mem.gid) == ("", "", 0, 0), mem.name  # not the recording user
             if mem.issym():
                 bad += [f"link {mem.name} -> {mem.linkname}: {x}" for x in leaks(mem.linkname.encode())]
             f = tf.extractfile(mem) if mem.isfile() else None
