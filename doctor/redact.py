@@ -236,7 +236,9 @@ class Redactor:
             return rf"(?<![0-9a-f:.-])(?:{'|'.join(re.escape(f) for f in forms)})(?![0-9a-f]|[:.-][0-9a-f])"
         if kind == "host":
             dm = e.replace("\\-", "--")  # device-mapper doubles dashes: host--vg-root
-            tail = r"(?![\w-]|\.\w)" if len(v) < 4 else r"(?![\w-])"
+            # a short name followed by `.word` is a sysctl or a file ("vm.swappiness") unless the word
+            # is a local domain (mDNS "qz.local")
+            tail = r"(?![\w-]|\.\w)|(?=\.(?:local|lan|home|localdomain|internal)\b)" if len(v) < 4 else r"(?![\w-])"
             return rf"(?<![\w.-]){e}(?:{tail}|(?=-vg\b))|(?<![\w.-]){dm}(?=--vg\b)"
         return rf"(?<![\w.-]){e}(?![\w-]|\.\w)"
 

@@ -329,3 +329,10 @@ def test_an_ipv6_address_in_every_notation_gets_one_fake(ip: ipaddress.IPv6Addre
     forms = {ip.compressed, ip.exploded, ip.exploded.upper(), ":".join(f"{int(g, 16):x}" for g in ip.exploded.split(":")), mixed}
     out = {red.text(f"addr {f} up").split()[1] for f in forms}
     assert len(out) == 1 and ipaddress.IPv6Address(out.pop()) in ipaddress.IPv6Network("2001:db8::/32"), forms
+
+
+def test_a_short_hostname_goes_in_any_case_and_ordinary_words_stay() -> None:
+    red = Redactor(["vm"])
+    s = "vm VM Vm booted; vm.local answers; vm.swappiness=10 kvm vmx svm vm-2 my_vm /srv/vm/disk <vm>"
+    assert red.text(s) == ("host-1 host-1 host-1 booted; host-1.local answers; vm.swappiness=10 kvm vmx svm vm-2 my_vm "
+                           "/srv/host-1/disk <host-1>")
