@@ -31,9 +31,10 @@ def test_redacted_rerecording_keeps_every_verdict(name: str, tmp_path: Path) -> 
     host = SnapshotHost(str(src))
     out = tmp_path / "again.tar.gz"
     try:
-        record(str(out), host, redact=True)
+        info = record(str(out), host, redact=True)
     finally:
         host.close()
+    assert info["redactions"] == 0, "the committed fixture holds values redaction replaces"
     before, after = verdicts(str(src)), verdicts(str(out))
     assert after == before, {k: (before.get(k), after.get(k)) for k in set(before) | set(after) if before.get(k) != after.get(k)}
     expected = json.loads((src / "expected.json").read_text())
