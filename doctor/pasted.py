@@ -1625,10 +1625,21 @@ def to_json(run: PastedRun, redact: bool = True) -> dict[str, object]:
     from doctor.render import make_redactor
     from doctor.render import to_json as base_json
 
-    doc = base_json(run.report, redact)  # type: ignore[arg-type]
-    red = make_redactor(run.report, redact)  # type: ignore[arg-type]
+    # one redactor for the whole document: the ties are learned from before anything is replaced
+    red = make_redactor(run.report, redact, _strings(run.ties))  # type: ignore[arg-type]
+    doc = base_json(run.report, redact, red)  # type: ignore[arg-type]
     doc["errors_in_evidence"] = [_redact_obj(t, red) for t in run.ties]
     return doc
+
+
+def _strings(o) -> list[str]:  # type: ignore[no-untyped-def]
+    if isinstance(o, str):
+        return [o]
+    if isinstance(o, list | tuple):
+        return [s for x in o for s in _strings(x)]
+    if isinstance(o, dict):
+        return [s for v in o.values() for s in _strings(v)]
+    return []
 
 
 def _redact_obj(o, red):  # type: ignore[no-untyped-def]
@@ -1647,13 +1658,13 @@ def render_terminal(run: PastedRun, console, verbose: bool = False, redact: bool
     from doctor.render import make_redactor
     from doctor.render import render_terminal as base
 
-    red = make_redactor(run.report, redact)  # type: ignore[arg-type]
+    red = make_redactor(run.report, redact, _strings(run.ties))  # type: ignore[arg-type]
     src = run.report.source  # type: ignore[attr-defined]
     console.print("[bold]Evidence[/bold] (pasted; verdicts decided only from these inputs):")
     for k, v in src.details.items():
         if k.startswith("input ") or k == "gpus checked":
             console.print(f"  {escape(k)}: {escape(red.text(v))}")
-    base(run.report, console, verbose=verbose, redact=redact)  # type: ignore[arg-type]
+    base(run.report, console, verbose=verbose, redact=redact, red=red)  # type: ignore[arg-type]
     if run.ties:
         console.print()
         console.print("[bold]Errors in the evidence[/bold]")

@@ -1,35 +1,81 @@
-"""Redaction: hostnames, MAC and IP addresses, serial numbers, UUIDs and machine ids are
-replaced by stable fake values, consistently across every file and command
-output that one Redactor sees (one snapshot, one report).
+"""Redaction: hostnames, MAC and IP addresses, serial numbers, UUIDs, machine ids and user
+names are replaced by stable fake values, consistently across every file and command output
+that one Redactor sees (one snapshot, one report).
 
-Fake values come from documentation ranges (192.0.2.0/24, 2001:db8::/32,
-locally administered MACs) so that nobody mistakes them for real ones.
+Every value is canonicalised before it is looked up (a MAC in colon, dash, dot or bare
+notation, an IPv6 address full or compressed, a UUID in any case or in braces), so one
+real value always gets one fake. Values that no pattern can find on its own (a hostname,
+a serial number in a sysfs file, a user name, a machine id, a MAC written as 12 bare hex
+digits) are *learned* first: from the host (doctor.redact_host) and from context in the
+text itself (`systemd.machine_id=`, `Serial Number:`, `/home/<user>`, `Set hostname to`).
+Callers that redact a document in pieces learn from every piece before replacing any.
+
+Fake values come from documentation ranges (192.0.2.0/24, 2001:db8::/32, locally
+administered MACs) so that nobody mistakes them for real ones.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable, Iterable
 
-_MAC = re.compile(r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}(?![0-9A-Fa-f:])")
+_H = "[0-9A-Fa-f]"
+# colon or dash MAC (one separator throughout); not a piece of a longer run of hex groups
+_MAC = re.compile(rf"(?<![0-9A-Fa-f:-])(?<!{_H}\.){_H}{{2}}([:-])(?:{_H}{{2}}\1){{4}}{_H}{{2}}(?![0-9A-Fa-f]|[:-]{_H})")
+_MAC_DOT = re.compile(rf"(?<![0-9A-Fa-f.:]){_H}{{4}}\.{_H}{{4}}\.{_H}{{4}}(?![0-9A-Fa-f]|\.{_H})")  # Cisco style
+# 8 hex bytes with dashes: the PCIe Device Serial Number as lspci prints it (also EUI-64s)
+_EUI64 = re.compile(rf"(?<![0-9A-Fa-f:-])(?:{_H}{{2}}-){{7}}{_H}{{2}}(?![0-9A-Fa-f]|-{_H})")
 _UUID = re.compile(
     # a dash may precede it: grub menuentry ids read `gnulinux-simple-<uuid>`
     r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}(?![0-9A-Fa-f])"
 )
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.]|\.\d)")
-# IPv6 with '::' or all eight groups; bare "06:44:52" (a time) and "10de:1e84" (an id) do not match.
+# IPv6 candidates: 2 or more colons, optionally a dotted-quad tail; validated by ipaddress.
+# Bare "06:44:52" (a time), "10de:1e84" (an id) and "0000:01:00.0" (a PCI address) are not addresses.
 _IPV6 = re.compile(
-    r"(?<![0-9A-Fa-f:.])(?:"
-    r"(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}"
-    r"|(?:[0-9A-Fa-f]{1,4}:){1,7}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6})?"
-    r"|::(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6})"
-    r")(?![0-9A-Fa-f:])"
+    r"(?<![0-9A-Za-z:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?![0-9A-Za-z:]|\.\d)"
 )
 _SERIAL = re.compile(
     r"(?i)(\b(?:serial[ _-]?(?:number|no\.?|num)?|serialnumber|product_serial|board_serial|chassis_serial|"
     r"sn)\s*[:=]\s*)([^\s,;\]\)]+)"
 )
+_BOOTIF = re.compile(r"(?i)(\bBOOTIF=01-)((?:[0-9a-f]{2}-){5}[0-9a-f]{2})(?![0-9a-f])")  # pxelinux IPAPPEND 2
 _DSN = re.compile(r"(?i)(Device Serial Number\s+)((?:[0-9a-f]{2}-){7}[0-9a-f]{2})")
+_MID_CONTEXT = re.compile(
+    r"(?i)(?:systemd\.machine_id=|\bmachine-id\s+|(?:^|/)(?=[0-9a-f]{32}-[^/\s]*\.conf\b)|/(?=[0-9a-f]{32}/[^/\s]+/(?:linux|initrd)))"
+    r"([0-9a-f]{32})(?![0-9a-f])",
+    re.M,
+)
+_HOME = re.compile(r"/(?:var/)?home/([a-z_](?:[a-z0-9_.-]*[a-z0-9_])?)(?=[/\s'\"),:;.<>]|$)", re.M)
+_SET_HOSTNAME = re.compile(r"(?:Set hostname to|Hostname set to) <([^<>\s]+)>")
+_PROMPT = re.compile(r"^\s*([a-z_][a-z0-9_-]*)@([A-Za-z0-9][A-Za-z0-9.-]*):[~/]", re.M)
+
+# names that are not secrets: no host is identified by them, and replacing them would destroy the
+# facts (`ID=debian` in os-release) and the doctor's own words ("the GPU")
+_GENERIC_HOSTS = {"localhost", "localhost.localdomain", "(none)", "none", "debian", "ubuntu", "fedora",
+                  "archlinux", "arch"}
+_GENERIC_USERS = {"root", "user", "admin", "guest", "test", "gpu", "vfio", "kvm", "qemu", "libvirt", "nvidia",
+                  "amd", "intel", "linux", "host", "none", "nobody"}
+_SERIAL_PLACEHOLDERS = {"none", "unknown", "default", "default string", "not specified", "to be filled by o.e.m.",
+                        "system serial number", "0", "00000000", "0123456789", "123456789", "n/a", "na"}
+
+
+def mac_key(s: str) -> str | None:
+    """A MAC in any notation, as 12 lower-case hex digits; None if it is not one."""
+    h = re.sub(r"[:.-]", "", s).lower()
+    return h if re.fullmatch(r"[0-9a-f]{12}", h) else None
+
+
+def _mac_as(fake12: str, like: str) -> str:
+    pairs = [fake12[i : i + 2] for i in range(0, 12, 2)]
+    if "." in like:
+        return ".".join(fake12[i : i + 4] for i in range(0, 12, 4))
+    if "-" in like:
+        return "-".join(pairs)
+    if ":" in like:
+        return ":".join(pairs)
+    return fake12
 
 
 class Redactor:
@@ -38,54 +84,95 @@ class Redactor:
     def __init__(self, hostnames: list[str] | None = None, enabled: bool = True) -> None:
         self.enabled = enabled
         self._maps: dict[str, dict[str, str]] = {}
-        self._hostnames: list[str] = []
         self._fakes: set[str] = set()
-        self._machine_ids: list[str] = []
+        self._known: dict[str, set[str]] = {"host": set(), "machine-id": set(), "user": set(), "serial": set(),
+                                            "mac": set()}
+        self._known_re: re.Pattern[str] | None = None
         for h in hostnames or []:
             self.add_hostname(h)
+
+    # -- what is secret ----------------------------------------------------------
+    def _add(self, kind: str, value: str) -> None:
+        if value and value not in self._known[kind] and value not in self._fakes:
+            self._known[kind].add(value)
+            self._known_re = None
 
     def add_machine_id(self, value: str) -> None:
         """/etc/machine-id: 32 hex digits that name BLS entries, ESP folders and journal
         files. Only known values are replaced (a bare 32-hex pattern would hit checksums)."""
         v = value.strip().lower()
-        if re.fullmatch(r"[0-9a-f]{32}", v) and v not in self._machine_ids and v not in self._fakes:
-            self._machine_ids.append(v)
-
-    def path(self, p: str) -> str:
-        """A file name or path with machine ids replaced (the only secret that names files
-        gpudoctor records: /boot/loader/entries/<machine-id>-<kver>.conf)."""
-        if not self.enabled:
-            return p
-        for mid in self._machine_ids:
-            p = re.sub(re.escape(mid), lambda m: self._fake("machine-id", m.group(0).lower()), p, flags=re.I)
-        return p
+        if re.fullmatch(r"[0-9a-f]{32}", v):
+            self._add("machine-id", v)
 
     def add_hostname(self, name: str) -> None:
-        name = name.strip()
-        if not name or name in ("localhost", "(none)", "localhost.localdomain"):
+        name = name.strip().lower().rstrip(".")
+        if not name or name in _GENERIC_HOSTS or not re.fullmatch(r"[a-z0-9_][a-z0-9_.-]*", name):
             return
         for n in {name, name.split(".", 1)[0]}:
-            if n and n not in self._hostnames:
-                self._hostnames.append(n)
-        self._hostnames.sort(key=len, reverse=True)
+            if n and n not in _GENERIC_HOSTS:
+                self._add("host", n)
 
+    def add_user(self, name: str) -> None:
+        name = name.strip()
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*\$?", name) and name.lower() not in _GENERIC_USERS:
+            self._add("user", name.lower())
+
+    def add_serial(self, value: str) -> None:
+        v = value.strip()
+        if len(v) >= 4 and v.lower() not in _SERIAL_PLACEHOLDERS and not re.fullmatch(r"0+|f+|(.)\1*", v, re.I) \
+                and re.fullmatch(r"[\w.:/+-]+", v):
+            self._add("serial", v.lower())
+
+    def add_mac(self, value: str) -> None:
+        k = mac_key(value.strip())
+        if k and k not in ("000000000000", "ffffffffffff"):
+            self._add("mac", k)
+
+    def learn(self, s: str) -> None:
+        """Register the values `s` names by context, without replacing anything yet."""
+        if not self.enabled or not s:
+            return
+        for m in _MID_CONTEXT.finditer(s):
+            self.add_machine_id(m.group(1))
+        for m in _SERIAL.finditer(s):
+            self.add_serial(m.group(2))
+        for rx in (_MAC, _MAC_DOT):
+            for m in rx.finditer(s):
+                self.add_mac(m.group(0))
+        for m in _BOOTIF.finditer(s):
+            self.add_mac(m.group(2))
+        for m in _HOME.finditer(s):
+            self.add_user(m.group(1))
+        for m in _SET_HOSTNAME.finditer(s):
+            self.add_hostname(m.group(1))
+        for m in _PROMPT.finditer(s):
+            self.add_user(m.group(1))
+            self.add_hostname(m.group(2))
+
+    def learn_all(self, texts: Iterable[str]) -> None:
+        for t in texts:
+            self.learn(t)
+
+    # -- fake values ---------------------------------------------------------------
     def _fake(self, kind: str, real: str) -> str:
         m = self._maps.setdefault(kind, {})
-        if real in self._fakes:
-            return real  # already a fake value: redacting twice changes nothing
+        if real in self._fakes or _FAKE_SHAPE[kind].fullmatch(real):
+            return real  # already a fake value (of this redactor or of an earlier one): redacting twice changes nothing
         if real not in m:
             n = len(m) + 1
             m[real] = {
                 "host": f"host-{n}",
-                "mac": f"02:00:00:{(n >> 16) & 255:02x}:{(n >> 8) & 255:02x}:{n & 255:02x}",
+                "mac": f"020000{n & 0xFFFFFF:06x}",
                 # TEST-NET-1 first; past 254 values, the benchmarking range 198.18.0.0/15 (unique)
                 "ipv4": f"192.0.2.{n}" if n < 255 else str(ipaddress.IPv4Address(0xC6120000 + n)),
                 "ipv6": f"2001:db8::{n:x}",
                 "uuid": f"00000000-0000-4000-8000-{n:012x}",
                 "serial": f"SERIAL-{n:04d}",
+                "dsn": "-".join(f"{0xFA6E000000000000 | n:016x}"[i : i + 2] for i in range(0, 16, 2)),
                 "machine-id": f"{0xFA6E << 112 | n:032x}",
+                "user": f"user-{n}",
             }[kind]
-            self._fakes.add(m[real])
+            self._fakes.update((m[real], m[real].lower()))
         return m[real]
 
     @property
@@ -94,43 +181,134 @@ class Redactor:
 
     def hostname_value(self, name: str) -> str:
         self.add_hostname(name)
-        return self._fake("host", name.strip()) if name.strip() else name
+        n = name.strip().lower().rstrip(".")
+        if not n or n not in self._known["host"]:
+            return name.strip()
+        return self._fake("host", n)
 
-    def text(self, s: str) -> str:
-        if not self.enabled or not s:
-            return s
-        s = self.path(s)
-        s = _DSN.sub(lambda m: m.group(1) + self._fake("serial", m.group(2)), s)
-        s = _SERIAL.sub(lambda m: m.group(1) + self._fake("serial", m.group(2)), s)
-        s = _UUID.sub(lambda m: self._fake("uuid", m.group(0).lower()), s)
-        s = _MAC.sub(lambda m: self._fake("mac", m.group(0).lower().replace("-", ":")), s)
-        s = _IPV6.sub(self._ipv6, s)
-        s = _IPV4.sub(self._ipv4, s)
-        for h in self._hostnames:
-            if len(h) >= 3:  # shorter names ("vm") would mangle ordinary words
-                s = re.sub(rf"(?<![\w.-]){re.escape(h)}(?![\w-])", lambda m: self._fake("host", m.group(0)), s)
-        return s
+    def mac(self, value: str) -> str:
+        """A MAC in any notation -> its fake, in the same notation."""
+        k = mac_key(value)
+        if k is None or k in ("000000000000", "ffffffffffff"):
+            return value
+        return _mac_as(self._fake("mac", k), value)
 
-    def _ipv4(self, m: re.Match[str]) -> str:
-        t = m.group(0)
+    def dsn(self, value: str) -> str:
+        """A Device Serial Number, `xx-xx-...` (8 bytes, most significant first) -> its fake."""
+        return self._fake("dsn", value.lower())
+
+    def ipv4(self, t: str) -> str:
         try:
             ip = ipaddress.IPv4Address(t)
         except ValueError:
             return t
         if ip.is_loopback or ip.is_unspecified or t.startswith("255.") or ip in _DOC4:
             return t
-        return self._fake("ipv4", t)
+        return self._fake("ipv4", str(ip))
 
-    def _ipv6(self, m: re.Match[str]) -> str:
-        t = m.group(0)
+    def ipv6(self, t: str) -> str:
         try:
             ip = ipaddress.IPv6Address(t)
         except ValueError:
             return t
         if ip.is_loopback or ip.is_unspecified or ip in _DOC6:
             return t
-        return self._fake("ipv6", t)
+        return self._fake("ipv6", ip.compressed)
 
+    # -- replacing -----------------------------------------------------------------
+    def _known_pattern(self) -> re.Pattern[str] | None:
+        if self._known_re is None:
+            alts: list[str] = []
+            for kind, vals in self._known.items():
+                for v in sorted(vals, key=len, reverse=True):
+                    alts.append(f"(?P<{kind.replace('-', '_')}_{len(alts)}>{self._alt(kind, v)})")
+            self._known_re = re.compile("|".join(alts), re.I) if alts else re.compile(r"(?!x)x")
+        return self._known_re
+
+    @staticmethod
+    def _alt(kind: str, v: str) -> str:
+        e = re.escape(v)
+        if kind == "machine-id":
+            return rf"(?<![0-9a-f]){e}(?![0-9a-f])"
+        if kind == "mac":
+            pairs = [v[i : i + 2] for i in range(0, 12, 2)]
+            forms = [v, ":".join(pairs), "-".join(pairs), ".".join(v[i : i + 4] for i in range(0, 12, 4))]
+            return rf"(?<![0-9a-f:.-])(?:{'|'.join(re.escape(f) for f in forms)})(?![0-9a-f]|[:.-][0-9a-f])"
+        if kind == "host":
+            dm = e.replace("\\-", "--")  # device-mapper doubles dashes: host--vg-root
+            # a short name followed by `.word` is a sysctl or a file ("vm.swappiness") unless the word
+            # is a local domain (mDNS "qz.local")
+            tail = r"(?![\w-]|\.\w)|(?=\.(?:local|lan|home|localdomain|internal)\b)" if len(v) < 4 else r"(?![\w-])"
+            return rf"(?<![\w.-]){e}(?:{tail}|(?=-vg\b))|(?<![\w.-]){dm}(?=--vg\b)"
+        return rf"(?<![\w.-]){e}(?![\w-]|\.\w)"
+
+    def _known_sub(self, s: str) -> str:
+        rx = self._known_pattern()
+        if rx is None or not any(self._known.values()):
+            return s
+
+        def one(m: re.Match[str]) -> str:
+            kind = (m.lastgroup or "").rsplit("_", 1)[0].replace("_", "-")
+            t = m.group(0)
+            if kind == "mac":
+                return self.mac(t)
+            if kind == "host":
+                key = t.lower()
+                if "--" in key:  # the device-mapper form
+                    return self._fake("host", key.replace("--", "-")).replace("-", "--")
+                return self._fake("host", key)
+            return self._fake(kind, t.lower())
+
+        return rx.sub(one, s)
+
+    def path(self, p: str) -> str:
+        """A file name or path with known values replaced (machine ids name BLS entries,
+        /boot/loader/entries/<machine-id>-<kver>.conf; MACs name interfaces, enx<mac>)."""
+        if not self.enabled:
+            return p
+        return self._known_sub(p)
+
+    def text(self, s: str) -> str:
+        if not self.enabled or not s:
+            return s
+        self.learn(s)
+        s = _BOOTIF.sub(lambda m: m.group(1) + self.mac(m.group(2)), s)
+        s = _DSN.sub(lambda m: m.group(1) + self.dsn(m.group(2)), s)
+        s = _EUI64.sub(lambda m: self.dsn(m.group(0)), s)
+        s = _SERIAL.sub(lambda m: m.group(1) + self._serial(m.group(2)), s)
+        s = _UUID.sub(lambda m: self._fake("uuid", m.group(0).lower()), s)
+        s = _MAC.sub(lambda m: self.mac(m.group(0)), s)
+        s = _MAC_DOT.sub(lambda m: self.mac(m.group(0)), s)
+        s = _IPV6.sub(lambda m: self.ipv6(m.group(0)), s)
+        s = _IPV4.sub(lambda m: self.ipv4(m.group(0)), s)
+        s = _HOME.sub(lambda m: m.string[m.start(0) : m.start(1)] + self._user(m.group(1)), s)
+        return self._known_sub(s)
+
+    def _serial(self, v: str) -> str:
+        if v in self._fakes or v.lower() in _SERIAL_PLACEHOLDERS:
+            return v
+        return self._fake("serial", v.lower())
+
+    def _user(self, v: str) -> str:
+        return v if v.lower() in _GENERIC_USERS else self._fake("user", v.lower())
+
+    def mapped(self) -> dict[str, dict[str, str]]:
+        """kind -> {real: fake}: what was replaced so far (for tests and the record summary)."""
+        return {k: dict(v) for k, v in self._maps.items()}
+
+
+def redact_each(red: Redactor, values: Iterable[str], fn: Callable[[str], str] | None = None) -> list[str]:
+    """Learn from every value, then redact each: one mapping for a document redacted in pieces."""
+    vals = list(values)
+    red.learn_all(vals)
+    return [(fn or red.text)(v) for v in vals]
+
+
+# what the fakes look like: a recording redacted again (a fixture re-recorded) keeps them
+_FAKE_SHAPE = {k: re.compile(v, re.I) for k, v in {
+    "host": r"host-\d+", "mac": r"020000[0-9a-f]{6}", "ipv4": r"192\.0\.2\.\d+", "ipv6": r"2001:db8::[0-9a-f]{1,4}",
+    "uuid": r"00000000-0000-4000-8000-[0-9a-f]{12}", "serial": r"SERIAL-\d{4,}", "dsn": r"fa-6e(?:-[0-9a-f]{2}){6}",
+    "machine-id": r"fa6e[0-9a-f]{28}", "user": r"user-\d+"}.items()}
 
 _DOC4 = ipaddress.IPv4Network("192.0.2.0/24")
 _DOC6 = ipaddress.IPv6Network("2001:db8::/32")

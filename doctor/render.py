@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
 from doctor import __version__
+from doctor.errors import DoctorError
+from doctor.host import Host
 from doctor.model import Evidence, Remedy, Status
 from doctor.redact import Redactor
+from doctor.redact_host import learn_host
 from doctor.runner import Report, SubjectResult
 
 JSON_FORMAT = "gpudoctor.check"
@@ -66,9 +70,54 @@ def host_table(report: Report, redactor: Redactor) -> dict[str, str]:
     return {k: redactor.text(v) for k, v in rows.items()}
 
 
-def make_redactor(report: Report, enabled: bool) -> Redactor:
-    hn = report.facts.summary().hostname
-    return Redactor([hn] if hn else [], enabled=enabled)
+def make_redactor(report: Report, enabled: bool, extra: Iterable[str] = ()) -> Redactor:
+    """One redactor for one document: it knows the host's secrets (read through the host where
+    there is one) and has learned from every string of the report (and `extra`) before it
+    replaces any, so one real value gets one fake throughout."""
+    s = report.facts.summary()
+    red = Redactor([s.hostname] if s.hostname else [], enabled=enabled)
+    if not enabled:
+        return red
+    host = getattr(report.facts, "host", None)
+    if isinstance(host, Host):
+        learn_host(red, host)
+    red.learn_all(source_texts(report.facts))
+    red.learn_all(report_texts(report))
+    red.learn_all(extra)
+    return red
+
+
+def source_texts(facts: Any) -> Iterator[str]:
+    """The raw texts the facts were read from, where a report may quote a piece of them: the
+    pasted inputs (a shell prompt, `Set hostname to <...>` name the host), or the kernel log."""
+    if getattr(facts, "base", None) is not None:
+        yield from source_texts(facts.base)
+        return
+    inputs = getattr(getattr(facts, "evidence", None), "inputs", None)
+    if inputs is not None:
+        yield from (getattr(i, "text", "") for i in inputs)
+        return
+    try:
+        yield "\n".join(facts.kernel_log().lines)
+    except (DoctorError, OSError):
+        pass
+
+
+def report_texts(report: Report) -> Iterator[str]:
+    """Every string a rendering of `report` may show."""
+    s = report.facts.summary()
+    yield from (v for v in (s.kernel, s.distro, s.cpu, s.hostname, s.product) if v)
+    yield report.source.location
+    yield from report.source.details.values()
+    for g in report.gpus:
+        yield from (v for v in (g.address, g.name or "") if v)
+    for sr in report.results:
+        res = sr.result
+        yield from (res.summary, *res.messages)
+        for e in res.evidence:
+            yield from (e.source, e.value)
+        if res.remedy is not None:
+            yield from (res.remedy.text, *res.remedy.steps, *(v for _, v in res.remedy.params))
 
 
 def summary_line(counts: dict[str, int]) -> str:
@@ -83,8 +132,8 @@ def summary_line(counts: dict[str, int]) -> str:
     return ", ".join(f"{counts[k]} {w}" for k, w in words if counts.get(k))
 
 
-def to_json(report: Report, redact: bool = True) -> dict[str, Any]:
-    red = make_redactor(report, redact)
+def to_json(report: Report, redact: bool = True, red: Redactor | None = None) -> dict[str, Any]:
+    red = red or make_redactor(report, redact)
     results = redact_results(report.results, red)
     counts = report.counts()
     return {
@@ -108,12 +157,13 @@ def _status_cell(st: Status) -> str:
     return f"{st.glyph} {st.word}"
 
 
-def render_terminal(report: Report, console: Any, verbose: bool = False, redact: bool = True) -> None:
+def render_terminal(report: Report, console: Any, verbose: bool = False, redact: bool = True,
+                    red: Redactor | None = None) -> None:
     """Print one line per check (glyph + word + colour), details with verbose."""
     from rich.markup import escape
     from rich.table import Table
 
-    red = make_redactor(report, redact)
+    red = red or make_redactor(report, redact)
     results = redact_results(report.results, red)
     host = host_table(report, red)
     console.print(

@@ -36,6 +36,7 @@ from doctor.host import CommandResult, Host, LiveHost, has_magic, resolve_links,
 from doctor.mirror import FolderTree, Tree
 from doctor.model import SourceInfo
 from doctor.redact import Redactor
+from doctor.redact_host import learn_host, redact_file
 
 FORMAT = "gpudoctor-snapshot"
 VERSION = 1
@@ -311,6 +312,7 @@ class _Recorder:
     present: dict[str, str] = field(default_factory=dict)
     unreadable: dict[str, str] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
 
     @property
     def root(self) -> str:
@@ -392,7 +394,7 @@ class _Recorder:
             self.present[logical] = "special file"
             return
         try:
-            data = self.host.read_bytes(real)
+            data = self.host.read_bytes(logical)  # the host resolves links; a recorded host covers logical paths
         except PermissionError:
             self.unreadable[logical] = "permission denied"
             return
@@ -402,22 +404,32 @@ class _Recorder:
         if len(data) > MAX_FILE:
             self.unreadable[logical] = f"larger than {MAX_FILE} bytes, not recorded"
             return
-        dst = self.root + real
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        if text is not None:
-            if logical in ("/proc/sys/kernel/hostname", "/etc/hostname") and self.redactor.enabled:
-                text = self.redactor.hostname_value(text.strip()) + "\n"
-            else:
-                text = self.redactor.text(text)
-            data = text.encode("utf-8")
-        with open(dst, "wb") as f:
-            f.write(data)
+        self.files[real] = (logical, data)  # written by write_files, once every secret is learned
+
+    def write_files(self) -> None:
+        """Learn from every file first, then write each one redacted: one real value, one fake,
+        whichever file names it first."""
+        red = self.redactor
+        red.learn_all(d.decode("utf-8", "replace") for _, d in self.files.values())
+        for real, (logical, raw) in self.files.items():
+            data = redact_file(red, logical, raw)
+            if data is None:
+                self.unreadable[logical] = "not recorded: a binary file this gpudoctor cannot redact"
+                continue
+            dst = self.root + real
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            with open(dst, "wb") as f:
+                f.write(data)
 
     def record_spec(self, spec: Spec) -> None:
+        """Record one spec. A host that did not capture part of it (a snapshot recorded again)
+        leaves the pattern out of `captured`: what was not captured stays not captured."""
+        try:
+            self._record_spec(spec)
+        except NotCaptured:
+            self.captured = [p for p in self.captured if p != spec.pattern]
+
+    def _record_spec(self, spec: Spec) -> None:
         pat = spec.pattern
         self.captured.append(pat)
         if spec.kind == "list":
@@ -466,6 +478,13 @@ def _redact_paths(rec: _Recorder) -> None:
     rec.unreadable = {r(k): v for k, v in rec.unreadable.items()}
 
 
+def _anonymous(ti: tarfile.TarInfo) -> tarfile.TarInfo:
+    """Members owned by nobody in particular: the recording user's name is not the host's data."""
+    ti.uid = ti.gid = 0
+    ti.uname = ti.gname = ""
+    return ti
+
+
 def _release(host: Host) -> str | None:
     try:
         return host.read_text("/proc/sys/kernel/osrelease").strip() or None
@@ -490,18 +509,8 @@ def record(
     try:
         work = os.path.join(work_parent, "snapshot")
         os.makedirs(os.path.join(work, "root"))
-        hostnames = []
-        for p in ("/proc/sys/kernel/hostname", "/etc/hostname"):
-            try:
-                hostnames.append(host.read_text(p).strip())
-            except OSError:
-                pass
-        redactor = Redactor(hostnames, enabled=redact)
-        for p in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
-            try:
-                redactor.add_machine_id(host.read_text(p))
-            except (OSError, UnicodeDecodeError):
-                pass
+        redactor = Redactor(enabled=redact)
+        learn_host(redactor, host)  # hostname, machine id, users, serials, MACs: known before anything is written
         rec = _Recorder(host, work, redactor)
         rel = _release(host)
         for spec in specs:
@@ -510,11 +519,13 @@ def record(
                     continue
                 spec = Spec(spec.kind, spec.pattern.replace("{release}", rel))
             rec.record_spec(spec)
+        ran = [host.run(argv, timeout=15) for argv in commands]
+        redactor.learn_all(t for r in ran for t in (r.stdout, r.stderr))
+        rec.write_files()
         if redact:
             _redact_paths(rec)
         cmds = []
-        for argv in commands:
-            r = host.run(argv, timeout=15)
+        for r in ran:
             d = r.to_dict()
             d["stdout"] = redactor.text(r.stdout)
             d["stderr"] = redactor.text(r.stderr)
@@ -526,7 +537,7 @@ def record(
             "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
             "redacted": redact,
             "redactions": redactor.replacements,
-            "provenance": provenance,
+            "provenance": redactor.text(provenance),
             "captured": rec.captured,
             "listed": rec.listed,
             "present": rec.present,
@@ -539,7 +550,7 @@ def record(
         if tarball:
             tmp_tar = os.path.join(work_parent, "snapshot.tar.gz")
             with tarfile.open(tmp_tar, "w:gz") as tf:
-                tf.add(work, arcname="snapshot")
+                tf.add(work, arcname="snapshot", filter=_anonymous)
             os.replace(tmp_tar, out)
         else:
             if os.path.isdir(out):
