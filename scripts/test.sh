@@ -2,6 +2,8 @@
 # Install everything the tests need and run the whole suite, lab included (used by .ci/run):
 #   - Python packages into .venv (scripts/setup.sh)
 #   - the lab: QEMU, busybox, libvirt and a Debian guest kernel (lab/setup.sh)
+#   - the guest side: virt-xml-validate (libvirt-clients, xmllint) and libguestfs's tools
+#     (scripts/setup_guest.sh)
 #   - the disk-image lab: debootstrap and cached Debian 12 BIOS/GRUB and UEFI/systemd-boot images
 #     (lab/setup_disk.sh)
 # Lab tests never skip: if the lab cannot be set up, this script fails and says why.
@@ -9,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash lab/setup.sh
+bash scripts/setup_guest.sh
 bash lab/setup_disk.sh
 .venv/bin/ruff check doctor checks remediations tests lab benchmarks fixtures
 .venv/bin/mypy
