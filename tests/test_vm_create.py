@@ -258,3 +258,18 @@ def test_deletable_volumes_never_takes_a_cdrom_or_an_unrecorded_volume() -> None
 
 def test_virt_xml_validate_is_installed() -> None:
     assert shutil.which("virt-xml-validate") and shutil.which("xmllint"), "bash scripts/test.sh installs libvirt-clients, libxml2-utils"
+
+
+def test_a_tcg_guest_does_not_need_kvm_on_the_host(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """lab-intel-partial (recorded in a lab guest: no vmx, no /dev/kvm): refused for a KVM domain,
+    planned for --virt-type qemu (TCG), whose XML then asks for no host-passthrough CPU."""
+    args = ["lab-gd", "--gpu", "0000:01:00.0", "--snapshot", str(FIX / "lab-intel-partial"), "--firmware", "bios",
+            "--network", "none", "--memory", "256", "--vcpus", "1"]
+    rc, out, err = _xml(capsys, *args)
+    assert rc == 1 and "cpu.virtualization" in err and "kvm.available" in err
+    rc, out, err = _xml(capsys, *args, "--virt-type", "qemu")
+    assert rc == 0, err
+    xml = _domain_xml(out)
+    _validate(xml, tmp_path)
+    assert '<domain type="qemu">' in xml and "host-passthrough" not in xml
+    assert "# kvm.available fails, not needed for this VM" in out

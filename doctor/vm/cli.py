@@ -22,6 +22,7 @@ DISK_GIB = (1, 65536)
 NOT_HOST_CHECKS = ("vm.", "guest.")
 MOOT_WITH_MANAGED = frozenset({"vfio.ids_configured", "vfio.early_load", "vfio.group_viable", "vfio.binding_persistent",
                                "boot.initramfs_current", "vfio.ids_unique_to_card"})
+NOT_FOR_TCG = frozenset({"cpu.virtualization", "kvm.available"})  # --virt-type qemu: no KVM needed
 
 
 def add_parser(sub: Any) -> None:
@@ -148,7 +149,9 @@ def plan_create(args: argparse.Namespace, facts: Any, source: Any) -> tuple[Any,
         cid = r.result.check_id
         if r.result.status != Status.FAIL or cid.startswith(NOT_HOST_CHECKS):
             continue
-        if cid in MOOT_WITH_MANAGED:
+        if args.virt_type == "qemu" and cid in NOT_FOR_TCG:
+            notes.append(f"{cid} fails, not needed for this VM: --virt-type qemu runs it under TCG, without KVM")
+        elif cid in MOOT_WITH_MANAGED:
             notes.append(f"{cid} fails, not needed for this VM: libvirt binds the unit to vfio-pci when it starts")
         else:
             failing.append(f"{cid}: {r.result.summary}")

@@ -109,10 +109,15 @@ class Session:
 
     def __init__(self, run: Runner, image: str, fmt: str, rw: bool, prefix: tuple[str, ...] = ()) -> None:
         self.run, self.prefix = run, prefix
-        r = run((*prefix, "guestfish", "--listen", "--rw" if rw else "--ro", f"--format={fmt}", "-a", image, "-i"), TIMEOUT)
+        # The daemon guestfish forks closes its stdout but keeps stderr: captured, that pipe would never
+        # reach EOF (the reason `eval "$(guestfish --listen)"` works and a captured run hangs). So its
+        # stderr goes to /dev/null, by argv (no shell string is built from the image's name).
+        listen = (*prefix, "guestfish", "--listen", "--rw" if rw else "--ro", f"--format={fmt}", "-a", image, "-i")
+        r = run(("sh", "-c", 'exec "$@" 2>/dev/null', "sh", *listen), TIMEOUT)
         m = re.search(r"GUESTFISH_PID=(\d+)", r.stdout)
         if not r.ok or m is None:
-            raise GuestfsError(f"cannot open {image} with libguestfs: {r.describe()}")
+            raise GuestfsError(f"cannot open {image} with libguestfs: {r.describe()} (to see why: LIBGUESTFS_DEBUG=1 "
+                               f"{' '.join(listen)})")
         self.pid = m.group(1)
 
     def cmd(self, *args: str) -> CommandResult:
