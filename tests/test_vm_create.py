@@ -273,3 +273,17 @@ def test_a_tcg_guest_does_not_need_kvm_on_the_host(capsys: pytest.CaptureFixture
     _validate(xml, tmp_path)
     assert '<domain type="qemu">' in xml and "host-passthrough" not in xml
     assert "# kvm.available fails, not needed for this VM" in out
+
+
+def test_a_volume_of_that_name_already_in_the_pool_is_refused_and_kept(conn: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    pool = conn.storagePoolLookupByName("default-pool")
+    pool.createXML("<volume><name>g3-gpudoctor.qcow2</name><capacity unit='MiB'>1</capacity></volume>", 0)
+    try:
+        rc = main(["vm", "create", "g3", "--gpu", "0000:05:00.0", "--snapshot", str(FIX / "distro-fedora-bls"), "--force",
+                   "--connect", TEST_URI, "--disk-size", "4", "--pool", "default-pool", "--apply", "--yes"])
+        _, err = capsys.readouterr()
+        assert rc == 2 and "volume g3-gpudoctor.qcow2 already exists in pool default-pool" in err
+        assert "g3" not in [d.name() for d in conn.listAllDomains()]
+        assert pool.storageVolLookupByName("g3-gpudoctor.qcow2").info()[1] == 1024 * 1024  # untouched
+    finally:
+        pool.storageVolLookupByName("g3-gpudoctor.qcow2").delete(0)

@@ -210,8 +210,8 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 def satisfied_lines(xml: str, facts: Any) -> list[str]:
     """The vm.* checks run on the domain being defined (the same functions `check` runs)."""
-    from checks.check_vm_guest import judge_definition
     from doctor.vm.domxml import parse_domain
+    from doctor.vm.judge import judge_definition
 
     return [f"{st.glyph} {cid}: {summary}" for cid, st, summary in judge_definition(parse_domain(xml, "(new domain)"), facts)]
 
