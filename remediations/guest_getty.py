@@ -57,10 +57,16 @@ class GuestLink(Action):
         finally:
             s.close()
 
-    def rollback(self, sysm: System, record: dict[str, Any], force: bool = False) -> None:
-        if not record.get("created"):
-            return
+    def rollback(  # type: ignore[override]  # the signature of the journal that records intent and outcome
+        self, sysm: System, record: dict[str, Any], force: bool = False, finished: bool = True
+    ) -> str:
+        """Remove the link this fix made. `finished` False (the process died between the journal's
+        intent and its outcome, doctor/journal.py): whether the link was made is judged on the image,
+        and a folder whose history is unknown is left in place."""
+        if finished and not record.get("created"):
+            return f"nothing to undo in {self.image}: the link was never made"
         s = self._session(sysm)
+        done: list[str] = []
         try:
             if s.flag("is-symlink", self.link):
                 now = s.must("readlink", self.link).strip()
@@ -68,14 +74,17 @@ class GuestLink(Action):
                     raise UndoConflict(f"{self.link} in {self.image} now points to {now}, not {self.target}: "
                                        "rerun with --force to remove it anyway")
                 s.must("rm", self.link)
+                done.append(f"removed {self.link}")
             d = record.get("created_dir")
             if d and s.flag("is-dir", d) and not s.must("ls", d).strip():
                 s.must("rmdir", d)
+                done.append(f"removed the folder {d} it had made")
             s.must("sync")
         except GuestfsError as e:
             raise ApplyError(str(e)) from e
         finally:
             s.close()
+        return f"undone in {self.image}: " + ("; ".join(done) or f"{self.link} was already gone")
 
 
 ACTION_TYPES.setdefault(GuestLink.kind, GuestLink)  # so `gpudoctor undo` can read it back from a journal

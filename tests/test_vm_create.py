@@ -287,3 +287,26 @@ def test_a_volume_of_that_name_already_in_the_pool_is_refused_and_kept(conn: Any
         assert pool.storageVolLookupByName("g3-gpudoctor.qcow2").info()[1] == 1024 * 1024  # untouched
     finally:
         pool.storageVolLookupByName("g3-gpudoctor.qcow2").delete(0)
+
+
+def test_a_unit_function_the_host_runs_on_is_refused_even_with_force(capsys: pytest.CaptureFixture[str]) -> None:
+    from doctor.facts import BlockDevice, Mount
+    from doctor.vm.cli import host_keeps
+    from tests.factory import card
+
+    class Facts(FakeFacts):
+        def mounts(self):  # type: ignore[no-untyped-def]
+            return (Mount("/dev/sda1", "/", "ext4"),)
+
+        def block_devices(self):  # type: ignore[no-untyped-def]
+            return {"sda1": BlockDevice("sda1", "/sys/devices/pci0000:00/0000:00:01.0/0000:01:00.2/usb1/sda/sda1")}
+
+    f = Facts(pci=card())
+    assert host_keeps(f, [d.address for d in card()]) == ["0000:01:00.2 (mounted: / (/dev/sda1, ext4))"]
+    assert host_keeps(FakeFacts(pci=card()), ["0000:01:00.0"]) == []  # unknown mounts: nothing claimed
+    from doctor.vm.cli import HostKeeps
+
+    args = Namespace(name="k", gpu="01:00.0", memory=4096, vcpus=4, firmware="bios", iso=None, disk=None, disk_size=None,
+                     pool="default", network="default", virt_type="kvm")
+    with pytest.raises(HostKeeps, match="even with --force"):
+        plan_create(args, f, SourceInfo("test", "factory"))

@@ -145,3 +145,37 @@ def test_getty_fix_is_refused_on_a_running_domain_before_libguestfs_is_tried(mon
     finally:
         c.close()
     assert os.environ["PATH"] == "/nonexistent"
+
+
+def _fake_guest(tmp_path: Path, answers: dict[tuple[str, ...], str]):  # type: ignore[no-untyped-def]
+    """A RootedSystem whose guestfish answers from a table (no appliance): the decisions of the fix."""
+    from doctor.host import CommandResult
+    from doctor.system import RootedSystem
+
+    img = "/img.raw"
+    listen = ("sh", "-c", 'exec "$@" 2>/dev/null', "sh", "guestfish", "--listen", "--rw", "--format=raw", "-a", img, "-i")
+    resp = {listen: CommandResult(listen, 0, "GUESTFISH_PID=42; export GUESTFISH_PID\n", "")}
+    for args, out in answers.items():
+        argv = ("guestfish", "--remote=42", "--", *args)
+        resp[argv] = CommandResult(argv, 0, out, "")
+    return RootedSystem(str(tmp_path), responses=resp), img
+
+
+def test_undo_refuses_a_link_changed_since_the_fix_and_judges_an_unfinished_one_on_the_image(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from doctor.plan import UndoConflict
+    from remediations.guest_getty import TARGET, GuestLink
+
+    for k in ("LIBGUESTFS_BACKEND_SETTINGS", "SUPERMIN_KERNEL", "SUPERMIN_MODULES", "LIBGUESTFS_BACKEND", "TMPDIR"):
+        monkeypatch.delenv(k, raising=False)
+    sysm, img = _fake_guest(tmp_path, {("is-symlink", LINK): "true\n", ("readlink", LINK): "/usr/lib/other.service\n"})
+    a = GuestLink(("guest.serial_getty",), "r", "next boot", image=img)
+    with pytest.raises(UndoConflict):
+        a.rollback(sysm, {"created": True})
+    assert ("guestfish", "--remote=42", "--", "rm", LINK) not in sysm.ran
+    sysm, img = _fake_guest(tmp_path, {("is-symlink", LINK): "true\n", ("readlink", LINK): TARGET + "\n"})
+    line = a.rollback(sysm, {}, finished=False)  # died between intent and outcome: the image decides
+    assert ("guestfish", "--remote=42", "--", "rm", LINK) in sysm.ran and "removed" in line
+    assert ("guestfish", "--remote=42", "--", "exit") in sysm.ran  # the appliance is always stopped
+    sysm, img = _fake_guest(tmp_path, {})
+    assert "never made" in a.rollback(sysm, {}) and sysm.ran == []

@@ -9,7 +9,7 @@ import stat
 import sys
 from typing import Any
 
-from doctor.errors import BadInput
+from doctor.errors import BadInput, DoctorError
 from doctor.model import Status
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -131,6 +131,9 @@ def plan_create(args: argparse.Namespace, facts: Any, source: Any) -> tuple[Any,
         raise BadInput(f"--gpu {addr}: not a display device (class {gpu.class_hex}); give the GPU's function")
     unit = passthrough_unit(facts, gpu)
     ordered = [gpu] + [d for d in unit if d.address != gpu.address]
+    kept = host_keeps(facts, [d.address for d in ordered])
+    if kept:
+        raise HostKeeps(f"refusing, even with --force: the host runs on {'; '.join(kept)}")
     hide = kvm_hiding(gpu)
     rom = rom_unreadable(facts, gpu)
     vol = CreatedVolume(args.pool, f"{args.name}-gpudoctor.qcow2") if args.disk_size else None
@@ -156,6 +159,26 @@ def plan_create(args: argparse.Namespace, facts: Any, source: Any) -> tuple[Any,
         else:
             failing.append(f"{cid}: {r.result.summary}")
     return spec, notes, failing
+
+
+class HostKeeps(DoctorError):
+    exit_code = 1
+
+
+def host_keeps(facts: Any, addrs: list[str]) -> list[str]:
+    """Functions of the unit that carry a mounted filesystem or the default route (a managed hostdev
+    would take them from the host when the VM starts)."""
+    from checks.common import mount_controllers, route_nics, try_fact
+
+    out = []
+    mounts = try_fact(lambda: mount_controllers(facts)) or {}
+    nics = try_fact(lambda: route_nics(facts)) or {}
+    for a in addrs:
+        if a in mounts:
+            out.append(f"{a} (mounted: {', '.join(mounts[a])})")
+        if a in nics:
+            out.append(f"{a} (default route: {', '.join(nics[a])})")
+    return out
 
 
 def cmd_create(args: argparse.Namespace) -> int:
