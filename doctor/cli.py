@@ -68,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("explain", help="explain a QEMU/libvirt/kernel error text (exit 0 recognised, 1 not)")
     e.add_argument("text", nargs="*", metavar="TEXT", help="the error text; '-' or nothing reads stdin")
     e.add_argument("--json", action="store_true", help="print JSON")
+
+    from doctor.vm.cli import add_parser as add_vm_parser
+
+    add_vm_parser(sub)
     return p
 
 
@@ -269,9 +273,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_vm(args: argparse.Namespace) -> int:
+    from doctor.vm.cli import cmd_vm as run
+
+    return run(args)
+
+
 # each command imports what it needs when it runs: `check` stays quick to start
 _COMMANDS = {"check": cmd_check, "record": cmd_record, "list": cmd_list, "fix": cmd_fix, "undo": cmd_undo,
-             "explain": cmd_explain}
+             "explain": cmd_explain, "vm": cmd_vm}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

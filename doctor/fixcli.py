@@ -133,6 +133,8 @@ def _cut_short(sysm: System | None) -> list[str]:
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
+    import remediations.guest_getty  # noqa: F401  (registers its action kind, so a guest fix's journal reads back)
+
     sysm = _system(args.root)
     if args.list:
         docs = Journal.list(sysm)

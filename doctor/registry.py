@@ -60,5 +60,6 @@ def load_checks() -> dict[str, CheckSpec]:
     import checks.check_vfio  # noqa: F401
     import checks.check_forecast  # noqa: F401  (what comes after the notes' steps)
     import checks.check_vm  # noqa: F401
+    import checks.check_vm_guest  # noqa: F401
 
     return dict(sorted(REGISTRY.items(), key=lambda kv: kv[1].order))

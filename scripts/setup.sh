@@ -7,6 +7,20 @@ if ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
   echo "setup: python3-venv missing, installing it with apt" >&2
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq python3-venv python3-pip >/dev/null; fi
 fi
+# libvirt-python (the `vm` and `test` extras) compiles against libvirt's headers: libvirt-dev, pkg-config, a C compiler
+BUILD_DEPS=(libvirt-dev pkg-config gcc python3-dev)
+missing=()
+for p in "${BUILD_DEPS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing ${missing[*]} with apt (libvirt-python builds against them)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing ${missing[*]} (needed to build libvirt-python); install them as root" >&2
+  fi
+fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q -e ".[test]"

@@ -4,6 +4,8 @@
 #   - the hostile-input and snapshot tests under the distribution's own /usr/bin/python3 too, in
 #     .venv-debian (scripts/test_system_python.sh)
 #   - the lab: QEMU, busybox, libvirt and a Debian guest kernel (lab/setup.sh)
+#   - the guest side: virt-xml-validate (libvirt-clients, xmllint) and libguestfs's tools
+#     (scripts/setup_guest.sh)
 #   - the disk-image lab: debootstrap and cached Debian 12 BIOS/GRUB and UEFI/systemd-boot images
 #     (lab/setup_disk.sh)
 # Lab tests never skip: if the lab cannot be set up, this script fails and says why.
@@ -12,6 +14,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/test_system_python.sh
 bash lab/setup.sh
+bash scripts/setup_guest.sh
 bash lab/setup_disk.sh
 .venv/bin/ruff check doctor checks remediations tests lab benchmarks fixtures
 .venv/bin/mypy

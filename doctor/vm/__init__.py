@@ -1,0 +1,1 @@
+"""The guest side: build a passthrough domain, read domains back, clean a wedged one up, read a guest image."""
