@@ -70,7 +70,7 @@ def select_gpus(facts: Facts, requested: str | None) -> list[PciDevice]:
 
         if not is_gpu(devs[addr]):
             known = ", ".join(d.address for d in facts.gpus() if is_gpu(d)) or "none"
-            raise BadInput(f"--gpu {addr}: a {class_name(devs[addr])} [{devs[addr].class_hex}], not a GPU "
+            raise BadInput(f"--gpu {addr}: class {devs[addr].class_hex} ({class_name(devs[addr])}), not a GPU "
                            f"(--gpu takes class 0300, 0302 or 0380; GPUs here: {known})")
         return [devs[addr]]
     try:

@@ -189,8 +189,8 @@ def test_apu_with_acs_binds_only_the_igpu_unit() -> None:
 # --- --gpu takes a GPU
 
 
-@pytest.mark.parametrize(("addr", "what"), [("0000:03:00.0", "NVMe controller [0108]"), ("0000:00:01.0", "PCI bridge [0604]"),
-                                            ("0000:01:00.1", "audio device [0403]")])
+@pytest.mark.parametrize(("addr", "what"), [("0000:03:00.0", "class 0108 (NVMe controller)"), ("0000:00:01.0", "class 0604 (PCI bridge)"),
+                                            ("0000:01:00.1", "class 0403 (audio device)")])
 def test_gpu_option_refuses_what_is_not_a_display_function(addr: str, what: str) -> None:
     facts = _disk_host()
     with pytest.raises(BadInput) as e:

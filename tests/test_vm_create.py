@@ -162,7 +162,7 @@ def test_bad_inputs_are_one_line_errors_with_exit_2(capsys: pytest.CaptureFixtur
     assert "not an ISO 9660" in _bad(capsys, tmp_path, *base, "--iso", str(plain))
     assert "No such file" in _bad(capsys, tmp_path, *base, "--disk", str(tmp_path / "nope.qcow2"))
     assert "no such PCI device" in _bad(capsys, tmp_path, "create", "g1", "--gpu", "0000:09:00.0", *snap)
-    assert "not a display device" in _bad(capsys, tmp_path, "create", "g1", "--gpu", "0000:01:00.1", *snap)
+    assert "not a GPU" in _bad(capsys, tmp_path, "create", "g1", "--gpu", "0000:01:00.1", *snap)
     assert "--gpu" in _bad(capsys, tmp_path, "create", "g1", "--gpu", "zz:zz", *snap)
     assert "--start needs" in _bad(capsys, tmp_path, *base, "--start")
     assert "--snapshot plans only" in _bad(capsys, tmp_path, *base, "--apply", "--yes")
@@ -302,7 +302,7 @@ def test_a_unit_function_the_host_runs_on_is_refused_even_with_force(capsys: pyt
             return {"sda1": BlockDevice("sda1", "/sys/devices/pci0000:00/0000:00:01.0/0000:01:00.2/usb1/sda/sda1")}
 
     f = Facts(pci=card())
-    assert host_keeps(f, [d.address for d in card()]) == ["0000:01:00.2 (mounted: / (/dev/sda1, ext4))"]
+    assert host_keeps(f, [d.address for d in card()]) == ["0000:01:00.2 holds mounted filesystems: / (/dev/sda1, ext4)"]
     assert host_keeps(FakeFacts(pci=card()), ["0000:01:00.0"]) == []  # unknown mounts: nothing claimed
     from doctor.vm.cli import HostKeeps
 

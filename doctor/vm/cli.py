@@ -166,19 +166,12 @@ class HostKeeps(DoctorError):
 
 
 def host_keeps(facts: Any, addrs: list[str]) -> list[str]:
-    """Functions of the unit that carry a mounted filesystem or the default route (a managed hostdev
-    would take them from the host when the VM starts)."""
-    from checks.common import mount_controllers, route_nics, try_fact
+    """Functions of the unit the host runs on (a mounted filesystem, a configured interface, its only
+    display: doctor.passthrough.host_keeps): a managed hostdev would take them when the VM starts."""
+    from doctor.passthrough import host_keeps as keeps
 
-    out = []
-    mounts = try_fact(lambda: mount_controllers(facts)) or {}
-    nics = try_fact(lambda: route_nics(facts)) or {}
-    for a in addrs:
-        if a in mounts:
-            out.append(f"{a} (mounted: {', '.join(mounts[a])})")
-        if a in nics:
-            out.append(f"{a} (default route: {', '.join(nics[a])})")
-    return out
+    kept = keeps(facts)
+    return [kept[a].why for a in addrs if a in kept and kept[a].certain]
 
 
 def cmd_create(args: argparse.Namespace) -> int:

@@ -14,9 +14,11 @@ from doctor.facts import Facts, PciDevice, parse_option_rom
 
 
 def passthrough_unit(facts: Facts, gpu: PciDevice) -> list[PciDevice]:
-    """Every function that goes to the guest with `gpu`: today the non-bridge functions of its slot
-    (its audio, USB-C and serial-bus functions). The one place to swap in a richer derivation."""
-    return [d for d in facts.slot_functions(gpu) if not d.is_bridge]
+    """Every function that goes to the guest with `gpu`: its passthrough unit (doctor.passthrough:
+    the card's own audio, USB-C and serial functions; never an APU's SoC functions)."""
+    from doctor.passthrough import passthrough_unit as unit
+
+    return list(unit(facts, gpu).functions)
 
 
 # NVIDIA's consumer drivers before R465 (March 2021) stopped with Code 43 when they saw a
