@@ -493,3 +493,16 @@ def test_a_group_bound_by_hand_and_accepted_by_qemu_is_one_warning_not_three_ver
     # the same host with the GPU still on its native driver: nothing works yet, ids missing is a blocker
     f2 = host(pci=[root_port(), *card(), igpu()])
     assert result(f2, "vfio.ids_configured", gpu="0000:01:00.0").status is Status.FAIL
+
+
+def test_bind_plan_also_binds_the_functions_that_have_no_driver() -> None:
+    """Issue 17: with the GPU itself unbound, binding only the blocking audio makes the group viable while
+    QEMU still fails (`error getting device from group N: No such device`): every function goes to vfio-pci."""
+    from remediations.pci_bind import plan_bind
+
+    f = host(pci=[root_port(), *card(drivers=(None, "snd_hda_intel", "vfio-pci", "vfio-pci")), igpu()])
+    acts, why = plan_bind(f, f.pci_devices()["0000:01:00.0"], ("vfio.group_viable",))
+    bound = [a.address for a in acts if getattr(a, "address", None)]
+    assert why is None and bound == ["0000:01:00.1", "0000:01:00.0"], (bound, why)
+    gpu_bind = next(a for a in acts if getattr(a, "address", None) == "0000:01:00.0")
+    assert not gpu_bind.unbinds and "QEMU needs it on vfio-pci" in gpu_bind.reason
