@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the tests need and run the whole suite, lab included (used by .ci/run):
-#   - Python packages into .venv (scripts/setup.sh)
+#   - Python packages into .venv (scripts/setup.sh); Chromium for the HTML report test
 #   - the lab: QEMU, busybox, libvirt and a Debian guest kernel (lab/setup.sh)
 #   - the disk-image lab: debootstrap and cached Debian 12 BIOS/GRUB and UEFI/systemd-boot images
 #     (lab/setup_disk.sh)
@@ -8,6 +8,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# a real browser for the HTML report test (JavaScript off): Debian's chromium, as root, once
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "test: chromium missing; run as root (apt-get install chromium) so the HTML report test can run" >&2
+    exit 1
+  fi
+fi
 bash lab/setup.sh
 bash lab/setup_disk.sh
 .venv/bin/ruff check doctor checks remediations tests lab benchmarks fixtures
