@@ -140,7 +140,8 @@ def summary_html(report: Report, redact: bool = True) -> str:
     counts = report.counts()
     words = "  ".join(f"{st.word} {counts[st.value]}" for st in Status)
     rows = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in host.items())
-    rows += f"<tr><td>redacted</td><td>{'yes' if redact else 'NO: identifying values kept'}</td></tr>"
+    if "redacted" not in host:  # a snapshot's own row says it already
+        rows += f"<tr><td>redacted</td><td>{'yes' if redact else 'NO: identifying values kept'}</td></tr>"
     out = ['<div class="gd-report">', f'<table class="gd-host">{rows}</table>', causes_html(results),
            f'<p class="gd-summary-line">{_e(words)} — exit {report.exit_code} ({_e(summary_line(counts) or "no checks")})</p>',
            "<h3>Every check</h3>", '<table class="gd-checks"><tr><th>Status</th><th>Check</th><th>Summary</th></tr>']
