@@ -24,6 +24,20 @@ def cpu_virtualization(ctx: Context) -> Verdict:
         ev.append(Evidence("/proc/cpuinfo", f"flags: {need} present"))
         return verdict(Status.PASS, f"{name} available ({need} flag)", ev)
     ev.append(Evidence("/proc/cpuinfo", f"flags: {need} absent"))
+    kvm = try_fact(ctx.facts.kvm_device)
+    if kvm:
+        # /dev/kvm works (a hypervisor that hides the flag, PVM, ...): KVM is usable; whether a device can be
+        # handed to a VM is a separate statement, made by the IOMMU checks (firmware.iommu_table, iommu.active)
+        ev.append(Evidence("/dev/kvm", "present"))
+        return verdict(
+            Status.WARN,
+            f"no {need} flag in /proc/cpuinfo, but /dev/kvm is present: KVM is usable here",
+            ev,
+            ["KVM-usable and VFIO-possible are separate statements: device passthrough also needs an IOMMU "
+             "(see firmware.iommu_table and iommu.active)."]
+            + (["This host is a VM guest whose hypervisor hides the flag (or provides KVM another way, e.g. PVM); "
+                "guests run, possibly slower than with nested virtualization."] if "hypervisor" in cpu.flags else []),
+        )
     msgs = []
     if "hypervisor" in cpu.flags:
         ev.append(Evidence("/proc/cpuinfo", "flags: hypervisor present (this host is itself a virtual machine)"))

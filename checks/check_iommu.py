@@ -32,16 +32,37 @@ def firmware_iommu_table(ctx: Context) -> Verdict:
         return verdict(Status.PASS, f"ACPI {found[0]} table present: the firmware describes an IOMMU", ev, [note] if note else [])
     cpu = try_fact(ctx.facts.cpu)
     setting = {"intel": "Intel VT-d ('VT for Directed I/O')", "amd": "AMD-Vi / IOMMU (and SVM)"}.get(vendor, "the IOMMU (VT-d / AMD-Vi)")
+    table = "DMAR" if vendor == "intel" else "IVRS" if vendor == "amd" else "DMAR/IVRS"
     msgs = ["No kernel argument can help: without this table the kernel has no IOMMU to turn on."]
     if cpu is not None and "hypervisor" in cpu.flags:
-        msgs.append("This host is a VM guest: its hypervisor must give it a virtual IOMMU (QEMU: -device intel-iommu).")
+        # a VM guest: its "firmware" is the hypervisor's, so the fix is on the hypervisor, not in a setup screen
+        ev.append(Evidence("/proc/cpuinfo", "flags: hypervisor present (this host is itself a virtual machine)"))
+        viommu = ("-machine q35,kernel-irqchip=split -device intel-iommu,intremap=on,caching-mode=on" if vendor != "amd"
+                  else "-machine q35,kernel-irqchip=split -device amd-iommu,intremap=on")
+        return verdict(
+            Status.FAIL,
+            f"no ACPI {table} table: this VM guest's hypervisor gives it no virtual IOMMU",
+            ev,
+            msgs + ["A firmware setting inside this guest cannot add one: the hypervisor that runs it must."],
+            Remedy("Give this VM a virtual IOMMU on the hypervisor that runs it (QEMU: a q35 machine, "
+                   "a split irqchip and an emulated IOMMU with interrupt remapping; libvirt: <iommu model='intel'> "
+                   "with <driver intremap='on' caching_mode='on'/> and <ioapic driver='qemu'/>), then boot it again; "
+                   "or run gpudoctor on the bare-metal host that owns the GPU.",
+                   (f"qemu-system-x86_64 {viommu} ...  # on the hypervisor",)),
+        )
     return verdict(
         Status.FAIL,
-        f"no ACPI {'DMAR' if vendor == 'intel' else 'IVRS' if vendor == 'amd' else 'DMAR/IVRS'} table: the IOMMU is off in firmware (or absent)",
+        f"no ACPI {table} table: the IOMMU is off in firmware (or absent)",
         ev,
         msgs,
         Remedy(f"Enable {setting} in the firmware setup, save and power-cycle.", (f"firmware setup: enable {setting}",)),
     )
+
+
+def _firmware_has_no_iommu(facts: Facts) -> bool:
+    """True only where the ACPI tables were read and hold no IOMMU table (unknown is not absent)."""
+    tables = try_fact(facts.acpi_tables)
+    return tables is not None and not any(t in tables for t in ("DMAR", "IVRS", "IORT"))
 
 
 def _build_default_on(facts: Facts) -> tuple[bool | None, Evidence | None]:
@@ -141,6 +162,15 @@ def cmdline_iommu_enabled(ctx: Context) -> Verdict:
             Remedy(f"Remove {why_now} from the kernel command line" + (" and reboot" if not pending else ": reboot"),
                    tuple(cmdline_edit_steps(facts, [key] if key and not default_on else [], remove)) if not pending else ("sudo reboot",),
                    "kernel_cmdline", (("remove", " ".join(remove)),)),
+        )
+    if now in ("missing", "unknown-default") and not active and then != "on" and _firmware_has_no_iommu(facts):
+        # one fact, one fix: firmware.iommu_table says no argument can help, so this check defers to it
+        return verdict(
+            Status.FAIL, "no intel_iommu=on, but adding it cannot help yet: the firmware exposes no IOMMU (firmware.iommu_table)",
+            ev, msgs,
+            Remedy("First give this host an IOMMU (see firmware.iommu_table); once the ACPI DMAR table is there, "
+                   "add intel_iommu=on to the kernel command line and reboot.",
+                   tuple(cmdline_edit_steps(facts, ["intel_iommu=on"], [])), "", (("after", "firmware.iommu_table"),)),
         )
     if now == "missing" and not active:
         if then == "on":
@@ -270,7 +300,7 @@ def iommu_active(ctx: Context) -> Verdict:
         Status.FAIL,
         "no IOMMU active: /sys/class/iommu is empty" + (" although the log mentions it" if on_lines else ""),
         ev,
-        msgs + [hint],
+        msgs,
         Remedy(hint),
     )
 

@@ -97,6 +97,10 @@ def vfio_ids_configured(ctx: Context) -> Verdict:
             summary += f"; configured {', '.join(stale)} match no device on this host (typo?)"
         if not configured:
             summary = f"no vfio-pci ids configured for {gpu.address}'s group ({', '.join(want)})"
+        if not configured and bound_at_runtime(facts, gpu, eps):
+            # bound by hand, nothing configured: works until the next boot (a wrong ids= line stays a FAIL:
+            # at the next boot it hands over part of the unit, which QEMU refuses)
+            return verdict(Status.WARN, summary + RUNTIME_NOTE, ev, msgs, remedy)
         return verdict(Status.FAIL, summary, ev, msgs, remedy)
     if builtin and not (cfg.cmdline_next or cfg.cmdline_now):
         return verdict(Status.FAIL, "ids are only in modprobe.d, which a built-in vfio-pci never reads", ev, msgs, remedy)
@@ -110,6 +114,23 @@ def vfio_ids_configured(ctx: Context) -> Verdict:
             msgs.append(f"ids listed twice: {', '.join(dup_ids)}")
         return verdict(Status.WARN, "every function covered, but the ids line has stale or repeated entries", ev, msgs, remedy)
     return verdict(Status.PASS, f"vfio-pci ids cover all {len(want)} function(s): {','.join(want)}", ev, msgs)
+
+
+RUNTIME_NOTE = "; bound to vfio-pci now (QEMU accepts the group), a reboot loses it"
+
+
+def bound_at_runtime(facts: Facts, gpu: PciDevice, eps: list[PciDevice]) -> bool:
+    """Every function of the unit is on vfio-pci now and nothing else in its group blocks it: QEMU
+    accepts the group until the next boot. One fact (the binding is not made at boot), one severity:
+    WARN, as vfio.binding_persistent says."""
+    from doctor.errors import FactUnknown, NotCaptured
+
+    try:
+        if gpu.iommu_group is None or not eps or any(d.driver != "vfio-pci" for d in eps):
+            return False
+        return all(d.driver is None or d.driver in VIABLE_DRIVERS for d in endpoints(facts, gpu))
+    except (FactUnknown, NotCaptured):  # not known to be accepted: the stricter verdict stands
+        return False
 
 
 def ids_grab_twins(cfg: IdsConfig, twins: dict[str, list[PciDevice]]) -> bool:
@@ -193,7 +214,10 @@ def vfio_early_load(ctx: Context) -> Verdict:
             + " can claim their functions first",
             ev, msgs, remedy,
         )
-    return verdict(Status.FAIL, "nothing loads vfio-pci at boot (no initramfs entry, softdep or modules-load.d entry)", ev, msgs, remedy)
+    summary = "nothing loads vfio-pci at boot (no initramfs entry, softdep or modules-load.d entry)"
+    if bound_at_runtime(facts, gpu, eps):
+        return verdict(Status.WARN, summary + RUNTIME_NOTE, ev, msgs, remedy)
+    return verdict(Status.FAIL, summary, ev, msgs, remedy)
 
 
 @check("vfio.group_viable", "Every device in the GPU's group is on vfio-pci", fix="pci_bind", per_gpu=True)

@@ -102,9 +102,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         redact = not args.no_redact
 
         def table() -> None:
-            from rich.console import Console
-
-            render_terminal(report, Console(highlight=False, soft_wrap=False), verbose=args.verbose, redact=redact)
+            render_terminal(report, sys.stdout, verbose=args.verbose, redact=redact)
 
         emit_outputs(args, report, "gpudoctor", lambda: dumps_json(report, redact=redact), table)
         return report.exit_code

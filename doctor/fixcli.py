@@ -9,7 +9,7 @@ import sys
 
 from doctor.errors import BadInput, DoctorError
 from doctor.facts import HostFacts
-from doctor.fixer import build_plan, outcomes, render_plan_text
+from doctor.fixer import build_plan, manual_steps, outcomes, render_manual, render_plan_text
 from doctor.host import Host
 from doctor.journal import Journal, apply_plan, undo
 from doctor.runner import run_checks
@@ -43,7 +43,8 @@ def cmd_fix(args: argparse.Namespace) -> int:
     facts = HostFacts(host)
     before = run_checks(facts, host.source_info(), gpu=args.gpu)
     plan = build_plan(before, host, only=args.checks or None, force=args.force, advice=args.advice)
-    doc: dict = {**plan.to_dict(), "applied": False}
+    manual = manual_steps(plan, before, only=args.checks or None)
+    doc: dict = {**plan.to_dict(), "applied": False, "manual": [m.to_dict() for m in manual]}
     cut = _cut_short(sysm)
     if cut:
         doc["interrupted_fixes"] = cut
@@ -54,18 +55,21 @@ def cmd_fix(args: argparse.Namespace) -> int:
         if args.json:
             sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         else:
-            print(render_plan_text(plan))
+            print(render_plan_text(plan, manual))
             if plan.actions:
                 print("\nDry run: nothing was changed. Apply with: gpudoctor fix " + (" ".join(args.checks) if args.checks else "--all")
                       + " --apply" + (" --yes" if plan.needs_yes else ""))
-        return 0
+        return 1 if manual else 0  # a failure the plan leaves unaddressed is never "all is well"
     assert sysm is not None
     if sysm.live and os.geteuid() != 0:
         print("gpudoctor: error: --apply changes the system and needs root (try: sudo gpudoctor fix ... --apply)", file=sys.stderr)
         return 2
     if not plan.actions:
-        print(render_plan_text(plan))
-        return 0
+        if args.json:
+            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        else:
+            print(render_plan_text(plan, manual))
+        return 1 if manual else 0
     if plan.needs_yes and not args.yes:
         if sys.stdin is not None and sys.stdin.isatty():
             print(render_plan_text(plan))
@@ -107,9 +111,10 @@ def cmd_fix(args: argparse.Namespace) -> int:
         for o in outs:
             subj = f"[{o.subject}]" if o.subject else ""
             print(f"  {o.outcome:<15} {o.check_id}{subj}: {o.detail}")
-    pending = any(o.outcome == "pending reboot" for o in outs)
+        if manual:
+            print("\n" + render_manual(manual))
     failing = any(o.outcome == "still failing" for o in outs)
-    return 1 if failing else 0 if not pending else 0
+    return 1 if failing or manual else 0
 
 
 def _rolled_back(journal: Journal) -> str:

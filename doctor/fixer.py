@@ -174,11 +174,12 @@ def build_plan(report: Report, host: Host, only: list[str] | None = None, force:
         elif not any(c == "vfio.early_load" for c, _ in plan.explanations):
             plan.explanations.append(("vfio.early_load", "no initramfs tool detected: rebuild your initramfs by hand"))
     if add or remove or regen:
-        acts, why = plan_cmdline(facts, host, add, remove, tuple(dict.fromkeys(cmd_checks)) or ("cmdline.iommu_enabled",),
-                                 regenerate=regen)
+        # the checks that asked for it, by their own ids (iommu=pt advice is cmdline.iommu_passthrough's)
+        asked = tuple(dict.fromkeys(cmd_checks)) or ("cmdline.iommu_enabled",)
+        acts, why = plan_cmdline(facts, host, add, remove, asked, regenerate=regen)
         plan.actions += acts
         if why:
-            plan.explanations.append(("cmdline.iommu_enabled", why))
+            plan.explanations += [(cid, why) for cid in asked]
     plan.actions += binds
     _guard(plan, facts, [passthrough_unit(facts, g) for a, g in gpus.items() if not refused.get(a)], force)
     plan.explanations = list(dict.fromkeys(plan.explanations))
@@ -230,6 +231,9 @@ def outcomes(plan: Plan, before: Report, after: Report) -> list[Outcome]:
             when = sorted(eff - {NOW})
             outcome = "pending reboot"
             detail = f"takes effect at the {' / '.join(when)}; now: {now.word} — {sr.result.summary}"
+        elif now in (Status.PASS,) and cid == "vfio.group_viable" and (gap := _not_on_vfio(after, sr.subject)):
+            # viable is not enough: QEMU opens every function of the unit through vfio-pci
+            outcome, detail = "still failing", gap
         elif now in (Status.PASS,):
             outcome, detail = "fixed now", sr.result.summary
         else:
@@ -238,10 +242,83 @@ def outcomes(plan: Plan, before: Report, after: Report) -> list[Outcome]:
     return out
 
 
-def render_plan_text(plan: Plan) -> str:
+@dataclass(frozen=True)
+class ManualStep:
+    """A failing check the plan does not answer: what a person must do, or which cause it follows from."""
+
+    name: str  # check.id or check.id[subject]
+    summary: str
+    text: str
+    steps: tuple[str, ...]
+    follows_from: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"check": self.name, "summary": self.summary, "fix": self.text, "steps": list(self.steps),
+                "follows_from": list(self.follows_from)}
+
+
+def manual_steps(plan: Plan, report: Report, only: list[str] | None = None) -> list[ManualStep]:
+    """Every FAIL (or ERROR) result, among those asked for, that no action of the plan answers. Causes
+    first; a result that follows from a cause names it instead of repeating a fix that cannot work yet."""
+    from doctor.causes import analyse, name
+
+    answered = {c for a in plan.actions for c in a.checks}
+    an = analyse(report.results)
+    order = {c.name: i for i, c in enumerate(an.causes)}
+    out = []
+    for sr in report.results:
+        r = sr.result
+        if r.status not in (Status.FAIL, Status.ERROR) or r.check_id in answered or (only and r.check_id not in only):
+            continue
+        nm = name(sr)
+        ups = an.follows.get(nm, ())
+        if ups and all(u.split("[")[0] in answered for u in ups):
+            continue  # it follows from causes the plan answers: re-checked once they take effect
+        rem = r.remedy
+        text = rem.text if rem else ("a check that broke: run `gpudoctor check -v` and report it" if r.status is Status.ERROR
+                                     else "no remedy known: see `gpudoctor check -v`")
+        out.append(ManualStep(nm, r.summary, text, rem.steps if rem and not ups else (), ups))
+    out.sort(key=lambda m: (bool(m.follows_from), order.get(m.name, len(order))))
+    return out
+
+
+def render_manual(manual: list[ManualStep]) -> str:
+    if not manual:
+        return ""
+    n = len(manual)
+    lines = [f"{n} failing check{'s' if n != 1 else ''} that gpudoctor cannot fix here (manual step{'s' if n != 1 else ''}):"]
+    for m in manual:
+        lines.append(f"- {m.name}: {m.summary}")
+        if m.follows_from:
+            lines.append(f"    follows from {', '.join(m.follows_from)}: fix that first")
+            continue
+        first, *rest = m.text.splitlines() or [""]
+        lines.append(f"    manual step: {first}")
+        lines += [f"      {r.strip()}" for r in rest]
+        lines += [f"      {s}" for s in m.steps]
+    return "\n".join(lines)
+
+
+def _not_on_vfio(report: Report, subject: str | None) -> str:
+    """What QEMU would still refuse after a bind: a function of the GPU's unit that is not on vfio-pci."""
+    gpu = next((g for g in report.gpus if g.address == subject), None)
+    if gpu is None:
+        return ""
+    try:
+        funcs = passthrough_unit(report.facts, gpu).functions
+    except (FactUnknown, NotCaptured) as e:
+        return f"the functions of {subject} are unknown after the bind ({e})"
+    off = [f"{d.address} on {d.driver or 'no driver'}" for d in funcs if d.driver != "vfio-pci"]
+    if not off:
+        return ""
+    return (f"the group is viable, but QEMU needs every function on vfio-pci: {', '.join(off)} "
+            f"(QEMU: `error getting device from group {gpu.iommu_group}: No such device`)")
+
+
+def render_plan_text(plan: Plan, manual: list[ManualStep] | None = None) -> str:
     lines: list[str] = []
     if not plan.actions:
-        lines.append("Nothing to change automatically.")
+        lines.append("Nothing gpudoctor can change automatically." + ("" if manual else " No failing check asks for a change."))
     for i, a in enumerate(plan.actions, 1):
         lines.append(f"{i}. {a.describe()}")
         lines.append(f"   answers: {', '.join(a.checks)}; takes effect: {a.takes_effect}"
@@ -252,4 +329,6 @@ def render_plan_text(plan: Plan) -> str:
         lines.append(f"   undo: {a.undo_text()}")
     for cid, why in plan.explanations:
         lines.append(f"- {cid}: {why}")
+    if manual:
+        lines += ["", render_manual(manual)]
     return "\n".join(lines)

@@ -8,24 +8,28 @@ from dataclasses import replace
 from typing import Any
 
 from doctor import __version__
+from doctor.causes import Analysis, analyse, headline
 from doctor.errors import DoctorError
 from doctor.host import Host
-from doctor.model import Evidence, Remedy, Status
+from doctor.model import Evidence, Remedy
 from doctor.redact import Redactor
 from doctor.redact_host import learn_host
 from doctor.runner import Report, SubjectResult
 
 JSON_FORMAT = "gpudoctor.check"
 JSON_VERSION = 1
+# minor versions add keys compatibly (1.1: `causes`, and `follows_from` on each result)
+JSON_MINOR = 1
 
-STYLE = {
-    Status.PASS: "green",
-    Status.WARN: "yellow",
-    Status.FAIL: "bold red",
-    Status.NOT_APPLICABLE: "dim",
-    Status.UNKNOWN: "magenta",
-    Status.ERROR: "bold magenta",
-}
+def _name(sr: SubjectResult) -> str:
+    return sr.result.check_id + (f"[{sr.subject}]" if sr.subject else "")
+
+
+def analysis(report: Report, redact: bool = True, red: Redactor | None = None) -> tuple[list[SubjectResult], Analysis]:
+    """The (redacted) results and their causal analysis: what every renderer starts from. One
+    redactor serves one document: pass the one the rest of the document uses."""
+    results = redact_results(report.results, red or make_redactor(report, redact))
+    return results, analyse(results)
 
 
 def redact_results(results: list[SubjectResult], r: Redactor) -> list[SubjectResult]:
@@ -136,16 +140,21 @@ def to_json(report: Report, redact: bool = True, red: Redactor | None = None) ->
     red = red or make_redactor(report, redact)
     results = redact_results(report.results, red)
     counts = report.counts()
+    an = analyse(results)
     return {
         "format": JSON_FORMAT,
         "version": JSON_VERSION,
+        "minor": JSON_MINOR,
         "gpudoctor": __version__,
         "source": {k: red.text(str(v)) for k, v in report.source.to_dict().items()},
         "host": host_table(report, red),
         "redacted": redact,
         "gpus": [g.address for g in report.gpus],
-        "summary": {**counts, "exit_code": report.exit_code, "duration_s": round(report.duration_s, 4)},
-        "results": [{**sr.result.to_dict(), "subject": sr.subject} for sr in results],
+        "summary": {**counts, "exit_code": report.exit_code, "duration_s": round(report.duration_s, 4),
+                    "headline": headline(an), "causes": len(an.blockers)},
+        "causes": an.to_json(),
+        "results": [{**sr.result.to_dict(), "subject": sr.subject,
+                     "follows_from": list(an.follows.get(_name(sr), ()))} for sr in results],
     }
 
 
@@ -153,55 +162,18 @@ def dumps_json(report: Report, redact: bool = True) -> str:
     return json.dumps(to_json(report, redact), indent=2, ensure_ascii=False) + "\n"
 
 
-def _status_cell(st: Status) -> str:
-    return f"{st.glyph} {st.word}"
 
 
-def render_terminal(report: Report, console: Any, verbose: bool = False, redact: bool = True,
+def render_terminal(report: Report, out: Any = None, verbose: bool = False, redact: bool = True,
                     red: Redactor | None = None) -> None:
-    """Print one line per check (glyph + word + colour), details with verbose."""
-    from rich.markup import escape
-    from rich.table import Table
+    """Print the report as text (doctor.textout): causes first, then every check, then the counts.
 
-    red = red or make_redactor(report, redact)
-    results = redact_results(report.results, red)
-    host = host_table(report, red)
-    console.print(
-        f"[bold]gpudoctor {__version__}[/bold] — {escape(host['source'])}: kernel {escape(host['kernel'])}, "
-        f"{escape(host['distribution'])}, {escape(host['cpu'])}"
-    )
-    console.print(f"GPUs: {escape(host['gpus'])}")
-    table = Table(show_header=False, box=None, pad_edge=False, expand=False)
-    table.add_column("status", no_wrap=True)
-    table.add_column("id", no_wrap=True)
-    table.add_column("summary", overflow="fold")
-    for sr in results:
-        res = sr.result
-        cid = res.check_id + (f"[{sr.subject}]" if sr.subject else "")
-        table.add_row(f"[{STYLE[res.status]}]{_status_cell(res.status):<9}[/]", escape(cid), escape(res.summary))
-    console.print(table)
-    shown_detail = False
-    for sr in results:
-        res = sr.result
-        if not verbose and res.status not in (Status.FAIL, Status.ERROR):
-            continue
-        if not verbose and res.remedy is None and not res.messages:
-            continue
-        shown_detail = True
-        cid = res.check_id + (f"[{sr.subject}]" if sr.subject else "")
-        console.print()
-        console.print(f"[{STYLE[res.status]}]{_status_cell(res.status)}[/] [bold]{escape(cid)}[/bold] — {escape(res.title)}")
-        for m in res.messages:
-            console.print(f"    {escape(m)}")
-        if verbose:
-            for e in res.evidence:
-                console.print(f"    [dim]evidence[/dim] {escape(e.source)}: {escape(e.value)}")
-        if res.remedy is not None:
-            console.print(f"    [bold]fix:[/bold] {escape(res.remedy.text)}")
-            for s in res.remedy.steps:
-                console.print(f"      {escape(s)}")
-    if shown_detail or results:
-        console.print()
-    code = report.exit_code
-    console.print(f"[bold]{summary_line(report.counts())}[/bold] ({report.duration_s:.2f}s) — exit {code}"
-                  + ("" if verbose else "; -v shows the evidence"))
+    `out` is a text stream (default standard output) or anything with a `file` attribute (a rich
+    Console, as older callers pass): the text goes to that file, coloured only on a terminal
+    without NO_COLOR, wrapped only between words and only where a width is known (COLUMNS, or
+    the terminal's); piped output is never wrapped.
+    """
+    from doctor.textout import emit, report_lines
+
+    stream = getattr(out, "file", out)
+    emit(report_lines(report, verbose=verbose, redact=redact, red=red), stream)

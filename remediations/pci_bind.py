@@ -19,6 +19,9 @@ def plan_bind(facts: Facts, gpu: PciDevice, checks: tuple[str, ...], force: bool
         return [], why + " (see gpu.group_isolated, gpu.group_safe)"
     unit = passthrough_unit(facts, gpu)
     blocking = [d for d in unit.functions if d.driver is not None and d.driver not in VIABLE_DRIVERS]
+    # QEMU opens every function it is given through vfio-pci: one with no driver (or on pci-stub) keeps the
+    # group viable but fails with `error getting device from group N: No such device`, so it is bound too
+    idle = [d for d in unit.functions if d not in blocking and d.driver != "vfio-pci"] if blocking else []
     acts: list[Action] = []
     mods = None
     try:
@@ -30,4 +33,8 @@ def plan_bind(facts: Facts, gpu: PciDevice, checks: tuple[str, ...], force: bool
     for d in blocking:
         acts.append(Bind(checks, f"{d.address} [{d.class_hex}] {d.ident} blocks the group on {d.driver}", NOW, unbinds=True,
                          address=d.address, previous_driver=d.driver, previous_override=d.driver_override))
+    for d in idle:
+        acts.append(Bind(checks, f"{d.address} [{d.class_hex}] {d.ident} is on {d.driver or 'no driver'}: QEMU needs it on vfio-pci",
+                         NOW, unbinds=d.driver is not None, address=d.address, previous_driver=d.driver,
+                         previous_override=d.driver_override))
     return acts, None

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the tests need and run the whole suite, lab included (used by .ci/run):
-#   - Python packages into .venv (scripts/setup.sh)
+#   - Python packages into .venv (scripts/setup.sh); Chromium for the HTML report test
 #   - the hostile-input and snapshot tests under the distribution's own /usr/bin/python3 too, in
 #     .venv-debian (scripts/test_system_python.sh)
 #   - the lab: QEMU, busybox, libvirt and a Debian guest kernel (lab/setup.sh)
@@ -13,6 +13,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/test_system_python.sh
+# a real browser for the HTML report test (JavaScript off): Debian's chromium, as root, once
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "test: chromium missing; run as root (apt-get install chromium) so the HTML report test can run" >&2
+    exit 1
+  fi
+fi
 bash lab/setup.sh
 bash scripts/setup_guest.sh
 bash lab/setup_disk.sh

@@ -55,15 +55,23 @@ def host(**over):  # type: ignore[no-untyped-def]
 
 def test_vendor_comes_from_vendor_id_not_flags() -> None:
     amd_with_vmx_flag = replace(AMD, flags=frozenset({"vmx"}))
-    r = result(host(cpu=amd_with_vmx_flag), "cpu.virtualization")
+    r = result(host(cpu=amd_with_vmx_flag, kvm_device=False), "cpu.virtualization")
     assert r.status is Status.FAIL and "svm" in r.summary
 
 
 def test_vm_guest_without_nested_virt_is_told_about_its_hypervisor() -> None:
     guest = replace(INTEL, flags=frozenset({"hypervisor"}))
-    r = result(host(cpu=guest), "cpu.virtualization")
+    r = result(host(cpu=guest, kvm_device=False), "cpu.virtualization")
     assert r.status is Status.FAIL
     assert r.remedy is not None and "nested" in r.remedy.text
+
+
+def test_no_vmx_flag_but_working_dev_kvm_is_not_a_failure() -> None:
+    """Issue 17: KVM-usable and VFIO-possible are separate statements; /dev/kvm works, so no FAIL."""
+    guest = replace(INTEL, flags=frozenset({"hypervisor"}))
+    r = result(host(cpu=guest, kvm_device=True), "cpu.virtualization")
+    assert r.status is Status.WARN and "KVM is usable" in r.summary
+    assert any("IOMMU" in m for m in r.messages)
 
 
 def test_missing_dev_kvm_fails_with_the_vendor_module() -> None:
@@ -79,6 +87,25 @@ def test_missing_dmar_hints_firmware_not_kernel_argument() -> None:
     r = result(host(acpi_tables=frozenset({"APIC"})), "firmware.iommu_table")
     assert r.status is Status.FAIL
     assert r.remedy is not None and "firmware" in r.remedy.text and "intel_iommu" not in r.remedy.text
+
+
+def test_without_a_firmware_iommu_the_command_line_fix_defers_to_the_firmware_cause() -> None:
+    """Issue 17: "No kernel argument can help" and "add intel_iommu=on" must not both be the fix."""
+    f = host(acpi_tables=frozenset({"APIC"}), cmdline="root=/dev/sda1", iommu_class=(), iommu_groups={},
+             kernel_log="[0.1] nothing here", boot_config=replace(GRUB_ON, cmdline=parse_cmdline("quiet", "/etc/default/grub")))
+    fw = result(f, "firmware.iommu_table")
+    cl = result(f, "cmdline.iommu_enabled")
+    assert fw.status is Status.FAIL and any("No kernel argument can help" in m for m in fw.messages)
+    assert cl.remedy is not None and cl.remedy.text.startswith("First give this host an IOMMU (see firmware.iommu_table)")
+    assert cl.remedy.fix_id == ""  # `fix --all` does not edit the bootloader for an argument that cannot help yet
+
+
+def test_inside_a_vm_guest_the_firmware_fix_addresses_the_hypervisor() -> None:
+    guest = replace(INTEL, flags=frozenset({"vmx", "hypervisor"}))
+    r = result(host(cpu=guest, acpi_tables=frozenset({"APIC"})), "firmware.iommu_table")
+    assert r.status is Status.FAIL and r.remedy is not None
+    assert "firmware setup" not in r.remedy.text and "hypervisor" in r.remedy.text
+    assert any("intel-iommu,intremap=on" in s and "kernel-irqchip=split" in s and "q35" in s for s in r.remedy.steps)
 
 
 def test_missing_intel_iommu_on_is_not_a_failure_when_the_build_default_is_on() -> None:
@@ -452,3 +479,30 @@ def test_libvirt_domain_parser_reads_units() -> None:
       <devices><hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/></source></hostdev></devices></domain>"""
     d = parse_libvirt_domain(xml, "f")
     assert (d.memory_kib, d.hard_limit_kib, d.hugepages, d.hostdevs) == (16 * 1024**2, 4 * 1024**2, True, 1)
+
+
+def test_a_group_bound_by_hand_and_accepted_by_qemu_is_one_warning_not_three_verdicts() -> None:
+    """Issue 17: one fact (bound now, not at boot), one severity: ids, early load and persistence all WARN."""
+    f = host(pci=[root_port(), *card(drivers=("vfio-pci",) * 4), igpu()])
+    got = {cid: result(f, cid, gpu="0000:01:00.0") for cid in ("vfio.ids_configured", "vfio.early_load",
+                                                                 "vfio.binding_persistent", "vfio.group_viable")}
+    assert got["vfio.group_viable"].status is Status.PASS
+    for cid in ("vfio.ids_configured", "vfio.early_load", "vfio.binding_persistent"):
+        assert got[cid].status is Status.WARN, (cid, got[cid].summary)
+    assert "a reboot loses it" in got["vfio.ids_configured"].summary
+    # the same host with the GPU still on its native driver: nothing works yet, ids missing is a blocker
+    f2 = host(pci=[root_port(), *card(), igpu()])
+    assert result(f2, "vfio.ids_configured", gpu="0000:01:00.0").status is Status.FAIL
+
+
+def test_bind_plan_also_binds_the_functions_that_have_no_driver() -> None:
+    """Issue 17: with the GPU itself unbound, binding only the blocking audio makes the group viable while
+    QEMU still fails (`error getting device from group N: No such device`): every function goes to vfio-pci."""
+    from remediations.pci_bind import plan_bind
+
+    f = host(pci=[root_port(), *card(drivers=(None, "snd_hda_intel", "vfio-pci", "vfio-pci")), igpu()])
+    acts, why = plan_bind(f, f.pci_devices()["0000:01:00.0"], ("vfio.group_viable",))
+    bound = [a.address for a in acts if getattr(a, "address", None)]
+    assert why is None and bound == ["0000:01:00.1", "0000:01:00.0"], (bound, why)
+    gpu_bind = next(a for a in acts if getattr(a, "address", None) == "0000:01:00.0")
+    assert not gpu_bind.unbinds and "QEMU needs it on vfio-pci" in gpu_bind.reason

@@ -33,17 +33,24 @@ def test_terminal_output_is_readable_without_colour() -> None:
     assert "failed" in p.stdout.splitlines()[-1]
 
 
-JSON_KEYS = {"format", "version", "gpudoctor", "source", "host", "redacted", "gpus", "summary", "results"}
-RESULT_KEYS = {"id", "subject", "title", "status", "summary", "messages", "evidence", "remedy", "duration_s"}
-SUMMARY_KEYS = {"pass", "warn", "fail", "not_applicable", "unknown", "error", "exit_code", "duration_s"}
+# version 1, minor 1 (issue 17): `minor`, `causes`, summary `headline`/`causes` and result `follows_from` added
+JSON_KEYS = {"format", "version", "minor", "gpudoctor", "source", "host", "redacted", "gpus", "summary", "causes", "results"}
+RESULT_KEYS = {"id", "subject", "title", "status", "summary", "messages", "evidence", "remedy", "duration_s", "follows_from"}
+SUMMARY_KEYS = {"pass", "warn", "fail", "not_applicable", "unknown", "error", "exit_code", "duration_s", "headline", "causes"}
+CAUSE_KEYS = {"id", "subject", "status", "kind", "summary", "fix", "explains"}
 
 
 def test_json_contract() -> None:
     p = gd("check", "--snapshot", os.path.join(FIX, "device-h100-vm"), "--json")
     doc = json.loads(p.stdout)
     assert set(doc) == JSON_KEYS
-    assert (doc["format"], doc["version"]) == ("gpudoctor.check", 1)
+    assert (doc["format"], doc["version"], doc["minor"]) == ("gpudoctor.check", 1, 1)
     assert set(doc["summary"]) == SUMMARY_KEYS
+    names = {r["id"] + (f"[{r['subject']}]" if r["subject"] else "") for r in doc["results"]}
+    for c in doc["causes"]:
+        assert set(c) == CAUSE_KEYS
+        assert set(c["explains"]) <= names
+    assert doc["causes"][0]["id"] == "firmware.iommu_table" and "iommu.active" in doc["causes"][0]["explains"]
     assert doc["summary"]["exit_code"] == p.returncode == 1
     for r in doc["results"]:
         assert set(r) == RESULT_KEYS

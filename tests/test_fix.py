@@ -357,3 +357,20 @@ def test_grub_edited_but_not_regenerated_plans_the_regeneration_alone(tmp_path) 
     boot = [a for a in doc["actions"] if "grub" in a["describe"]]
     assert [a["describe"] for a in boot] == ["run update-grub"], [a["describe"] for a in doc["actions"]]
     assert {"cmdline.iommu_enabled", "boot.config_in_effect"} <= set(boot[0]["checks"]), boot
+
+
+def test_fix_all_lists_every_failure_it_cannot_fix_and_exits_1() -> None:
+    """Issue 17: no "Nothing to change automatically." as if all were well; each manual step is shown."""
+    p = gd("fix", "--all", "--snapshot", os.path.join(FIX, "dev-machine"))
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert "Nothing to change automatically." not in p.stdout
+    assert "5 failing checks that gpudoctor cannot fix here" in p.stdout
+    assert "- firmware.iommu_table:" in p.stdout and "intel-iommu,intremap=on" in p.stdout
+    assert "- cmdline.iommu_enabled:" in p.stdout and "follows from firmware.iommu_table: fix that first" in p.stdout
+    doc = json.loads(gd("fix", "--all", "--snapshot", os.path.join(FIX, "dev-machine"), "--json").stdout)
+    assert {m["check"] for m in doc["manual"]} >= {"firmware.iommu_table", "gpu.candidate", "iommu.active"}
+
+
+def test_iommu_pt_advice_is_planned_under_its_own_check_id() -> None:
+    p = gd("fix", "cmdline.iommu_passthrough", "--snapshot", os.path.join(FIX, "seed-bound"))
+    assert "answers: cmdline.iommu_passthrough;" in p.stdout and "answers: cmdline.iommu_enabled" not in p.stdout

@@ -312,7 +312,8 @@ def gd(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]
                           timeout=60, input=stdin, cwd=os.path.join(HERE, ".."))
 
 
-JSON_KEYS = {"format", "version", "gpudoctor", "source", "host", "redacted", "gpus", "summary", "results", "errors_in_evidence"}
+JSON_KEYS = {"format", "version", "minor", "gpudoctor", "source", "host", "redacted", "gpus", "summary", "causes", "results",
+             "errors_in_evidence"}
 
 
 def test_check_from_json_keeps_the_check_contract_plus_errors_in_evidence() -> None:
