@@ -25,6 +25,10 @@ def cpu_virtualization(ctx: Context) -> Verdict:
         return verdict(Status.PASS, f"{name} available ({need} flag)", ev)
     ev.append(Evidence("/proc/cpuinfo", f"flags: {need} absent"))
     kvm = try_fact(ctx.facts.kvm_device)
+    if kvm is None:
+        # without the flag, /dev/kvm decides between "KVM usable all the same" (WARN) and "not available" (FAIL)
+        return verdict(Status.UNKNOWN, f"no {need} flag in /proc/cpuinfo; whether /dev/kvm works is not known", ev,
+                       ["to settle it, collect: ls -l /dev/kvm"])
     if kvm:
         # /dev/kvm works (a hypervisor that hides the flag, PVM, ...): KVM is usable; whether a device can be
         # handed to a VM is a separate statement, made by the IOMMU checks (firmware.iommu_table, iommu.active)

@@ -39,7 +39,6 @@ from doctor.facts import (
 )
 from doctor.host import CommandResult
 from doctor.model import SourceInfo, Status
-from doctor.registry import REGISTRY
 from doctor.runner import run_checks
 from doctor.snapshot import DirHost, SnapshotHost, record
 from tests.factory import AMD, INTEL, FakeFacts, card, igpu, root_port
@@ -50,16 +49,13 @@ _SAVED: dict = {}
 
 @pytest.fixture(autouse=True)
 def forecast_checks() -> Iterator[None]:
-    """Register the forecast checks for these tests only (the module is not in load_checks yet),
-    and take them out again so other test files see the registry they expect."""
-    import checks.check_forecast as m
+    """Every check registered (load_checks lists checks.check_forecast now). This fixture used to
+    register the forecast checks alone and take them out afterwards, from before the module was
+    listed: every test file after this one then ran without them."""
+    from doctor.registry import load_checks
 
-    if not _SAVED:
-        _SAVED.update({k: v for k, v in REGISTRY.items() if v.func.__module__ == m.__name__})
-    REGISTRY.update(_SAVED)
+    load_checks()
     yield
-    for k in _SAVED:
-        REGISTRY.pop(k, None)
 
 
 class ForecastFacts(FakeFacts):
