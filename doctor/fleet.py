@@ -186,6 +186,8 @@ def add_check_arguments(c: argparse.ArgumentParser) -> None:
     """The options `check` gains for many hosts, CI and Kubernetes."""
     c.add_argument("--junit", metavar="PATH", help="also write JUnit XML (one testsuite per host) for CI dashboards")
     c.add_argument("--nfd", metavar="PATH", help="also write a node-feature-discovery local feature file (this host)")
+    c.add_argument("--nfd-ttl", metavar="SECONDS", type=int, default=3600,
+                   help="the NFD labels expire this long after the check unless it runs again (default 3600)")
     c.add_argument("--hosts", metavar="ansible://PATTERN",
                    help="record the hosts of an Ansible PATTERN over Ansible and judge them here (pip install gpudoctor[fleet])")
     c.add_argument("-i", "--inventory", metavar="INVENTORY", action="append",
@@ -198,6 +200,8 @@ def dispatch(args: argparse.Namespace) -> int | None:
     """Run a fleet check when the options ask for one; None means: the single-host `check`
     (then args.snapshot is one path, exactly as before)."""
     snaps = args.snapshot
+    if args.nfd_ttl <= 0:
+        raise BadInput(f"--nfd-ttl {args.nfd_ttl}: must be a positive number of seconds")
     hosts_mode = bool(getattr(args, "hosts", None))
     for opt in ("inventory", "jobs", "keep"):
         if getattr(args, opt, None) is not None and not hosts_mode:
@@ -244,7 +248,7 @@ def single_host_outputs(args: argparse.Namespace, report: Any) -> None:
     if args.nfd:
         from doctor.nfd import nfd_features
 
-        write_output(args.nfd, nfd_features(doc).encode())
+        write_output(args.nfd, nfd_features(doc, ttl_s=args.nfd_ttl).encode())
         print(f"gpudoctor: NFD features written to {args.nfd}", file=sys.stderr)
 
 
