@@ -46,3 +46,15 @@ def test_galaxy_installs_from_the_folder_and_from_a_built_tarball(tmp_path: Path
     for rel in ("modules/gpudoctor_record.py", "action/gpudoctor_record.py", "callback/gpudoctor_json.py",
                 "module_utils/gpudoctor_vendor/snapshot.py"):
         assert (root / rel).is_file(), rel
+
+
+def test_every_vendored_import_is_vendored_too() -> None:
+    """If doctor/snapshot.py starts importing another doctor module, ansible/vendor.py's MODULES must
+    grow with it: the module would fail on a target otherwise."""
+    import re
+
+    pkg = re.escape(vendor.PACKAGE)
+    have = {f.stem for f in (COLL / "plugins" / "module_utils" / "gpudoctor_vendor").glob("*.py")}
+    for f in (COLL / "plugins" / "module_utils" / "gpudoctor_vendor").glob("*.py"):
+        for m in re.finditer(rf"from {pkg}(?:\.(\w+))? import", f.read_text()):
+            assert (m.group(1) or "__init__") in have, (f.name, m.group(0))
