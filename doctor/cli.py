@@ -22,7 +22,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
 
     c = sub.add_parser("check", help="run every check on this host or a snapshot")
-    c.add_argument("--snapshot", metavar="PATH", help="check a recorded snapshot (folder or .tar.gz) instead of this host")
+    c.add_argument("--snapshot", metavar="PATH", nargs="+",
+                   help="check recorded snapshots (folders or .tar.gz, globs) instead of this host; several: a fleet")
     c.add_argument("--gpu", metavar="ADDR", help="the GPU to check, e.g. 0000:01:00.0 (default: every non-boot GPU)")
     c.add_argument("--only", metavar="ID", nargs="+", help="run only these check ids")
     c.add_argument("--json", action="store_true", help="print a versioned JSON document instead of the table")
@@ -37,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--rom", metavar="FILE", help="check this dump of the GPU's option ROM (with --gpu); never touches the device")
     c.add_argument("--from", dest="from_paths", metavar="PATH", nargs="+",
                    help="check pasted outputs (files or folders: lspci, dmesg, /proc/cmdline, IOMMU groups, ...) instead of this host")
+    from doctor.fleet import add_check_arguments  # many hosts, --junit, --nfd (doctor/fleet.py)
+
+    add_check_arguments(c)
 
     r = sub.add_parser("record", help="snapshot this host into a replayable, redacted fixture")
     r.add_argument("-o", "--output", metavar="PATH",
@@ -83,6 +87,11 @@ def _open_host(snapshot: str | None):  # type: ignore[no-untyped-def]
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from doctor.fleet import dispatch, single_host_outputs  # many hosts, --junit, --nfd (doctor/fleet.py)
+
+    fleet_code = dispatch(args)  # many snapshots or --hosts; else args.snapshot is one path
+    if fleet_code is not None:
+        return fleet_code
     from doctor.facts import HostFacts
     from doctor.render import dumps_json, render_terminal
     from doctor.runner import run_checks
@@ -100,6 +109,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         facts.read_rom = bool(getattr(args, "read_rom", False))
         report = run_checks(facts, host.source_info(), gpu=args.gpu, only=args.only)
         redact = not args.no_redact
+        single_host_outputs(args, report)  # --junit, --nfd
 
         def table() -> None:
             render_terminal(report, sys.stdout, verbose=args.verbose, redact=redact)

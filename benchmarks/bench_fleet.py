@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Benchmark: snapshots judged per second, one process for all (`check --snapshot A B C ... --json`)
+against a process per snapshot (`check --snapshot A --json`, N times), interleaved round by round.
+
+The snapshots are N copies of a recorded fixture packed as .tar.gz. Prints the median rate of each
+and the target (>= 20 snapshots/s in one process). Not a test: numbers only.
+Usage: .venv/bin/python benchmarks/bench_fleet.py [-n SNAPSHOTS] [-r ROUNDS] [--fixture NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+TARGET = 20.0
+
+
+def gpudoctor() -> list[str]:
+    exe = os.path.join(os.path.dirname(sys.executable), "gpudoctor")
+    return [exe] if os.path.exists(exe) else [sys.executable, "-m", "doctor.cli"]
+
+
+def run(argv: list[str]) -> float:
+    t0 = time.perf_counter()
+    p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO, check=False)
+    dt = time.perf_counter() - t0
+    if p.returncode not in (0, 1):
+        sys.exit(f"bench_fleet: {' '.join(argv[:4])} ... exited {p.returncode}: {p.stderr.decode()[-300:]}")
+    return dt
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-n", "--snapshots", type=int, default=20)
+    ap.add_argument("-r", "--rounds", type=int, default=5)
+    ap.add_argument("--fixture", default="lab-intel-partial")
+    a = ap.parse_args()
+    gd = gpudoctor()
+    tmp = tempfile.mkdtemp(prefix="gpudoctor-bench-fleet-")
+    try:
+        src = os.path.join(REPO, "fixtures", a.fixture)
+        paths = []
+        for i in range(a.snapshots):
+            p = os.path.join(tmp, f"host{i:03d}.tar.gz")
+            with tarfile.open(p, "w:gz") as tf:
+                tf.add(src, arcname="snapshot")
+            paths.append(p)
+        one, per = [], []
+        for _ in range(a.rounds):  # interleaved: both see the same machine load
+            one.append(a.snapshots / run([*gd, "check", "--snapshot", *paths, "--json"]))
+            per.append(a.snapshots / sum(run([*gd, "check", "--snapshot", p, "--json"]) for p in paths))
+        print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}; {a.snapshots} archives of "
+              f"fixtures/{a.fixture} ({os.path.getsize(paths[0]) / 1024:.1f} KiB each), {a.rounds} rounds")
+        for name, xs in (("one process (--snapshot A B C ...)", one), ("a process per snapshot", per)):
+            print(f"{name:<38} median {statistics.median(xs):6.1f} snapshots/s   min {min(xs):6.1f}   max {max(xs):6.1f}")
+        med = statistics.median(one)
+        label = f"target one process >= {TARGET:.0f}/s"
+        print(f"{label:<38} {'ok' if med >= TARGET else 'MISSED'}"
+              f"  (speed-up {med / statistics.median(per):.1f}x)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
