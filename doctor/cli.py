@@ -142,10 +142,13 @@ def emit_outputs(args: argparse.Namespace, report: object, prefix: str, json_tex
                  table: Callable[[], None]) -> None:
     """Standard output carries one thing: the JSON document (--json without -o, or -o -), the HTML
     report (--html -) or the table. Files go through `write_output`; what was written is said on stderr."""
-    from doctor.htmlreport import write_html
     from doctor.output import write_output
 
     if args.html is not None:
+        # only here: the HTML report is pytest-html's (pytest, pluggy); --json and the table need neither,
+        # and must run where they are old (Debian's python3-pytest/pluggy in the reboot lab's image)
+        from doctor.htmlreport import write_html
+
         path = args.html or os.path.join("reports", f"{prefix}-{_dt.datetime.now():%Y%m%d-%H%M%S}.html")
         write_html(report, path, redact=not args.no_redact)  # type: ignore[arg-type]
         if path != "-":

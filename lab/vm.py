@@ -538,7 +538,7 @@ class Guest:
             "install the project (pip install -e .) or set GPUDOCTOR_LAB_DOCTOR"
         )
 
-    def gpudoctor(self, args: list[str], timeout: float = 120, **kw) -> Result:
+    def gpudoctor(self, args: list[str], timeout: float = 300, **kw) -> Result:
         """Run the doctor in the guest the way the scenario wants it run (e.g. without CAP_SYSLOG)."""
         return self.run([*self.scenario.doctor_prefix, self.doctor_path(), *args], timeout=timeout, **kw)
 

@@ -111,3 +111,19 @@ def test_route_tables_keep_the_default_route_and_lose_the_addresses() -> None:
     assert "0101A8C0" not in a4 and "0001A8C0" not in a4 and "fffe334455" not in a6
     assert parse_default_route_ifaces(a4, a6) == parse_default_route_ifaces(r4, r6) == ("enp3s0",)
     assert red.text("via 192.168.1.1") == "via " + red.ipv4("192.168.1.1")  # the same fake as in hex
+
+
+def test_a_driver_named_serial_is_not_a_serial_number() -> None:
+    """The lab's 16550 function is bound to the `serial` driver: /sys/bus/pci/drivers/serial lists PCI
+    addresses. Learnt as a serial number, 0000:01:00.3 became serial-0001 in the redacted snapshot's
+    iommu_groups, and gpu.group_isolated failed on replay (live: pass)."""
+    from doctor.redact import Redactor
+    from doctor.redact_host import _SERIAL_FILE, redact_file
+
+    assert not _SERIAL_FILE.match("/sys/bus/pci/drivers/serial")
+    assert _SERIAL_FILE.match("/sys/class/nvme/nvme0/serial") and _SERIAL_FILE.match("/sys/class/dmi/id/board_serial")
+    red = Redactor()
+    redact_file(red, "/sys/bus/pci/devices/0000:01:00.3/serial", b"0000:01:00.3\n")
+    assert red.text("/sys/kernel/iommu_groups/6/devices/0000:01:00.3") == "/sys/kernel/iommu_groups/6/devices/0000:01:00.3"
+    redact_file(red, "/sys/class/nvme/nvme0/serial", b"S4EWNX0R123456\n")
+    assert "S4EWNX0R123456" not in red.text("serial S4EWNX0R123456")
