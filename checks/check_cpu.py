@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from checks.common import try_fact
+from doctor.errors import FactUnknown
 from doctor.model import Evidence, Remedy, Status, Verdict, verdict
 from doctor.registry import Context, check
 
@@ -11,6 +12,9 @@ from doctor.registry import Context, check
 def cpu_virtualization(ctx: Context) -> Verdict:
     """The CPU exposes vmx (Intel) or svm (AMD); vendor from vendor_id, not guessed."""
     cpu = ctx.facts.cpu()
+    if not cpu.flags:  # a source that shows the vendor only (a paste's kernel log or lsmod)
+        raise FactUnknown(f"CPU flags (vendor {cpu.vendor}: {cpu.model_name})", "not in the evidence",
+                          "grep -m1 -E 'vendor_id|flags' /proc/cpuinfo")
     ev = [Evidence("/proc/cpuinfo", f"vendor_id: {cpu.vendor}"), Evidence("/proc/cpuinfo", f"model name: {cpu.model_name}")]
     need = "vmx" if cpu.is_intel else "svm" if cpu.is_amd else None
     if need is None:

@@ -99,7 +99,7 @@ def cmdline_iommu_enabled(ctx: Context) -> Verdict:
     nxt = boot.cmdline if boot else None
     default_on, dev = _build_default_on(facts) if vendor == "intel" else (None, None)
     active = _iommu_active(facts)
-    ev = [Evidence("/proc/cmdline", live.raw or "(empty)")]
+    ev = [Evidence(live.source, live.raw or "(empty)")]
     if nxt is not None:
         ev.append(Evidence(nxt.source, nxt.raw or "(no arguments configured)"))
     if boot is not None and boot.generated is not None:
@@ -202,7 +202,7 @@ def cmdline_iommu_passthrough(ctx: Context) -> Verdict:
     live = facts.cmdline()
     boot = try_fact(facts.boot_config)
     nxt = boot.cmdline if boot else None
-    ev = [Evidence("/proc/cmdline", live.raw or "(empty)")]
+    ev = [Evidence(live.source, live.raw or "(empty)")]
     if nxt is not None:
         ev.append(Evidence(nxt.source, nxt.raw or "(no arguments configured)"))
     pt_now = live.last("iommu") == "pt" or "pt" in live.option_values("amd_iommu") or "pt" in live.option_values("intel_iommu")

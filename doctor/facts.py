@@ -145,6 +145,8 @@ class PciDevice:
     driver_override: str | None = None
     name: str | None = None
     kernel_modules: tuple[str, ...] = ()
+    driver_known: bool = True  # False: the source does not show the driver (driver is None then, not "no driver")
+    source: str = field(default="", compare=False)  # where it was read ("lspci.txt:12"); "" = /sys/bus/pci/devices
 
     @property
     def ident(self) -> str:
@@ -176,7 +178,7 @@ class PciDevice:
 
     def label(self) -> str:
         name = f" {self.name}" if self.name else ""
-        drv = self.driver or "no driver"
+        drv = self.driver or ("no driver" if self.driver_known else "not shown")
         return f"{self.address} [{self.class_hex}]{name} [{self.ident}] (driver: {drv})"
 
 
@@ -472,6 +474,10 @@ class Facts:
 
     def meminfo(self) -> dict[str, int]:
         raise self._unknown("memory and hugepages", "cat /proc/meminfo")
+
+    def unlisted_devices(self) -> FactUnknown | None:
+        """Why PCI devices may exist that pci_devices() does not list (a filtered paste); None: it lists them all."""
+        return None
 
     # -- derived facts shared by checks ------------------------------------
     def gpus(self) -> list[PciDevice]:

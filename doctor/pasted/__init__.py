@@ -1,8 +1,8 @@
 """Pasted text, the third source beside the live host and a snapshot (`check --from`).
 
 read.py reads the inputs within bounds, segment.py cuts them into chunks of one recognised
-kind, chunks.py parses each kind, texthost.py turns what they show into the typed facts the
-checks read."""
+kind, chunks.py parses each kind, texthost.py turns what they show into the typed (partial)
+facts the checks read, run.py runs the suite once on them, output.py prints the result."""
 
 from __future__ import annotations
 
@@ -15,12 +15,15 @@ from doctor.pasted.chunks import (
     parse_lsmod,
     parse_lspci_chunk,
 )
+from doctor.pasted.output import cmd_check_from, render_terminal, to_json
 from doctor.pasted.read import decode_bytes, looks_binary, read_input
+from doctor.pasted.run import PastedRun, load_pasted, run_pasted, target_gpus, tie_errors
 from doctor.pasted.segment import classify_line, evidence_from_text, load_inputs, segment
-from doctor.pasted.texthost import PastedFacts, cmd_check_from, load_pasted, run_pasted, to_json
+from doctor.pasted.texthost import PastedFacts
 
 __all__ = [
     "PastedFacts",
+    "PastedRun",
     "classify_line",
     "cmd_check_from",
     "decode_bytes",
@@ -36,7 +39,10 @@ __all__ = [
     "parse_lsmod",
     "parse_lspci_chunk",
     "read_input",
+    "render_terminal",
     "run_pasted",
     "segment",
+    "target_gpus",
+    "tie_errors",
     "to_json",
 ]

@@ -37,6 +37,7 @@ class DevInfo:
     modules: tuple[str, ...] = ()
     modules_known: bool = False
     source: str = ""
+    line: int = 0  # 0-based line of the device within its chunk
 
 
 def parse_lspci_chunk(text: str) -> tuple[list[DevInfo], bool]:
@@ -44,7 +45,7 @@ def parse_lspci_chunk(text: str) -> tuple[list[DevInfo], bool]:
     k_lines = bool(re.search(r"^\s+(?:Kernel driver in use|Kernel modules):", text, re.M))
     with_ids = {e.address: e for e in _safe_lspci(text)}
     out: list[DevInfo] = []
-    for raw in text.split("\n"):
+    for n, raw in enumerate(text.split("\n")):
         if not raw or raw[0].isspace():
             continue
         m = _LSPCI_PLAIN.match(raw.strip())
@@ -55,7 +56,7 @@ def parse_lspci_chunk(text: str) -> tuple[list[DevInfo], bool]:
         except ValueError:
             continue
         e = with_ids.get(addr)
-        d = DevInfo(addr)
+        d = DevInfo(addr, line=n)
         if e is not None:
             d.class_code = int(e.class_id, 16) << 8
             d.vendor, d.device, d.name, d.revision, d.subsystem = e.vendor, e.device, e.name, e.revision, e.subsystem
@@ -175,6 +176,7 @@ class DmesgFacts:
     lines: list[str] = field(default_factory=list)
     full: bool = False  # an unfiltered log from the start of boot
     cmdline: str | None = None
+    cmdline_line: int = 0  # 0-based line of the command line within the chunk
     kernel: str | None = None
     acpi_tables: set[str] = field(default_factory=set)
     table_listing: bool = False
@@ -189,7 +191,7 @@ def parse_dmesg(text: str, command: str = "") -> DmesgFacts:
     f = DmesgFacts()
     grepped = bool(re.search(r"\bgrep\b|\|\s*(?:head|tail|less)|--grep|-g\b", command))
     starts = False
-    for raw in text.split("\n"):
+    for n, raw in enumerate(text.split("\n")):
         if not raw.strip():
             continue
         f.lines.append(raw)
@@ -204,7 +206,7 @@ def parse_dmesg(text: str, command: str = "") -> DmesgFacts:
                 starts = True
         m = _CMDLINE_LOG.search(msg)
         if m and f.cmdline is None:
-            f.cmdline = m.group(1).strip()
+            f.cmdline, f.cmdline_line = m.group(1).strip(), n
         m = _ACPI_TABLE.search(msg)
         if m:
             f.table_listing = True
