@@ -169,6 +169,9 @@ _BOOT_VGA = re.compile(r"(" + _ADDR + r"): vgaarb: (?:setting as boot VGA device
 _ACPI_TABLE = re.compile(r"ACPI: ([A-Z0-9]{4}) 0x[0-9A-F]+ ")
 _CMDLINE_LOG = re.compile(r"(?:Kernel command line|Command line): (.*)$")
 _LINUX_VERSION = re.compile(r"Linux version (\S+)")
+_JOURNAL_RE = re.compile(_JOURNAL)
+_DMAR_TABLE = re.compile(r"DMAR: (?:Host address width|DRHD base)")
+_IVRS_TABLE = re.compile(r"AMD-Vi: (?:Found IOMMU|Using IVHD|IVRS)")
 
 
 @dataclass
@@ -195,7 +198,7 @@ def parse_dmesg(text: str, command: str = "") -> DmesgFacts:
         if not raw.strip():
             continue
         f.lines.append(raw)
-        jm = re.match(_JOURNAL, raw)
+        jm = _JOURNAL_RE.match(raw)
         if jm:
             f.hostnames.add(jm.group("host"))
         msg = _DMESG_STRIP.sub("", raw, count=1)
@@ -204,31 +207,31 @@ def parse_dmesg(text: str, command: str = "") -> DmesgFacts:
             if m:
                 f.kernel = m.group(1)
                 starts = True
-        m = _CMDLINE_LOG.search(msg)
+        m = _CMDLINE_LOG.search(msg) if "ommand line: " in msg else None
         if m and f.cmdline is None:
             f.cmdline, f.cmdline_line = m.group(1).strip(), n
-        m = _ACPI_TABLE.search(msg)
+        m = _ACPI_TABLE.search(msg) if "ACPI: " in msg else None
         if m:
             f.table_listing = True
             f.acpi_tables.add(m.group(1))
-        if re.search(r"DMAR: (?:Host address width|DRHD base)", msg):
+        if "DMAR" in msg and _DMAR_TABLE.search(msg):
             f.acpi_tables.add("DMAR")
-        if re.search(r"AMD-Vi: (?:Found IOMMU|Using IVHD|IVRS)", msg):
+        if "AMD-Vi" in msg and _IVRS_TABLE.search(msg):
             f.acpi_tables.add("IVRS")
-        m = _PCI_ENUM.search(msg)
+        m = _PCI_ENUM.search(msg) if "] type " in msg else None
         if m:
             try:
                 f.enumerated[normalize_pci_address(m.group(1))] = (m.group(2), m.group(3), int(m.group(4), 16))
             except ValueError:
                 pass
-        m = _ADD_GROUP.search(msg)
+        m = _ADD_GROUP.search(msg) if "group" in msg else None
         if m:
             addr, g = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
             try:
                 f.groups.setdefault(g, []).append(normalize_pci_address(addr))
             except ValueError:
                 pass
-        m = _BOOT_VGA.search(msg)
+        m = _BOOT_VGA.search(msg) if "vgaarb: " in msg else None
         if m:
             try:
                 f.boot_vga.add(normalize_pci_address(m.group(1)))

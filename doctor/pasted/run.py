@@ -14,6 +14,8 @@ from doctor.pasted.segment import _ADDR, load_inputs
 from doctor.pasted.texthost import PastedFacts
 from doctor.runner import Report, run_checks
 
+_VFIO_DEV = re.compile(r"vfio-pci (" + _ADDR + r"):")
+
 
 def _value(fn):  # type: ignore[no-untyped-def]
     try:
@@ -50,7 +52,7 @@ def target_gpus(pf: PastedFacts) -> tuple[list[str], str]:
     dmesg_vfio = set()
     for _, d in pf.dmesg:
         for ln in d.lines:
-            m = re.search(r"vfio-pci (" + _ADDR + r"):", ln)
+            m = _VFIO_DEV.search(ln) if "vfio-pci " in ln else None
             if m:
                 try:
                     dmesg_vfio.add(normalize_pci_address(m.group(1)))

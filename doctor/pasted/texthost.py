@@ -66,6 +66,8 @@ from doctor.pasted.chunks import (
 from doctor.pasted.segment import _ADDR, KIND_NAMES, Chunk, Evidence_
 
 GROUPS_SETTLE = "find /sys/kernel/iommu_groups/ -type l"
+_DMAR_UNIT = re.compile(r"DMAR: (dmar\d+): reg_base_addr")
+_IOMMU_ON = re.compile(r"Intel\(R\) Virtualization Technology for Directed I/O|AMD-Vi: Found IOMMU|Adding to iommu group")
 
 
 class PastedFacts(Facts):
@@ -305,13 +307,14 @@ class PastedFacts(Facts):
         on = False
         for _, d in self.dmesg:
             for ln in d.lines:
-                m = re.search(r"DMAR: (dmar\d+): reg_base_addr", ln)
+                if "DMAR" not in ln and "AMD-Vi" not in ln and "iommu" not in ln and "Intel(R)" not in ln:
+                    continue
+                m = _DMAR_UNIT.search(ln)
                 if m and m.group(1) not in units:
                     units.append(m.group(1))
-                if re.search(r"Intel\(R\) Virtualization Technology for Directed I/O|AMD-Vi: Found IOMMU|Adding to iommu group", ln):
+                if _IOMMU_ON.search(ln):
                     on = True
-                m = re.search(r"AMD-Vi: Found IOMMU at", ln)
-                if m:
+                if "AMD-Vi: Found IOMMU at" in ln:
                     units.append(f"ivhd{sum(1 for u in units if u.startswith('ivhd'))}")
         if units and (on or self.groups):
             return tuple(units)
@@ -434,7 +437,7 @@ class PastedFacts(Facts):
                     continue
                 name = KIND_NAMES.get(c.kind, c.kind)
                 if c.kind == "dmesg":
-                    full = parse_dmesg(c.text, c.command).full
+                    full = next(d.full for dc, d in self.dmesg if dc is c)
                     name += " (full boot log)" if full else " (filtered or partial)"
                 if c.kind == "lspci":
                     _, k = parse_lspci_chunk(c.text)
