@@ -87,7 +87,7 @@ def to_json(report: Report, redact: bool = True) -> dict[str, Any]:
     red = make_redactor(report, redact)
     results = redact_results(report.results, red)
     counts = report.counts()
-    return {
+    doc = {
         "format": JSON_FORMAT,
         "version": JSON_VERSION,
         "gpudoctor": __version__,
@@ -98,6 +98,19 @@ def to_json(report: Report, redact: bool = True) -> dict[str, Any]:
         "summary": {**counts, "exit_code": report.exit_code, "duration_s": round(report.duration_s, 4)},
         "results": [{**sr.result.to_dict(), "subject": sr.subject} for sr in results],
     }
+    if report.source.kind == "pasted":
+        doc["errors_in_evidence"] = [_redact_obj(t, red) for t in report.errors_in_evidence]
+    return doc
+
+
+def _redact_obj(o: Any, red: Redactor) -> Any:
+    if isinstance(o, str):
+        return red.text(o)
+    if isinstance(o, list):
+        return [_redact_obj(x, red) for x in o]
+    if isinstance(o, dict):
+        return {k: _redact_obj(v, red) for k, v in o.items()}
+    return o
 
 
 def dumps_json(report: Report, redact: bool = True) -> str:
@@ -121,6 +134,11 @@ def render_terminal(report: Report, console: Any, verbose: bool = False, redact:
         f"{escape(host['distribution'])}, {escape(host['cpu'])}"
     )
     console.print(f"GPUs: {escape(host['gpus'])}")
+    if report.source.kind == "pasted":
+        console.print("[bold]Evidence[/bold] (pasted; verdicts decided only from these inputs):")
+        for k, v in report.source.details.items():
+            if k.startswith("input ") or k == "gpus checked":
+                console.print(f"  {escape(k)}: {escape(red.text(v))}")
     table = Table(show_header=False, box=None, pad_edge=False, expand=False)
     table.add_column("status", no_wrap=True)
     table.add_column("id", no_wrap=True)
@@ -151,6 +169,13 @@ def render_terminal(report: Report, console: Any, verbose: bool = False, redact:
             for s in res.remedy.steps:
                 console.print(f"      {escape(s)}")
     if shown_detail or results:
+        console.print()
+    if report.errors_in_evidence:
+        console.print("[bold]Errors in the evidence[/bold]")
+        for t in report.errors_in_evidence:
+            console.print(f"  [bold]{escape(str(t['title']))}[/bold] ({escape(str(t['where']))}): {escape(red.text(str(t['seen'])))}")
+            for c in t["causes"]:
+                console.print(f"    - {escape(red.text(c['cause']))}: {escape(red.text(c['verdict']))}")
         console.print()
     code = report.exit_code
     console.print(f"[bold]{summary_line(report.counts())}[/bold] ({report.duration_s:.2f}s) — exit {code}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from doctor.errors import BadInput, FactUnknown, NotCaptured
 from doctor.facts import Facts, PciDevice, normalize_pci_address
@@ -28,6 +29,8 @@ class Report:
     facts: Facts
     gpus: list[PciDevice] = field(default_factory=list)
     duration_s: float = 0.0
+    # known errors found in pasted evidence, each tied to the checks that settle its causes (doctor.pasted.run)
+    errors_in_evidence: list[dict[str, Any]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         out = {s.value: 0 for s in Status}

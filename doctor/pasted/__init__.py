@@ -2,7 +2,7 @@
 
 read.py reads the inputs within bounds, segment.py cuts them into chunks of one recognised
 kind, chunks.py parses each kind, texthost.py turns what they show into the typed (partial)
-facts the checks read, run.py runs the suite once on them, output.py prints the result."""
+facts the checks read, run.py runs the suite once on them; the report renders as any other."""
 
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ from doctor.pasted.chunks import (
     parse_lsmod,
     parse_lspci_chunk,
 )
-from doctor.pasted.output import cmd_check_from, render_terminal, to_json
 from doctor.pasted.read import decode_bytes, looks_binary, read_input
-from doctor.pasted.run import PastedRun, load_pasted, run_pasted, target_gpus, tie_errors
+from doctor.pasted.run import PastedRun, load_pasted, run_pasted, target_gpus, tie_errors, to_json
 from doctor.pasted.segment import classify_line, evidence_from_text, load_inputs, segment
 from doctor.pasted.texthost import PastedFacts
 
@@ -25,7 +24,6 @@ __all__ = [
     "PastedFacts",
     "PastedRun",
     "classify_line",
-    "cmd_check_from",
     "decode_bytes",
     "evidence_from_text",
     "load_inputs",
@@ -39,7 +37,6 @@ __all__ = [
     "parse_lsmod",
     "parse_lspci_chunk",
     "read_input",
-    "render_terminal",
     "run_pasted",
     "segment",
     "target_gpus",

@@ -98,6 +98,7 @@ def run_pasted(pf: PastedFacts, location: str, gpu: str | None = None, only: lis
     source.details["gpus checked"] = (", ".join(targets) or "none") + f" ({why})"
     report = run_checks(pf, source, gpu=gpu, only=only, subjects=None if gpu is not None else targets)
     ties = tie_errors(pf, report)
+    report.errors_in_evidence = ties
     if ties:
         report.source.details["errors in evidence"] = " | ".join(
             f"{t['error']}: " + "; ".join(f"{c['cause']} → {c['verdict']}" for c in t["causes"]) for t in ties
@@ -144,3 +145,10 @@ def load_pasted(paths: list[str]) -> PastedFacts:
         )
     return pf
 
+
+
+def to_json(run: PastedRun, redact: bool = True) -> dict[str, Any]:
+    """The run's JSON document: the normal one (doctor.render), with errors_in_evidence."""
+    from doctor.render import to_json as report_json
+
+    return report_json(run.report, redact)
