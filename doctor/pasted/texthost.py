@@ -211,12 +211,6 @@ class PastedFacts(Facts):
             return CpuInfo(v[0], f"unknown (vendor from {v[1]})", frozenset(), 1)
         return super().cpu()
 
-    def cpu_flags_known(self) -> bool:
-        try:
-            return bool(self.cpu().flags)
-        except FactUnknown:
-            return False
-
     def cpu_vendor_hint(self) -> tuple[str, str] | None:
         """(vendor_id, why) from evidence other than /proc/cpuinfo."""
         for c in self._of("cpuinfo", "lscpu"):
