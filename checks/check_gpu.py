@@ -65,7 +65,7 @@ def gpu_group_isolated(ctx: Context) -> Verdict:
     if members is None:
         return verdict(Status.NOT_APPLICABLE, f"{gpu.address} has no IOMMU group (IOMMU not active: see iommu.active)",
                        [pci_evidence(gpu)])
-    ev = [Evidence(f"/sys/kernel/iommu_groups/{gpu.iommu_group}/devices", ", ".join(m.address for m in members))]
+    ev = [Evidence(facts.where("iommu_groups", f"/sys/kernel/iommu_groups/{gpu.iommu_group}/devices"), ", ".join(m.address for m in members))]
     ev += [pci_evidence(m) for m in members]
     unit = passthrough_unit(facts, gpu)
     if unit.groups_unknown is not None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from typing import Any
 
 from doctor.errors import FactUnknown
 from doctor.explain import Match, find_errors
@@ -46,126 +45,36 @@ from doctor.facts import (
     normalize_pci_address,
     parse_cmdline,
     parse_cpuinfo,
-    parse_iommu_group_links,
     parse_modprobe,
     parse_os_release,
     parse_shell_assignments,
 )
 from doctor.model import SourceInfo
+from doctor.pasted.assemble import Shown
 from doctor.pasted.chunks import (
     DevInfo,
-    DmesgFacts,
-    parse_dmesg,
-    parse_group_listing,
-    parse_group_ls,
     parse_kvm_ok,
     parse_lscpu,
     parse_lsmod,
     parse_lspci_chunk,
 )
-from doctor.pasted.segment import _ADDR, KIND_NAMES, Chunk, Evidence_
+from doctor.pasted.segment import _ADDR, KIND_NAMES, Evidence_
 
 GROUPS_SETTLE = "find /sys/kernel/iommu_groups/ -type l"
 _DMAR_UNIT = re.compile(r"DMAR: (dmar\d+): reg_base_addr")
 _IOMMU_ON = re.compile(r"Intel\(R\) Virtualization Technology for Directed I/O|AMD-Vi: Found IOMMU|Adding to iommu group")
 
 
-class PastedFacts(Facts):
+class PastedFacts(Shown, Facts):
     """Facts decided only from pasted evidence; the rest stays unknown."""
 
     source_kind = "pasted"
 
     def __init__(self, evidence: Evidence_) -> None:
-        super().__init__()
+        Facts.__init__(self)
+        Shown.__init__(self, evidence.chunks)
         self.evidence = evidence
-        self.chunks = evidence.chunks
-        self.notes: list[str] = []
-        self._build()
-
-    # -- assembly -----------------------------------------------------------
-    def _of(self, *kinds: str) -> list[Chunk]:
-        return [c for c in self.chunks if c.kind in kinds]
-
-    def _build(self) -> None:
-        dm: list[tuple[Chunk, DmesgFacts]] = [(c, parse_dmesg(c.text, c.command)) for c in self._of("dmesg")]
-        self.dmesg = dm
-        self.hostnames: set[str] = set()
-        for _, d in dm:
-            self.hostnames |= d.hostnames
-        # devices
-        devs: dict[str, DevInfo] = {}
-        self.lspci_complete = False
-        for c in self._of("lspci"):
-            found, _k = parse_lspci_chunk(c.text)
-            for di in found:
-                di.source = f"{c.file}:{c.start + di.line}"
-                _merge_dev(devs, di)
-            if any(d.address.endswith("00:00.0") for d in found) and len(found) >= 5 and "grep" not in c.command and " -s" not in c.command:
-                self.lspci_complete = True
-        groups: dict[str, set[str]] | None = None
-        self.groups_source = ""
-        for c in self._of("group"):
-            g, found, _k = parse_group_listing(c.text)
-            for di in found:
-                di.source = c.where
-                _merge_dev(devs, di)
-            if not any(g.values()):
-                continue
-            groups = groups or {}
-            for k, v in g.items():
-                groups.setdefault(k, set()).update(v)
-            self.groups_source = c.where
-        for c in self._of("group_find"):
-            g2: dict[str, Any] = dict(parse_iommu_group_links([ln.strip() for ln in c.lines]))
-            if not g2:
-                continue
-            groups = groups or {}
-            for k, v in g2.items():
-                groups.setdefault(k, set()).update(v)
-            self.groups_source = c.where
-        for c in self._of("group_ls"):
-            g2 = {k: v for k, v in parse_group_ls(c.text).items() if v}
-            if not g2:
-                continue  # entries without a /sys/kernel/iommu_groups/N/devices: header name no group
-            groups = groups or {}
-            for k, v in g2.items():
-                groups.setdefault(k, set()).update(v)
-            self.groups_source = c.where
-        self.groups_absent = self._of("groups_absent")
-        if groups is None and self.groups_absent:
-            groups = {}
-            self.groups_source = self.groups_absent[0].where
-        if groups is None:
-            for c, d in dm:
-                if d.full and d.groups and sorted(map(int, d.groups)) == list(range(len(d.groups))):
-                    groups = {k: set(v) for k, v in d.groups.items()}
-                    self.groups_source = f"{c.where} (Adding to iommu group lines of a full boot log)"
-                    break
-        for c, dmf in dm:
-            for a, (ven, dv, cls) in dmf.enumerated.items():
-                if a not in devs:
-                    di = DevInfo(a, cls, ven, dv, source=c.where)
-                    devs[a] = di
-                elif devs[a].vendor is None:
-                    devs[a].vendor, devs[a].device = ven, dv
-                    devs[a].class_code = devs[a].class_code or cls
-            if dmf.full and dmf.enumerated:
-                self.lspci_complete = True
-        self.groups: dict[str, tuple[str, ...]] | None = None if groups is None else {k: tuple(sorted(v)) for k, v in sorted(groups.items(), key=lambda kv: (len(kv[0]), kv[0]))}
-        self.group_of: dict[str, str] = {}
-        if self.groups:
-            for gname, members in self.groups.items():
-                for a in members:
-                    self.group_of[a] = gname
-                    if a not in devs:
-                        devs[a] = DevInfo(a, source=self.groups_source)
-        if self.groups is not None and self.groups:
-            self.lspci_complete = self.lspci_complete or bool(self._of("group_find", "group_ls"))
-        self.devs = devs
-        # boot display
-        self.boot_vga_known: set[str] = set()
-        for _, d in dm:
-            self.boot_vga_known |= d.boot_vga
+        self._where: dict[str, str] = {}  # fact -> the chunk(s) it was read from
 
     # -- facts ----------------------------------------------------------------
     @fact
@@ -197,6 +106,7 @@ class PastedFacts(Facts):
                 if v:
                     ci = replace(ci, vendor=v[0])
             if ci.flags:
+                self._where["cpu"] = c.where
                 return ci
         for c in self._of("lscpu"):
             try:
@@ -204,10 +114,12 @@ class PastedFacts(Facts):
             except ValueError:
                 continue
             if ci.flags:
+                self._where["cpu"] = c.where
                 return ci
         v = self.cpu_vendor_hint()
         if v is not None:
-            # vendor known, flags not: the flags are an open part (see run_pasted)
+            # vendor known, flags not: no flags (cpu.virtualization reads that as unknown)
+            self._where["cpu"] = v[1]
             return CpuInfo(v[0], f"unknown (vendor from {v[1]})", frozenset(), 1)
         return super().cpu()
 
@@ -242,11 +154,14 @@ class PastedFacts(Facts):
         for c in self._of("kvm_ok"):
             exists, _ = parse_kvm_ok(c.text)
             if exists is not None:
+                self._where["kvm_device"] = c.where
                 return exists
         for c in self._of("dev_kvm"):
+            self._where["kvm_device"] = c.where
             return "No such file" not in c.text
         for c in self._of("error"):
             if re.search(r"Could not access KVM kernel module: No such file|failed to initialize kvm: No such file", c.text):
+                self._where["kvm_device"] = c.where
                 return False
         return super().kvm_device()
 
@@ -258,6 +173,7 @@ class PastedFacts(Facts):
             tables |= d.acpi_tables
             complete = complete or (d.full and d.table_listing)
         if complete or tables & {"DMAR", "IVRS", "IORT"}:
+            self._where["acpi_tables"] = ", ".join(c.where for c, d in self.dmesg if d.acpi_tables)
             return frozenset(tables)
         raise FactUnknown("ACPI tables", "not in the evidence", "ls /sys/firmware/acpi/tables  (or: sudo dmesg | grep -E 'ACPI: (DMAR|IVRS)')")
 
@@ -275,6 +191,7 @@ class PastedFacts(Facts):
         for c in self._of("lsmod", "proc_modules"):
             names, complete = parse_lsmod(c.text)
             if complete or (c.kind == "proc_modules" and len(names) >= 10 and "grep" not in c.command):
+                self._where["modules"] = c.where
                 return ModuleState(names, frozenset(), None, True)
         if self._of("lsmod", "proc_modules"):
             raise FactUnknown("kernel modules", "only a filtered lsmod is in the evidence (presence, not absence)", "lsmod")
@@ -296,6 +213,7 @@ class PastedFacts(Facts):
     @fact
     def iommu_class(self) -> tuple[str, ...]:
         if self.groups == {}:
+            self._where["iommu_class"] = self.groups_source
             return ()
         units: list[str] = []
         on = False
@@ -311,6 +229,7 @@ class PastedFacts(Facts):
                 if "AMD-Vi: Found IOMMU at" in ln:
                     units.append(f"ivhd{sum(1 for u in units if u.startswith('ivhd'))}")
         if units and (on or self.groups):
+            self._where["iommu_class"] = ", ".join(c.where for c, _ in self.dmesg)
             return tuple(units)
         return super().iommu_class()
 
@@ -318,6 +237,7 @@ class PastedFacts(Facts):
     def iommu_groups(self) -> dict[str, tuple[str, ...]]:
         if self.groups is None:
             return super().iommu_groups()
+        self._where["iommu_groups"] = self.groups_source
         return dict(self.groups)
 
     @fact
@@ -346,6 +266,13 @@ class PastedFacts(Facts):
             driver_known=d.driver_known,
             source=d.source,
         )
+
+    def where(self, fact_name: str, path: str) -> str:
+        try:
+            getattr(self, fact_name)()
+        except FactUnknown:
+            pass
+        return self._where.get(fact_name, f"{path} (not shown in the paste)")
 
     def group_members(self, dev: PciDevice) -> list[PciDevice] | None:
         """As on a host, but a group the evidence does not show is unknown, not "no group"."""
@@ -475,19 +402,3 @@ class PastedFacts(Facts):
                 except ValueError:
                     pass
         return out
-
-
-def _merge_dev(devs: dict[str, DevInfo], d: DevInfo) -> None:
-    old = devs.get(d.address)
-    if old is None:
-        devs[d.address] = d
-        return
-    for f in ("class_code", "vendor", "device", "name", "revision", "subsystem"):
-        if getattr(old, f) is None and getattr(d, f) is not None:
-            setattr(old, f, getattr(d, f))
-    if d.driver_known and not old.driver_known:
-        old.driver, old.driver_known = d.driver, True
-    if d.modules_known and not old.modules_known:
-        old.modules, old.modules_known = d.modules, True
-
-
