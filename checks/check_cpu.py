@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from checks.common import try_fact
+from doctor.errors import FactUnknown
 from doctor.model import Evidence, Remedy, Status, Verdict, verdict
 from doctor.registry import Context, check
 
@@ -11,19 +12,23 @@ from doctor.registry import Context, check
 def cpu_virtualization(ctx: Context) -> Verdict:
     """The CPU exposes vmx (Intel) or svm (AMD); vendor from vendor_id, not guessed."""
     cpu = ctx.facts.cpu()
-    ev = [Evidence("/proc/cpuinfo", f"vendor_id: {cpu.vendor}"), Evidence("/proc/cpuinfo", f"model name: {cpu.model_name}")]
+    src = ctx.facts.where("cpu", "/proc/cpuinfo")
+    if not cpu.flags:  # a source that shows the vendor only (a paste's kernel log or lsmod)
+        raise FactUnknown(f"CPU flags (vendor {cpu.vendor}: {cpu.model_name})", "not in the evidence",
+                          "grep -m1 -E 'vendor_id|flags' /proc/cpuinfo")
+    ev = [Evidence(src, f"vendor_id: {cpu.vendor}"), Evidence(src, f"model name: {cpu.model_name}")]
     need = "vmx" if cpu.is_intel else "svm" if cpu.is_amd else None
     if need is None:
         has = [f for f in ("vmx", "svm") if f in cpu.flags]
         if has:
-            ev.append(Evidence("/proc/cpuinfo", f"flags: {has[0]} present"))
+            ev.append(Evidence(src, f"flags: {has[0]} present"))
             return verdict(Status.PASS, f"{cpu.vendor} CPU with {has[0]}", ev)
         return verdict(Status.UNKNOWN, f"unrecognised CPU vendor {cpu.vendor!r}; no vmx/svm flag", ev)
     name = "Intel VT-x" if need == "vmx" else "AMD-V (SVM)"
     if need in cpu.flags:
-        ev.append(Evidence("/proc/cpuinfo", f"flags: {need} present"))
+        ev.append(Evidence(src, f"flags: {need} present"))
         return verdict(Status.PASS, f"{name} available ({need} flag)", ev)
-    ev.append(Evidence("/proc/cpuinfo", f"flags: {need} absent"))
+    ev.append(Evidence(src, f"flags: {need} absent"))
     kvm = try_fact(ctx.facts.kvm_device)
     if kvm is None:
         # without the flag, /dev/kvm decides between "KVM usable all the same" (WARN) and "not available" (FAIL)
@@ -32,7 +37,7 @@ def cpu_virtualization(ctx: Context) -> Verdict:
     if kvm:
         # /dev/kvm works (a hypervisor that hides the flag, PVM, ...): KVM is usable; whether a device can be
         # handed to a VM is a separate statement, made by the IOMMU checks (firmware.iommu_table, iommu.active)
-        ev.append(Evidence("/dev/kvm", "present"))
+        ev.append(Evidence(ctx.facts.where("kvm_device", "/dev/kvm"), "present"))
         return verdict(
             Status.WARN,
             f"no {need} flag in /proc/cpuinfo, but /dev/kvm is present: KVM is usable here",
@@ -44,7 +49,7 @@ def cpu_virtualization(ctx: Context) -> Verdict:
         )
     msgs = []
     if "hypervisor" in cpu.flags:
-        ev.append(Evidence("/proc/cpuinfo", "flags: hypervisor present (this host is itself a virtual machine)"))
+        ev.append(Evidence(src, "flags: hypervisor present (this host is itself a virtual machine)"))
         msgs.append("This host is a VM guest: its hypervisor does not pass nested virtualization through.")
         remedy = Remedy(
             f"Enable nested virtualization on the hypervisor that runs this host (e.g. `-cpu host` with "
@@ -65,15 +70,16 @@ def kvm_available(ctx: Context) -> Verdict:
     dev = facts.kvm_device()
     cpu = try_fact(facts.cpu)
     mods = try_fact(facts.modules)
-    ev = [Evidence("/dev/kvm", "present" if dev else "absent")]
+    ev = [Evidence(facts.where("kvm_device", "/dev/kvm"), "present" if dev else "absent")]
     vendor_mod = "kvm_intel" if cpu and cpu.is_intel else "kvm_amd" if cpu and cpu.is_amd else None
+    mods_src = facts.where("modules", "/proc/modules")
     if mods is not None:
         for m in ("kvm", vendor_mod):
             if m:
                 state = "loaded" if m in mods.loaded else "built in" if mods.is_builtin(m) else "in /sys/module" if m in mods.sysfs else "not loaded"
-                ev.append(Evidence("/proc/modules", f"{m}: {state}"))
+                ev.append(Evidence(mods_src, f"{m}: {state}"))
         if not mods.modular:
-            ev.append(Evidence("/proc/modules", "absent: this kernel has no loadable module support"))
+            ev.append(Evidence(mods_src, "absent: this kernel has no loadable module support"))
     if dev:
         return verdict(Status.PASS, "/dev/kvm present", ev)
     steps = (f"sudo modprobe {vendor_mod}",) if vendor_mod else ("sudo modprobe kvm_intel  # or kvm_amd",)

@@ -12,6 +12,7 @@ import re
 from checks.common import (
     boot_overrides,
     cmdline_edit_steps,
+    driver_text,
     endpoints,
     identical_devices,
     ids_config,
@@ -19,10 +20,12 @@ from checks.common import (
     mount_controllers,
     override_evidence,
     pci_evidence,
+    pci_where,
     regen_commands,
     route_nics,
     try_fact,
     unit_functions,
+    unknown_driver,
 )
 from doctor.errors import FactUnknown, NotCaptured, OptionRomUnreadable
 from doctor.facts import (
@@ -123,7 +126,7 @@ def _unsafe_configured(facts: Facts) -> list[Evidence]:
             ev.append(Evidence(ln.where, ln.text))
     c = try_fact(facts.cmdline)
     if c is not None and c.last("vfio_iommu_type1.allow_unsafe_interrupts") in ("1", "Y", "y"):
-        ev.append(Evidence("/proc/cmdline", "vfio_iommu_type1.allow_unsafe_interrupts=" + str(c.last("vfio_iommu_type1.allow_unsafe_interrupts"))))
+        ev.append(Evidence(c.source, "vfio_iommu_type1.allow_unsafe_interrupts=" + str(c.last("vfio_iommu_type1.allow_unsafe_interrupts"))))
     return ev
 
 
@@ -153,7 +156,7 @@ def iommu_interrupt_remapping(ctx: Context) -> Verdict:
     c = try_fact(facts.cmdline)
     cmd_off = c is not None and (c.last("intremap") == "off" or c.has("nointremap"))
     if cmd_off and c is not None:
-        ev.append(Evidence("/proc/cmdline", "intremap=off" if c.last("intremap") == "off" else "nointremap"))
+        ev.append(Evidence(c.source, "intremap=off" if c.last("intremap") == "off" else "nointremap"))
     unsafe_now = try_fact(facts.vfio_allow_unsafe_interrupts)
     unsafe_cfg = _unsafe_configured(facts)
     if unsafe_now is not None:
@@ -208,19 +211,25 @@ def vfio_ids_unique_to_card(ctx: Context) -> Verdict:
     assert gpu is not None
     eps = unit_functions(facts, gpu)
     twins = identical_devices(facts, eps)
+    unlisted = facts.unlisted_devices()
+    if not twins and unlisted is not None:
+        raise unlisted
     if not twins:
         return verdict(Status.PASS, f"no other device on this host has the id of {gpu.address}'s function(s): "
                        + ",".join(sorted({d.ident for d in eps})), [pci_evidence(d) for d in eps])
     conf = _configured_ids(facts)
     ev = [pci_evidence(d) for d in eps]
     for ident, ts in twins.items():
-        ev += [Evidence(f"/sys/bus/pci/devices/{t.address}", f"same id {ident}: {t.label()}") for t in ts]
+        ev += [Evidence(pci_where(t), f"same id {ident}: {t.label()}") for t in ts]
     for ident in twins:
         for where in conf.get(ident, []):
             ev.append(Evidence(where, f"vfio-pci ids include {ident}"))
     grabbed = [(i, t) for i, ts in twins.items() if i in conf for t in ts]
     staying = [(i, t) for i, t in grabbed if t.driver != "vfio-pci" and t.driver_override != "vfio-pci"]
-    names = "; ".join(f"{t.address} ({t.driver or 'no driver'})" for _, t in (staying or grabbed))
+    unseen = [t for _, t in grabbed if not t.driver_known and t.driver_override != "vfio-pci"]
+    if unseen and not [t for _, t in staying if t.driver_known]:
+        raise unknown_driver(unseen[0])  # taken from the host (FAIL) or already a guest's (WARN): its driver decides
+    names = "; ".join(f"{t.address} ({driver_text(t)})" for _, t in (staying or grabbed))
     remedy = Remedy(
         "Remove these ids from the vfio-pci ids (modprobe.d and vfio-pci.ids=) and bind the GPU's functions per device "
         "with driver_override, by address.", tuple(_override_steps(eps)), "pci_bind",
@@ -247,7 +256,7 @@ def vfio_ids_unique_to_card(ctx: Context) -> Verdict:
     remedy = Remedy(remedy.text, remedy.steps, "vfio_conf", remedy.params)
     return verdict(
         Status.WARN,
-        ", ".join(f"{t.address} ({t.driver or 'no driver'})" for ts in twins.values() for t in ts) + " has the same id as "
+        ", ".join(f"{t.address} ({driver_text(t)})" for ts in twins.values() for t in ts) + " has the same id as "
         f"{gpu.slot}'s functions: do not use ids= here",
         ev,
         ["An `options vfio-pci ids=` line (the usual advice, and vfio.ids_configured's remedy) would take that device too."],
@@ -284,7 +293,7 @@ def gpu_group_safe(ctx: Context) -> Verdict:
     facts = ctx.facts
     gpu = ctx.gpu
     assert gpu is not None
-    if gpu.iommu_group is None:
+    if facts.group_members(gpu) is None:  # FactUnknown where the source does not show the group
         return verdict(Status.NOT_APPLICABLE, f"{gpu.address} has no IOMMU group (IOMMU not active: see iommu.active)", [pci_evidence(gpu)])
     plan, notes = _plan_devices(facts, gpu)
     addrs = {d.address for d in plan}
@@ -316,7 +325,7 @@ def gpu_group_safe(ctx: Context) -> Verdict:
     log = try_fact(facts.kernel_log)
     acs = []
     if c is not None and c.has("pcie_acs_override"):
-        acs.append(Evidence("/proc/cmdline", "pcie_acs_override=" + str(c.last("pcie_acs_override"))))
+        acs.append(Evidence(c.source, "pcie_acs_override=" + str(c.last("pcie_acs_override"))))
     if log is not None:
         acs += [Evidence(log.source, ln.strip()) for ln in log.grep(_ACS_LOG)[:2]]
     if acs:
@@ -892,7 +901,11 @@ def cmdline_iommu_args_meaningful(ctx: Context) -> Verdict:
     facts = ctx.facts
     c = facts.cmdline()
     vendor = _vendor(facts)
-    ev = [Evidence("/proc/cmdline", c.raw or "(empty)")]
+    ev = [Evidence(c.source, c.raw or "(empty)")]
+    pt_alone = c.last("iommu") == "pt" and "on" not in c.option_values("intel_iommu")
+    if vendor not in ("intel", "amd") and (pt_alone or "on" in c.option_values("amd_iommu")):
+        raise FactUnknown("the IOMMU's vendor (what these arguments do depends on it)", "not in the evidence",
+                          "ls /sys/firmware/acpi/tables; grep -m1 vendor_id /proc/cpuinfo")
     if vendor == "intel":
         from checks.check_iommu import _build_default_on, _iommu_active
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from checks.common import pci_evidence
+from checks.common import driver_text, pci_evidence, pci_where
+from doctor.errors import FactUnknown
 from doctor.model import Evidence, Remedy, Status, Verdict, verdict
 from doctor.passthrough import passthrough_unit
 from doctor.registry import Context, check
@@ -16,6 +17,9 @@ def gpu_candidate(ctx: Context) -> Verdict:
     gpus = facts.gpus()
     if not gpus:
         devs = facts.pci_devices()
+        unlisted = facts.unlisted_devices()
+        if unlisted is not None:
+            raise unlisted
         return verdict(
             Status.FAIL,
             f"no GPU: none of the {len(devs)} PCI devices is display-class (0300, 0302, 0380)",
@@ -28,11 +32,14 @@ def gpu_candidate(ctx: Context) -> Verdict:
         bv = {True: "boot display", False: "not the boot display", None: "boot_vga unknown"}[g.boot_vga]
         grp = f"IOMMU group {g.iommu_group}" if g.iommu_group is not None else "no IOMMU group"
         ev.append(pci_evidence(g))
-        ev.append(Evidence(f"/sys/bus/pci/devices/{g.address}", f"{bv}; {grp}; {len(funcs)} function(s): "
-                           + ", ".join(f"{f.address} [{f.class_hex}] {f.ident} ({f.driver or 'no driver'})" for f in funcs)))
+        ev.append(Evidence(pci_where(g), f"{bv}; {grp}; {len(funcs)} function(s): "
+                           + ", ".join(f"{f.address} [{f.class_hex}] {f.ident} ({driver_text(f)})" for f in funcs)))
     chosen = ctx.gpu
     if chosen is None:
         return verdict(Status.FAIL, "no GPU selected", ev)
+    if chosen.boot_vga is None and chosen.class_code >> 8 == 0x0300:  # VGA class: sysfs has boot_vga, the source did not show it
+        raise FactUnknown(f"whether {chosen.address} is the boot display", "not in the evidence",
+                          "grep . /sys/bus/pci/devices/*/boot_vga")
     if chosen.boot_vga:
         return verdict(
             Status.WARN,
@@ -58,9 +65,11 @@ def gpu_group_isolated(ctx: Context) -> Verdict:
     if members is None:
         return verdict(Status.NOT_APPLICABLE, f"{gpu.address} has no IOMMU group (IOMMU not active: see iommu.active)",
                        [pci_evidence(gpu)])
-    ev = [Evidence(f"/sys/kernel/iommu_groups/{gpu.iommu_group}/devices", ", ".join(m.address for m in members))]
+    ev = [Evidence(facts.where("iommu_groups", f"/sys/kernel/iommu_groups/{gpu.iommu_group}/devices"), ", ".join(m.address for m in members))]
     ev += [pci_evidence(m) for m in members]
     unit = passthrough_unit(facts, gpu)
+    if unit.groups_unknown is not None:
+        raise unit.groups_unknown
     others = list(unit.intruders)
     if not others:
         return verdict(Status.PASS, f"group {gpu.iommu_group} holds only {gpu.slot}'s {len(unit.functions)} function(s)"

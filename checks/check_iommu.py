@@ -26,7 +26,7 @@ def firmware_iommu_table(ctx: Context) -> Verdict:
     tables = ctx.facts.acpi_tables()
     vendor = _vendor(ctx.facts)
     found = [t for t in ("DMAR", "IVRS", "IORT") if t in tables]
-    ev = [Evidence("/sys/firmware/acpi/tables", " ".join(sorted(t for t in tables if t.isupper())) or "(no tables)")]
+    ev = [Evidence(ctx.facts.where("acpi_tables", "/sys/firmware/acpi/tables"), " ".join(sorted(t for t in tables if t.isupper())) or "(no tables)")]
     if found:
         note = iommu_vendor(ctx.facts).disagreement
         return verdict(Status.PASS, f"ACPI {found[0]} table present: the firmware describes an IOMMU", ev, [note] if note else [])
@@ -120,7 +120,7 @@ def cmdline_iommu_enabled(ctx: Context) -> Verdict:
     nxt = boot.cmdline if boot else None
     default_on, dev = _build_default_on(facts) if vendor == "intel" else (None, None)
     active = _iommu_active(facts)
-    ev = [Evidence("/proc/cmdline", live.raw or "(empty)")]
+    ev = [Evidence(live.source, live.raw or "(empty)")]
     if nxt is not None:
         ev.append(Evidence(nxt.source, nxt.raw or "(no arguments configured)"))
     if boot is not None and boot.generated is not None:
@@ -128,7 +128,7 @@ def cmdline_iommu_enabled(ctx: Context) -> Verdict:
     if dev is not None:
         ev.append(Evidence(dev.source, dev.value))
     if active is not None:
-        ev.append(Evidence("/sys/kernel/iommu_groups", "IOMMU groups present" if active else "no IOMMU groups"))
+        ev.append(Evidence(facts.where("iommu_groups", "/sys/kernel/iommu_groups"), "IOMMU groups present" if active else "no IOMMU groups"))
     msgs: list[str] = []
     note = iommu_vendor(facts).disagreement
     if note:
@@ -232,7 +232,7 @@ def cmdline_iommu_passthrough(ctx: Context) -> Verdict:
     live = facts.cmdline()
     boot = try_fact(facts.boot_config)
     nxt = boot.cmdline if boot else None
-    ev = [Evidence("/proc/cmdline", live.raw or "(empty)")]
+    ev = [Evidence(live.source, live.raw or "(empty)")]
     if nxt is not None:
         ev.append(Evidence(nxt.source, nxt.raw or "(no arguments configured)"))
     pt_now = live.last("iommu") == "pt" or "pt" in live.option_values("amd_iommu") or "pt" in live.option_values("intel_iommu")
@@ -261,9 +261,9 @@ def iommu_active(ctx: Context) -> Verdict:
     groups = try_fact(facts.iommu_groups)
     if cls is None and groups is None:
         facts.iommu_class()  # raises: neither sysfs view is known, so the verdict is unknown
-    ev = [Evidence("/sys/class/iommu", "unknown" if cls is None else " ".join(cls) if cls else "(empty)")]
+    ev = [Evidence(facts.where("iommu_class", "/sys/class/iommu"), "unknown" if cls is None else " ".join(cls) if cls else "(empty)")]
     if groups is not None:
-        ev.append(Evidence("/sys/kernel/iommu_groups", f"{len(groups)} groups"))
+        ev.append(Evidence(facts.where("iommu_groups", "/sys/kernel/iommu_groups"), f"{len(groups)} groups"))
     msgs: list[str] = []
     log = try_fact(facts.kernel_log)
     on_lines: list[str] = []
@@ -309,17 +309,18 @@ def iommu_active(ctx: Context) -> Verdict:
 def iommu_groups_present(ctx: Context) -> Verdict:
     """/sys/kernel/iommu_groups holds groups (what vfio hands to QEMU)."""
     groups = ctx.facts.iommu_groups()
+    where = ctx.facts.where("iommu_groups", "/sys/kernel/iommu_groups")
     if groups:
         sizes = sorted(len(v) for v in groups.values())
         return verdict(
             Status.PASS,
             f"{len(groups)} IOMMU groups",
-            [Evidence("/sys/kernel/iommu_groups", f"{len(groups)} groups, largest has {sizes[-1]} device(s)")],
+            [Evidence(where, f"{len(groups)} groups, largest has {sizes[-1]} device(s)")],
         )
     return verdict(
         Status.FAIL,
         "no IOMMU groups under /sys/kernel/iommu_groups",
-        [Evidence("/sys/kernel/iommu_groups", "(empty or absent)")],
+        [Evidence(where, "(empty or absent)")],
         ["Without groups vfio cannot hand any device to a VM (QEMU: `No IOMMU detected` / libvirt: `host doesn't support passthrough of host PCI devices`)."],
         Remedy("Enable the IOMMU: see firmware.iommu_table and cmdline.iommu_enabled."),
     )

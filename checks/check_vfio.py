@@ -16,12 +16,15 @@ from checks.common import (
     native_modules,
     override_evidence,
     pci_evidence,
+    pci_where,
     softdep_line,
     try_fact,
     unit_functions,
+    unknown_driver,
     wanted_ids,
 )
 from doctor.bootstrategy import boot_strategy
+from doctor.errors import FactUnknown, NotCaptured
 from doctor.facts import Facts, PciDevice
 from doctor.model import Evidence, Remedy, Status, Verdict, verdict
 from doctor.registry import Context, check
@@ -30,7 +33,7 @@ from doctor.registry import Context, check
 def _group_or_na(ctx: Context) -> tuple[PciDevice, list[PciDevice]] | Verdict:
     gpu = ctx.gpu
     assert gpu is not None
-    if gpu.iommu_group is None:
+    if ctx.facts.group_members(gpu) is None:  # FactUnknown where the source does not show the group
         return verdict(Status.NOT_APPLICABLE, f"{gpu.address} has no IOMMU group (IOMMU not active: see iommu.active)", [pci_evidence(gpu)])
     return gpu, endpoints(ctx.facts, gpu)
 
@@ -50,10 +53,10 @@ def vfio_ids_configured(ctx: Context) -> Verdict:
     builtin = mods.is_builtin("vfio_pci") if mods else None
     ev = [Evidence(ln.where, ln.text) for ln in cfg.lines]
     if cfg.cmdline_now:
-        ev.append(Evidence("/proc/cmdline", "vfio-pci.ids=" + ",".join(cfg.cmdline_now)))
+        ev.append(Evidence(cfg.cmdline_source, "vfio-pci.ids=" + ",".join(cfg.cmdline_now)))
     if cfg.cmdline_next:
         ev.append(Evidence("next boot command line", "vfio-pci.ids=" + ",".join(cfg.cmdline_next)))
-    ev += [Evidence(f"/sys/bus/pci/devices/{d.address}", f"{d.address} [{d.class_hex}] {d.ident}") for d in eps]
+    ev += [Evidence(pci_where(d), f"{d.address} [{d.class_hex}] {d.ident}") for d in eps]
     correct = ids_line(eps)
     msgs: list[str] = []
     modprobe_ids = list(cfg.ids)
@@ -107,6 +110,10 @@ def vfio_ids_configured(ctx: Context) -> Verdict:
     if dup:
         msgs.append(f"{len(cfg.lines)} `options vfio-pci ids=` lines: modprobe passes all of them and the last ids= wins")
         return verdict(Status.FAIL, f"conflicting vfio-pci ids lines in {', '.join(sorted({ln.file for ln in cfg.lines}))}", ev, msgs, remedy)
+    if builtin is None and not set(want) <= set(cfg.cmdline_next or cfg.cmdline_now):
+        # the ids stand on modprobe.d, which a built-in vfio-pci never reads
+        raise FactUnknown("whether vfio-pci is built into the kernel (modprobe.d options are dead for a built-in vfio-pci)",
+                          "not in the evidence", "grep vfio /lib/modules/$(uname -r)/modules.builtin")
     if stale or dup_ids:
         if stale:
             msgs.append(f"ids that match no device on this host: {', '.join(stale)}")
@@ -137,6 +144,15 @@ def ids_grab_twins(cfg: IdsConfig, twins: dict[str, list[PciDevice]]) -> bool:
     """An ids= line that also names a twin's id grabs the twin whatever the overrides say."""
     named = set(cfg.ids) | set(cfg.cmdline_now) | set(cfg.cmdline_next or ())
     return any(i in named for i in twins)
+
+
+def _early_unknown(facts: Facts) -> FactUnknown | None:
+    """Why the early-load configuration is unknown (None: it is known)."""
+    try:
+        facts.early_load()
+    except (FactUnknown, NotCaptured) as e:
+        return e if isinstance(e, FactUnknown) else FactUnknown("early module loading configuration", str(e))
+    return None
 
 
 def _early_sources(facts: Facts) -> tuple[list[Evidence], bool, bool]:
@@ -197,6 +213,9 @@ def vfio_early_load(ctx: Context) -> Verdict:
     steps[-1:-1] = [f"echo '{softdep_line(m)}' | sudo tee -a /etc/modprobe.d/vfio.conf" for m in missing_softdep]
     remedy = Remedy("Load vfio-pci before the native drivers: put it in the initramfs and add a softdep for each native driver.",
                     tuple(steps), "early_load", (("softdeps", ",".join(missing_softdep)),))
+    unseen = [d for d in eps if not d.driver_known and not d.kernel_modules]
+    if not in_initramfs and natives and not missing_softdep and unseen:
+        raise unknown_driver(unseen[0])  # its native driver may need a softdep too
     if in_initramfs or (natives and not missing_softdep):
         how = "in the initramfs configuration" if in_initramfs else "softdep for every native driver"
         if missing_softdep and in_initramfs:
@@ -230,6 +249,9 @@ def vfio_group_viable(ctx: Context) -> Verdict:
     gpu, eps = r
     ev = [pci_evidence(d) for d in eps]
     blocking = [d for d in eps if d.driver is not None and d.driver not in VIABLE_DRIVERS]
+    unseen = [d for d in eps if not d.driver_known]
+    if not blocking and unseen:
+        raise unknown_driver(unseen[0])
     if not blocking:
         on = sum(1 for d in eps if d.driver == "vfio-pci")
         return verdict(Status.PASS, f"group {gpu.iommu_group} viable: {on} of {len(eps)} function(s) on vfio-pci, the rest unbound", ev)
@@ -269,10 +291,12 @@ def vfio_binding_persistent(ctx: Context) -> Verdict:
     if not vfio_builtin:
         next_ids |= set(cfg.ids)
     ev_early, in_initramfs, in_ml = _early_sources(facts)
+    early_unknown = _early_unknown(facts)
     softdeps = {ln.module for ln in facts.modprobe_config() if ln.command == "softdep" and "vfio" in ln.rest}
     ev = [pci_evidence(d) for d in eps] + ev_early
     lost: list[str] = []
     never: list[str] = []
+    unsure: list[FactUnknown] = []  # fine or not, lost or never: the source does not show enough
     ov = boot_overrides(facts)
     ev += override_evidence(ov, eps)
     for d in eps:
@@ -284,13 +308,19 @@ def vfio_binding_persistent(ctx: Context) -> Verdict:
             early_ok = True  # written before udev loads any driver (and the script loads vfio-pci)
         elif natives:
             early_ok = in_initramfs or all(m in softdeps for m in natives)
-        elif d.driver == "vfio-pci":
-            # its native driver is unknown (bound to vfio now, no `lspci -k`): only the initramfs wins for sure
+        elif d.driver == "vfio-pci" or not d.driver_known:
+            # its native driver is unknown (bound to vfio now, or no `lspci -k`): only the initramfs wins for sure
             early_ok = in_initramfs
         else:
             early_ok = in_ml or in_initramfs
         ok = configured and early_ok and not builtin_native
         if ok:
+            continue
+        if configured and not builtin_native and early_unknown is not None:
+            unsure.append(early_unknown)  # the early-load configuration the source does not show may load it
+            continue
+        if not d.driver_known:
+            unsure.append(unknown_driver(d))  # lost at reboot (on vfio-pci now) or never bound: its driver decides
             continue
         why = []
         if not configured:
@@ -301,6 +331,8 @@ def vfio_binding_persistent(ctx: Context) -> Verdict:
             why.append(f"native driver {', '.join(builtin_native)} is built in")
         entry = f"{d.address} ({d.ident}, {'; '.join(why)})"
         (lost if d.driver == "vfio-pci" else never).append(entry)
+    if unsure and not never:
+        raise unsure[0]
     if not lost and not never:
         return verdict(Status.PASS, f"all {len(eps)} function(s) of group {gpu.iommu_group} go to vfio-pci at every boot", ev)
     steps = (f"echo '{ids_line(eps)}' | sudo tee /etc/modprobe.d/vfio.conf",

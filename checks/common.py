@@ -8,9 +8,9 @@ from doctor.bootstrategy import boot_strategy
 from doctor.errors import FactUnknown, NotCaptured
 from doctor.facts import BootConfig, BootOverride, Cmdline, Facts, ModprobeLine, PciDevice
 from doctor.model import Evidence
-from doctor.passthrough import mount_controllers, passthrough_unit, route_nics
+from doctor.passthrough import driver_text, mount_controllers, passthrough_unit, route_nics, unknown_driver
 
-__all__ = ["mount_controllers", "route_nics"]
+__all__ = ["driver_text", "mount_controllers", "route_nics", "unknown_driver"]
 
 VFIO_DRIVERS = ("vfio-pci",)
 # Drivers the kernel accepts in a viable group besides vfio (drivers/vfio/group.c).
@@ -49,8 +49,13 @@ def identical_devices(facts: Facts, eps: list[PciDevice]) -> dict[str, list[PciD
     return twins
 
 
+def pci_where(dev: PciDevice) -> str:
+    """Where the source showed the device: its sysfs folder, or the pasted line (`lspci.txt:12`)."""
+    return dev.source or f"/sys/bus/pci/devices/{dev.address}"
+
+
 def pci_evidence(dev: PciDevice) -> Evidence:
-    return Evidence(f"/sys/bus/pci/devices/{dev.address}", dev.label())
+    return Evidence(pci_where(dev), dev.label())
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class IdsConfig:
     lines: tuple[ModprobeLine, ...]  # modprobe.d options lines with ids=
     cmdline_now: tuple[str, ...]  # vfio-pci.ids= on /proc/cmdline
     cmdline_next: tuple[str, ...] | None  # on the next boot's command line (None: unknown)
+    cmdline_source: str = "/proc/cmdline"  # where cmdline_now was read
 
 
 def _ids_from_value(v: str) -> list[str]:
@@ -107,11 +113,13 @@ def ids_config(facts: Facts) -> IdsConfig:
     for _, v in mp:
         ids.extend(v)
     nxt = next_boot_cmdline(facts)
+    now = try_fact(facts.cmdline)
     return IdsConfig(
         tuple(ids),
         tuple(ln for ln, _ in mp),
-        tuple(cmdline_vfio_ids(try_fact(facts.cmdline))),
+        tuple(cmdline_vfio_ids(now)),
         tuple(cmdline_vfio_ids(nxt)) if nxt is not None else None,
+        now.source if now is not None else "/proc/cmdline",
     )
 
 

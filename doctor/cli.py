@@ -98,23 +98,28 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     rom_dumps = _rom_options(args)
     check_outputs(args)
-    if getattr(args, "from_paths", None):
-        from doctor.pasted import cmd_check_from
+    if getattr(args, "from_paths", None) and args.snapshot:
+        from doctor.errors import BadInput
 
-        return cmd_check_from(args)
-    host = _open_host(args.snapshot)
+        raise BadInput("--from and --snapshot cannot be used together: check either pasted outputs or a snapshot")
+    host = None if getattr(args, "from_paths", None) else _open_host(args.snapshot)
     try:
-        facts = HostFacts(host)
-        facts.rom_dumps = rom_dumps
-        facts.read_rom = bool(getattr(args, "read_rom", False))
-        report = run_checks(facts, host.source_info(), gpu=args.gpu, only=args.only)
+        if host is None:  # the third source: pasted text
+            from doctor.pasted import load_pasted, run_pasted
+
+            report = run_pasted(load_pasted(list(args.from_paths)), ", ".join(args.from_paths), gpu=args.gpu, only=args.only).report
+        else:
+            facts = HostFacts(host)
+            facts.rom_dumps = rom_dumps
+            facts.read_rom = bool(getattr(args, "read_rom", False))
+            report = run_checks(facts, host.source_info(), gpu=args.gpu, only=args.only)
         redact = not args.no_redact
         single_host_outputs(args, report)  # --junit, --nfd
 
         def table() -> None:
             render_terminal(report, sys.stdout, verbose=args.verbose, redact=redact)
 
-        emit_outputs(args, report, "gpudoctor", lambda: dumps_json(report, redact=redact), table)
+        emit_outputs(args, report, "gpudoctor" if host is not None else "gpudoctor-pasted", lambda: dumps_json(report, redact=redact), table)
         return report.exit_code
     finally:
         close = getattr(host, "close", None)

@@ -98,13 +98,14 @@ class Unit:
     intruders: tuple[PciDevice, ...]  # group endpoints that are not the GPU's
     bridges: tuple[PciDevice, ...]  # bridges in the group (stay on pcieport)
     grouped: bool  # False: no IOMMU group known (the unit is judged on the slot)
+    groups_unknown: FactUnknown | None = None  # the source does not show a function's group: intruders unknown
 
     @property
     def addresses(self) -> frozenset[str]:
         return frozenset(d.address for d in self.functions)
 
     def describe_intruders(self) -> str:
-        return "; ".join(f"{d.address} [{d.class_hex}] {d.name or d.ident} (driver: {d.driver or 'none'}; "
+        return "; ".join(f"{d.address} [{d.class_hex}] {d.name or d.ident} (driver: {driver_text(d)}; "
                          f"{outsider_reason(self.gpu, d)})" for d in self.intruders)
 
 
@@ -119,15 +120,30 @@ def passthrough_unit(facts: Facts, gpu: PciDevice) -> Unit:
     mine = {d.address for d in funcs}
     members: dict[str, PciDevice] = {}
     grouped = False
+    open_: FactUnknown | None = None
     for d in funcs:
-        ms = facts.group_members(d)
+        try:
+            ms = facts.group_members(d)
+        except FactUnknown as e:  # the functions stand; what else their group holds is unknown
+            open_ = open_ or e
+            continue
         if ms is not None:
             grouped = True
             members.update((m.address, m) for m in ms)
     rest = sorted((m for m in members.values() if m.address not in mine), key=lambda m: m.address)
     intruders = tuple(m for m in rest if not m.is_bridge)
     bridges = tuple(m for m in rest if m.is_bridge)
-    return Unit(gpu, tuple(funcs), intruders, bridges, grouped)
+    return Unit(gpu, tuple(funcs), intruders, bridges, grouped, open_)
+
+
+def driver_text(dev: PciDevice) -> str:
+    """The device's driver for a message: its name, "no driver", or "driver not shown" where the source does not say."""
+    return dev.driver or ("no driver" if dev.driver_known else "driver not shown")
+
+
+def unknown_driver(dev: PciDevice, settle: str = "lspci -nnk") -> FactUnknown:
+    """The FactUnknown for a device whose driver the source does not show."""
+    return FactUnknown(f"driver of {dev.address}", "not in the evidence", f"{settle} -s {dev.address}")
 
 
 # ---------------------------------------------------------------------------
@@ -260,6 +276,10 @@ def refusal(facts: Facts, gpu: PciDevice, force: bool = False) -> str | None:
         return (f"group {gpu.iommu_group} also holds {unit.describe_intruders()}: they are not the GPU's and would leave "
                 "the host with it" + (" (" + "; ".join(runs_on) + ")" if runs_on else "")
                 + f"; nothing is written for this group ({choices})")
+    if unit.groups_unknown is not None:
+        # unknown, not absent: the group may hold devices the host runs on
+        return (f"what else the IOMMU group of {gpu.address} holds is unknown ({unit.groups_unknown}): "
+                "nothing is written for this group")
     keeps = host_keeps(facts)
     hits = [keeps[a] for a in sorted(unit.addresses) if a in keeps]
     certain = [k.why for k in hits if k.certain]

@@ -122,6 +122,18 @@ def report_texts(report: Report) -> Iterator[str]:
             yield from (e.source, e.value)
         if res.remedy is not None:
             yield from (res.remedy.text, *res.remedy.steps, *(v for _, v in res.remedy.params))
+    yield from _strings(report.errors_in_evidence)
+
+
+def _strings(o: Any) -> Iterator[str]:
+    if isinstance(o, str):
+        yield o
+    elif isinstance(o, list | tuple):
+        for x in o:
+            yield from _strings(x)
+    elif isinstance(o, dict):
+        for v in o.values():
+            yield from _strings(v)
 
 
 def summary_line(counts: dict[str, int]) -> str:
@@ -141,7 +153,7 @@ def to_json(report: Report, redact: bool = True, red: Redactor | None = None) ->
     results = redact_results(report.results, red)
     counts = report.counts()
     an = analyse(results)
-    return {
+    doc: dict[str, Any] = {
         "format": JSON_FORMAT,
         "version": JSON_VERSION,
         "minor": JSON_MINOR,
@@ -156,6 +168,19 @@ def to_json(report: Report, redact: bool = True, red: Redactor | None = None) ->
         "results": [{**sr.result.to_dict(), "subject": sr.subject,
                      "follows_from": list(an.follows.get(_name(sr), ()))} for sr in results],
     }
+    if report.source.kind == "pasted":
+        doc["errors_in_evidence"] = [_redact_obj(t, red) for t in report.errors_in_evidence]
+    return doc
+
+
+def _redact_obj(o: Any, red: Redactor) -> Any:
+    if isinstance(o, str):
+        return red.text(o)
+    if isinstance(o, list):
+        return [_redact_obj(x, red) for x in o]
+    if isinstance(o, dict):
+        return {k: _redact_obj(v, red) for k, v in o.items()}
+    return o
 
 
 def dumps_json(report: Report, redact: bool = True) -> str:

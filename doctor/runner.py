@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from doctor.errors import BadInput, FactUnknown, NotCaptured
 from doctor.facts import Facts, PciDevice, normalize_pci_address
@@ -28,6 +29,8 @@ class Report:
     facts: Facts
     gpus: list[PciDevice] = field(default_factory=list)
     duration_s: float = 0.0
+    # known errors found in pasted evidence, each tied to the checks that settle its causes (doctor.pasted.run)
+    errors_in_evidence: list[dict[str, Any]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         out = {s.value: 0 for s in Status}
@@ -126,7 +129,10 @@ def run_checks(
     source: SourceInfo,
     gpu: str | None = None,
     only: list[str] | None = None,
+    subjects: list[str] | None = None,
 ) -> Report:
+    """Every check once (per-GPU checks once per GPU). `subjects`: the GPUs' addresses where the
+    source decides them (pasted evidence names the GPU it is about); otherwise select_gpus."""
     t0 = time.perf_counter()
     specs = load_checks()
     if only:
@@ -134,7 +140,11 @@ def run_checks(
         if unknown:
             raise BadInput(f"unknown check id(s): {', '.join(unknown)} (see `gpudoctor list`)")
         specs = {k: v for k, v in specs.items() if k in only}
-    gpus = select_gpus(facts, gpu)
+    if subjects is not None and gpu is None:
+        devs = facts.pci_devices() if subjects else {}
+        gpus = [devs[a] for a in subjects]
+    else:
+        gpus = select_gpus(facts, gpu)
     out: list[SubjectResult] = []
     for spec in specs.values():
         if spec.per_gpu:
@@ -152,4 +162,8 @@ def _no_gpu(spec: CheckSpec, facts: Facts) -> Result:
         facts.pci_devices()
     except (FactUnknown, NotCaptured) as e:
         return Result(spec.id, spec.title, Status.UNKNOWN, f"unknown: which GPUs this host has ({e})")
+    unlisted = facts.unlisted_devices()
+    if unlisted is not None:
+        return Result(spec.id, spec.title, Status.UNKNOWN, f"unknown: no GPU among the devices shown, and {unlisted.reason}",
+                      (f"to settle it, collect: {unlisted.settle}",))
     return Result(spec.id, spec.title, Status.NOT_APPLICABLE, "no GPU to pass through on this host")

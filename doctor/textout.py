@@ -137,6 +137,7 @@ def report_lines(report: Report, verbose: bool = False, redact: bool = True, red
         Line(f"{title} — {host['source']}: kernel {host['kernel']}, {host['distribution']}, {host['cpu']}",
              style="bold", styled=len(title)),
         Line(f"GPUs: {host['gpus']}"),
+        *_pasted_inputs(report, red),
         Line(""),
         Line(headline(an), style="bold", styled=len(headline(an))),
     ]
@@ -144,6 +145,7 @@ def report_lines(report: Report, verbose: bool = False, redact: bool = True, red
     out += [Line(""), Line("Every check:", style="bold", styled=12)] + _table(results, an)
     if verbose:
         out += _details(results, an)
+    out += _evidence_errors(report, red)
     nb = len(an.blockers)
     follow = len({name(sr) for c in an.blockers for sr in c.explains})
     out.append(Line(""))
@@ -153,6 +155,30 @@ def report_lines(report: Report, verbose: bool = False, redact: bool = True, red
     line = (f"{_counts(report)} ({report.duration_s:.2f}s) — exit {report.exit_code}"
             + ("" if verbose else "; -v shows the evidence"))
     out.append(Line(line, wrap=False, style="bold", styled=len(line)))  # the last line, whole: scripts read it
+    return out
+
+
+def _pasted_inputs(report: Report, red: Redactor) -> list[Line]:
+    """Pasted text: which inputs were read (and what each showed) and which GPUs were checked."""
+    if report.source.kind != "pasted":
+        return []
+    head = "Evidence"
+    out = [Line(f"{head} (pasted; verdicts decided only from these inputs):", style="bold", styled=len(head))]
+    out += [Line(f"  {k}: {red.text(v)}", indent=4) for k, v in report.source.details.items()
+            if k.startswith("input ") or k == "gpus checked"]
+    return out
+
+
+def _evidence_errors(report: Report, red: Redactor) -> list[Line]:
+    """Known errors found in pasted evidence, each cause with what the evidence says of it."""
+    if not report.errors_in_evidence:
+        return []
+    head = "Errors in the evidence"
+    out = [Line(""), Line(head, style="bold", styled=len(head))]
+    for t in report.errors_in_evidence:
+        title = str(t["title"])
+        out.append(Line(f"  {title} ({red.text(str(t['where']))}): {red.text(str(t['seen']))}", indent=4, style="bold", styled=len(title) + 2))
+        out += [Line(f"    - {red.text(c['cause'])}: {red.text(c['verdict'])}", indent=6) for c in t["causes"]]
     return out
 
 

@@ -229,3 +229,24 @@ def test_iommu_vendor_falls_back_to_the_log_then_the_cpu() -> None:
     assert iommu_vendor(FakeFacts(cpu=INTEL, kernel_log="[0.2] AMD-Vi: Found IOMMU cap 0x40")).vendor == "amd"
     v = iommu_vendor(FakeFacts(cpu=AMD))
     assert (v.vendor, v.disagreement) == ("amd", None) and v.basis.startswith("CPU vendor")
+
+
+def test_a_unit_whose_group_is_unknown_is_refused_and_vm_unit_stays_unknown() -> None:
+    """Unknown, not absent: where a function's group cannot be read, what else it holds may be a
+    device the host runs on, so nothing is written for it; vm create's unit raises as before."""
+    from doctor.errors import FactUnknown
+    from doctor.vm.unit import passthrough_unit as vm_unit
+
+    class NoGroups(type(_nic_host(NIC_OTHER_SLOT))):  # type: ignore[misc]
+        def iommu_groups(self) -> dict[str, tuple[str, ...]]:
+            raise FactUnknown("IOMMU groups", "permission denied", "find /sys/kernel/iommu_groups/ -type l")
+
+    facts = _nic_host(NIC_OTHER_SLOT)
+    facts.__class__ = NoGroups
+    gpu = facts.pci_devices()[GPU]
+    unit = passthrough_unit(facts, gpu)
+    assert unit.groups_unknown is not None and not unit.intruders
+    why = refusal(facts, gpu) or ""
+    assert "unknown" in why and "IOMMU groups" in why and "nothing is written" in why
+    with pytest.raises(FactUnknown):
+        vm_unit(facts, gpu)

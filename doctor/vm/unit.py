@@ -18,7 +18,10 @@ def passthrough_unit(facts: Facts, gpu: PciDevice) -> list[PciDevice]:
     the card's own audio, USB-C and serial functions; never an APU's SoC functions)."""
     from doctor.passthrough import passthrough_unit as unit
 
-    return list(unit(facts, gpu).functions)
+    u = unit(facts, gpu)
+    if u.groups_unknown is not None:  # unknown, not absent: what shares the groups decides the unit's safety
+        raise u.groups_unknown
+    return list(u.functions)
 
 
 # NVIDIA's consumer drivers before R465 (March 2021) stopped with Code 43 when they saw a

@@ -1,0 +1,290 @@
+"""Parsers of recognised chunks: lspci, IOMMU group listings, dmesg, lsmod, lscpu, kvm-ok (pure)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from doctor.facts import CpuInfo, normalize_pci_address, parse_lspci_nnk
+from doctor.pasted.segment import _ADDR, _JOURNAL, _TS
+
+_CLASS_NAMES = {
+    "host bridge": "0600", "isa bridge": "0601", "pci bridge": "0604", "vga compatible controller": "0300",
+    "3d controller": "0302", "display controller": "0380", "audio device": "0403",
+    "multimedia audio controller": "0401", "usb controller": "0c03", "serial bus controller": "0c80",
+    "smbus": "0c05", "sata controller": "0106", "non-volatile memory controller": "0108",
+    "ethernet controller": "0200", "network controller": "0280", "signal processing controller": "1180",
+    "communication controller": "0780", "encryption controller": "1080", "system peripheral": "0880",
+    "ide interface": "0101", "raid bus controller": "0104", "memory controller": "0580",
+    "ram memory": "0500", "non-essential instrumentation [1300]": "1300", "usb controller [0c03]": "0c03",
+}
+_LSPCI_PLAIN = re.compile(
+    r"^(?P<addr>" + _ADDR + r")\s+(?P<cls>[^:\[]+?)(?:\s*\[(?P<clsid>[0-9a-fA-F]{4})\])?:\s*(?P<name>.*?)\s*$"
+)
+
+
+@dataclass
+class DevInfo:
+    address: str
+    class_code: int | None = None
+    vendor: str | None = None
+    device: str | None = None
+    name: str | None = None
+    revision: str | None = None
+    subsystem: str | None = None
+    driver: str | None = None
+    driver_known: bool = False
+    modules: tuple[str, ...] = ()
+    modules_known: bool = False
+    source: str = ""
+    line: int = 0  # 0-based line of the device within its chunk
+
+
+def parse_lspci_chunk(text: str) -> tuple[list[DevInfo], bool]:
+    """(devices, shows drivers): any lspci flavour; -k/-v detected by its lines."""
+    k_lines = bool(re.search(r"^\s+(?:Kernel driver in use|Kernel modules):", text, re.M))
+    with_ids = {e.address: e for e in _safe_lspci(text)}
+    out: list[DevInfo] = []
+    for n, raw in enumerate(text.split("\n")):
+        if not raw or raw[0].isspace():
+            continue
+        m = _LSPCI_PLAIN.match(raw.strip())
+        if not m:
+            continue
+        try:
+            addr = normalize_pci_address(m.group("addr"))
+        except ValueError:
+            continue
+        e = with_ids.get(addr)
+        d = DevInfo(addr, line=n)
+        if e is not None:
+            d.class_code = int(e.class_id, 16) << 8
+            d.vendor, d.device, d.name, d.revision, d.subsystem = e.vendor, e.device, e.name, e.revision, e.subsystem
+            d.driver, d.modules = e.driver, e.modules
+        else:
+            cls = m.group("clsid") or _CLASS_NAMES.get(m.group("cls").strip().lower())
+            d.class_code = int(cls, 16) << 8 if cls else None
+            name = re.sub(r"\s*\(rev [0-9a-fA-F]+\)$", "", m.group("name"))
+            d.name = name
+        if k_lines:
+            d.driver_known = d.modules_known = True
+        out.append(d)
+    if k_lines:
+        # drivers of devices without [ven:dev] ids: read the -k lines ourselves
+        cur: DevInfo | None = None
+        by = {d.address: d for d in out}
+        for raw in text.split("\n"):
+            if raw and not raw[0].isspace():
+                m = _LSPCI_PLAIN.match(raw.strip())
+                cur = None
+                if m:
+                    try:
+                        cur = by.get(normalize_pci_address(m.group("addr")))
+                    except ValueError:
+                        cur = None
+            elif cur is not None and cur.vendor is None:
+                s = raw.strip()
+                if s.startswith("Kernel driver in use:"):
+                    cur.driver = s.split(":", 1)[1].strip() or None
+                elif s.startswith("Kernel modules:"):
+                    cur.modules = tuple(x.strip() for x in s.split(":", 1)[1].split(",") if x.strip())
+    return out, k_lines
+
+
+def _safe_lspci(text: str) -> list:  # type: ignore[type-arg]
+    try:
+        return parse_lspci_nnk(text)
+    except (ValueError, TypeError):
+        return []
+
+
+_LS_IOMMU = re.compile(r"^(" + _ADDR + r" [^:\[]+\[[0-9a-fA-F]{4})\](?!:)")
+_GROUP_HDR = re.compile(r"^\s*IOMMU [Gg]roup\s+(\d+)\s*:?\s*(.*)$")
+
+
+def parse_group_listing(text: str) -> tuple[dict[str, list[str]], list[DevInfo], bool]:
+    """`IOMMU Group N:` blocks or `IOMMU Group N 01:00.0 ...` lines →
+    (groups, devices with what their lspci lines say, shows drivers)."""
+    groups: dict[str, list[str]] = {}
+    body: list[str] = []
+    owner: list[str] = []
+    cur: str | None = None
+    for raw in text.split("\n"):
+        m = _GROUP_HDR.match(raw)
+        if m:
+            cur = m.group(1)
+            groups.setdefault(cur, [])
+            rest = m.group(2).strip()
+            if rest:
+                body.append(_LS_IOMMU.sub(r"\1]:", rest, count=1))
+                owner.append(cur)
+            continue
+        if cur is None or not raw.strip():
+            continue
+        s = raw.strip()
+        if re.match(_ADDR + r"\s", s):
+            body.append(_LS_IOMMU.sub(r"\1]:", s, count=1))
+            owner.append(cur)
+        elif raw[:1].isspace() or s.startswith(("Kernel driver", "Kernel modules", "Subsystem")):
+            body.append("\t" + s)
+            owner.append(cur)
+    devs, k = parse_lspci_chunk("\n".join(body))
+    addr_group: dict[str, str] = {}
+    for line, g in zip(body, owner, strict=True):
+        m = re.match(r"(" + _ADDR + r")\s", line)
+        if m:
+            try:
+                addr_group[normalize_pci_address(m.group(1))] = g
+            except ValueError:
+                pass
+    for a, g in addr_group.items():
+        groups.setdefault(g, []).append(a)
+    return {g: sorted(set(v)) for g, v in groups.items()}, devs, k
+
+
+def parse_group_ls(text: str) -> dict[str, list[str]]:
+    """`ls -l /sys/kernel/iommu_groups/*/devices` output → groups."""
+    groups: dict[str, list[str]] = {}
+    cur: str | None = None
+    for raw in text.split("\n"):
+        s = raw.strip()
+        m = re.match(r"^/sys/kernel/iommu_groups/(\d+)/devices/?:$", s)
+        if m:
+            cur = m.group(1)
+            groups.setdefault(cur, [])
+            continue
+        m = re.search(r"\s(" + _ADDR + r") -> ", s)
+        if m and cur is not None:
+            try:
+                groups[cur].append(normalize_pci_address(m.group(1)))
+            except ValueError:
+                pass
+    return groups
+
+
+_DMESG_STRIP = re.compile(_TS + "|" + _JOURNAL)
+_PCI_ENUM = re.compile(r"pci (" + _ADDR + r"): \[([0-9a-f]{4}):([0-9a-f]{4})\] type \d+ class 0x([0-9a-f]{6})")
+_ADD_GROUP = re.compile(r"(?:pci (" + _ADDR + r"): Adding to iommu group (\d+)|iommu: Adding device (" + _ADDR + r") to group (\d+))")
+_BOOT_VGA = re.compile(r"(" + _ADDR + r"): vgaarb: (?:setting as boot VGA device|Boot video device)")
+_ACPI_TABLE = re.compile(r"ACPI: ([A-Z0-9]{4}) 0x[0-9A-F]+ ")
+_CMDLINE_LOG = re.compile(r"(?:Kernel command line|Command line): (.*)$")
+_LINUX_VERSION = re.compile(r"Linux version (\S+)")
+_JOURNAL_RE = re.compile(_JOURNAL)
+_DMAR_TABLE = re.compile(r"DMAR: (?:Host address width|DRHD base)")
+_IVRS_TABLE = re.compile(r"AMD-Vi: (?:Found IOMMU|Using IVHD|IVRS)")
+
+
+@dataclass
+class DmesgFacts:
+    lines: list[str] = field(default_factory=list)
+    full: bool = False  # an unfiltered log from the start of boot
+    cmdline: str | None = None
+    cmdline_line: int = 0  # 0-based line of the command line within the chunk
+    kernel: str | None = None
+    acpi_tables: set[str] = field(default_factory=set)
+    table_listing: bool = False
+    enumerated: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    boot_vga: set[str] = field(default_factory=set)
+    hostnames: set[str] = field(default_factory=set)
+
+
+def parse_dmesg(text: str, command: str = "") -> DmesgFacts:
+    """Kernel log lines (any timestamp form) → what they show (pure)."""
+    f = DmesgFacts()
+    grepped = bool(re.search(r"\bgrep\b|\|\s*(?:head|tail|less)|--grep|-g\b", command))
+    starts = False
+    for n, raw in enumerate(text.split("\n")):
+        if not raw.strip():
+            continue
+        f.lines.append(raw)
+        jm = _JOURNAL_RE.match(raw)
+        if jm:
+            f.hostnames.add(jm.group("host"))
+        msg = _DMESG_STRIP.sub("", raw, count=1)
+        if "Linux version" in msg:
+            m = _LINUX_VERSION.search(msg)
+            if m:
+                f.kernel = m.group(1)
+                starts = True
+        m = _CMDLINE_LOG.search(msg) if "ommand line: " in msg else None
+        if m and f.cmdline is None:
+            f.cmdline, f.cmdline_line = m.group(1).strip(), n
+        m = _ACPI_TABLE.search(msg) if "ACPI: " in msg else None
+        if m:
+            f.table_listing = True
+            f.acpi_tables.add(m.group(1))
+        if "DMAR" in msg and _DMAR_TABLE.search(msg):
+            f.acpi_tables.add("DMAR")
+        if "AMD-Vi" in msg and _IVRS_TABLE.search(msg):
+            f.acpi_tables.add("IVRS")
+        m = _PCI_ENUM.search(msg) if "] type " in msg else None
+        if m:
+            try:
+                f.enumerated[normalize_pci_address(m.group(1))] = (m.group(2), m.group(3), int(m.group(4), 16))
+            except ValueError:
+                pass
+        m = _ADD_GROUP.search(msg) if "group" in msg else None
+        if m:
+            addr, g = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+            try:
+                f.groups.setdefault(g, []).append(normalize_pci_address(addr))
+            except ValueError:
+                pass
+        m = _BOOT_VGA.search(msg) if "vgaarb: " in msg else None
+        if m:
+            try:
+                f.boot_vga.add(normalize_pci_address(m.group(1)))
+            except ValueError:
+                pass
+    f.full = starts and not grepped and len(f.lines) >= 100
+    return f
+
+
+def parse_lsmod(text: str) -> tuple[frozenset[str], bool]:
+    """(module names, complete): complete when the lsmod header or many
+    /proc/modules lines show it was not filtered."""
+    names = set()
+    header = False
+    for raw in text.split("\n"):
+        s = raw.strip()
+        if re.match(r"^Module\s+Size\s+Used by", s):
+            header = True
+            continue
+        m = re.match(r"^([a-z0-9_]+)\s+\d+\s+\d+", s)
+        if m:
+            names.add(m.group(1))
+    return frozenset(names), header
+
+
+def parse_lscpu(text: str) -> CpuInfo:
+    kv: dict[str, str] = {}
+    for raw in text.split("\n"):
+        k, sep, v = raw.partition(":")
+        if sep:
+            kv.setdefault(k.strip(), v.strip())
+    vendor = kv.get("Vendor ID", "")
+    flags = frozenset(kv.get("Flags", "").split())
+    if not vendor and not flags:
+        raise ValueError("no Vendor ID or Flags line")
+    try:
+        count = int(kv.get("CPU(s)", "1"))
+    except ValueError:
+        count = 1
+    return CpuInfo(vendor or "unknown", kv.get("Model name", "unknown") or "unknown", flags, max(count, 1))
+
+
+def parse_kvm_ok(text: str) -> tuple[bool | None, list[str]]:
+    """(/dev/kvm exists, notable lines)."""
+    exists: bool | None = None
+    notes = []
+    for raw in text.split("\n"):
+        s = raw.strip()
+        if "/dev/kvm exists" in s:
+            exists = True
+        elif "/dev/kvm does not exist" in s:
+            exists = False
+        if s:
+            notes.append(s)
+    return exists, notes
+
