@@ -21,7 +21,11 @@ from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.redact import Redactor
 
 HOSTNAME_FILES = ("/proc/sys/kernel/hostname", "/etc/hostname")
-_SERIAL_FILE = re.compile(r"^/sys/.*/(?:product_serial|board_serial|chassis_serial|serial)$")
+# a device's serial number attribute; not a driver named "serial" (/sys/bus/pci/drivers/serial, the
+# 16550 driver, whose entries are PCI addresses: learnt as a serial, they renamed the device's
+# iommu_groups entry in a redacted snapshot)
+_SERIAL_FILE = re.compile(r"^/sys/(?!bus/[^/]+/drivers/)(?:.*/)?(?:product_serial|board_serial|chassis_serial|serial)$")
+_NOT_A_SERIAL = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$|/")
 _CONFIG = re.compile(r"^/sys/.*/config$")
 _INITRAMFS = re.compile(r"^/boot/(?:initrd\.img-|initramfs-|initrd-)[^/]+$")
 _LEARN_GLOBS = {
@@ -59,7 +63,7 @@ def learn_host(red: Redactor, host: Host) -> None:
         for pat in patterns:
             for p in _glob(host, pat):
                 t = _read(host, p, 4096)
-                if t is not None and t.strip():
+                if t is not None and t.strip() and not (kind == "serial" and _NOT_A_SERIAL.search(t.strip())):
                     add[kind](t.strip())
     passwd = _read(host, "/etc/passwd")
     for line in (passwd or "").splitlines():
@@ -92,7 +96,7 @@ def redact_file(red: Redactor, logical: str, data: bytes) -> bytes | None:
         out = route4(red, text)
     elif logical == "/proc/net/ipv6_route":
         out = route6(red, text)
-    elif _SERIAL_FILE.match(logical) and text.strip():
+    elif _SERIAL_FILE.match(logical) and text.strip() and not _NOT_A_SERIAL.search(text.strip()):
         red.add_serial(text.strip())
         out = red.text(text)
     else:

@@ -178,6 +178,14 @@ class Facts:
     def meminfo(self) -> dict[str, int]:
         raise self._unknown("memory and hugepages", "cat /proc/meminfo")
 
+    def where(self, fact_name: str, path: str) -> str:
+        """Where the source read a fact, for evidence: `path` on a host; a source of its own says where (`dmesg.txt:3-40`)."""
+        return path
+
+    def unlisted_devices(self) -> FactUnknown | None:
+        """Why PCI devices may exist that pci_devices() does not list (a filtered paste); None: it lists them all."""
+        return None
+
     # -- derived facts shared by checks ------------------------------------
     def gpus(self) -> list[PciDevice]:
         return [d for d in self.pci_devices().values() if d.is_display]

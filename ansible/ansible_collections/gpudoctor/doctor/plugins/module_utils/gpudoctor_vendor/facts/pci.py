@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.errors import FactUnknown, NotCaptured
@@ -39,6 +39,8 @@ class PciDevice:
     driver_override: str | None = None
     name: str | None = None
     kernel_modules: tuple[str, ...] = ()
+    driver_known: bool = True  # False: the source does not show the driver (driver is None then, not "no driver")
+    source: str = field(default="", compare=False)  # where it was read ("lspci.txt:12"); "" = /sys/bus/pci/devices
 
     @property
     def ident(self) -> str:
@@ -70,7 +72,7 @@ class PciDevice:
 
     def label(self) -> str:
         name = f" {self.name}" if self.name else ""
-        drv = self.driver or "no driver"
+        drv = self.driver or ("no driver" if self.driver_known else "not shown")
         return f"{self.address} [{self.class_hex}]{name} [{self.ident}] (driver: {drv})"
 
 
