@@ -127,3 +127,16 @@ def test_a_driver_named_serial_is_not_a_serial_number() -> None:
     assert red.text("/sys/kernel/iommu_groups/6/devices/0000:01:00.3") == "/sys/kernel/iommu_groups/6/devices/0000:01:00.3"
     redact_file(red, "/sys/class/nvme/nvme0/serial", b"S4EWNX0R123456\n")
     assert "S4EWNX0R123456" not in red.text("serial S4EWNX0R123456")
+
+
+def test_a_host_named_vm_with_user_ubuntu_keeps_the_prose() -> None:
+    """Seen on a real two-H200 VM guest: hostname `vm`, user `ubuntu` (uid 1000). The report read
+    'this host-1 guest' and 'user-1 24.04.3 LTS'. Such names go where the host wrote them, in their case."""
+    from doctor.redact import Redactor
+
+    r = Redactor()
+    r.add_hostname("vm")
+    r.add_user("ubuntu")
+    out = r.text("This host is a VM guest running Ubuntu 24.04; root@vm:~# ls /home/ubuntu; Set hostname to <vm>.")
+    assert "VM guest" in out and "Ubuntu 24.04" in out
+    assert "@vm" not in out and "/home/ubuntu" not in out and "<vm>" not in out
