@@ -332,7 +332,15 @@ def test_an_ipv6_address_in_every_notation_gets_one_fake(ip: ipaddress.IPv6Addre
 
 
 def test_a_short_hostname_goes_in_any_case_and_ordinary_words_stay() -> None:
+    red = Redactor(["qz"])
+    s = "qz QZ Qz booted; qz.local answers; qz.swappiness=10 kqz qzx sqz qz-2 my_qz /srv/qz/disk <qz>"
+    assert red.text(s) == ("host-1 host-1 host-1 booted; host-1.local answers; qz.swappiness=10 kqz qzx sqz qz-2 my_qz "
+                           "/srv/host-1/disk <host-1>")
+
+
+def test_a_hostname_that_is_a_word_of_the_reports_goes_in_the_hosts_own_case() -> None:
+    """A real VM named `vm`: 'VM' in the doctor's own words stays; the name as the host wrote it goes."""
     red = Redactor(["vm"])
     s = "vm VM Vm booted; vm.local answers; vm.swappiness=10 kvm vmx svm vm-2 my_vm /srv/vm/disk <vm>"
-    assert red.text(s) == ("host-1 host-1 host-1 booted; host-1.local answers; vm.swappiness=10 kvm vmx svm vm-2 my_vm "
+    assert red.text(s) == ("host-1 VM Vm booted; host-1.local answers; vm.swappiness=10 kvm vmx svm vm-2 my_vm "
                            "/srv/host-1/disk <host-1>")
