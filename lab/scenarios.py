@@ -12,8 +12,12 @@ AMD_IOMMU = ["-device", "amd-iommu,intremap=on"]
 # TCG's default qemu64 CPU says AuthenticAMD and has svm (TCG emulates SVM, so kvm_amd loads and
 # /dev/kvm exists). An Intel host gets an Intel vendor string; TCG cannot emulate VMX, so the
 # Intel scenarios have no vmx flag and no /dev/kvm (like VT-x disabled in the firmware).
+# Every guest names its CPU vendor, and it matches its IOMMU (GenuineIntel with intel-iommu,
+# AuthenticAMD with amd-iommu; tests/test_lab_scenarios.py holds them to it), except the one
+# scenario that mismatches on purpose: MISMATCHED.
 INTEL_CPU = ["-cpu", "qemu64,vendor=GenuineIntel,-svm"]
 AMD_CPU = ["-cpu", "qemu64,vendor=AuthenticAMD,+svm"]
+MISMATCHED = {"intel-on-amd-cpu"}
 
 # A four-function "GPU": VGA (0300), HDA audio (0403), xHCI USB (0c03), 16550 serial (0700),
 # all in one multifunction slot behind a PCIe root port, so they end up at 01:00.0-3.
@@ -110,6 +114,16 @@ SCENARIOS: dict[str, Scenario] = {
             description="Intel IOMMU device present but intel_iommu=off on the kernel command line",
             iommu="intel",
             qemu_devices=INTEL_CPU + INTEL_IOMMU + ROOT_PORT + CARD_DEVICES,
+            append="intel_iommu=off",
+            iommu_enabled=False,
+        ),
+        Scenario(
+            name="intel-on-amd-cpu",
+            description="Intel IOMMU (intel-iommu: an ACPI DMAR table) on an AMD CPU (vendor=AuthenticAMD), "
+            "intel_iommu=off on the kernel command line: the only IOMMU there is stays off. The CPU vendor "
+            "and the IOMMU disagree on purpose (the usual nested setup); the firmware table decides",
+            iommu="intel",
+            qemu_devices=AMD_CPU + INTEL_IOMMU + ROOT_PORT + CARD_DEVICES,
             append="intel_iommu=off",
             iommu_enabled=False,
         ),
