@@ -26,10 +26,12 @@ EXPECTED: dict[str, dict[str, str | tuple[str, ...]]] = {
     "iommu.active": {
         "intel-unbound": P, "intel-partial": P, "intel-bound": P, "amd-partial": P,
         "intel-iommu-off": F, "intel-shared-group": P, "intel-dmesg-restricted": P,
+        "intel-on-amd-cpu": F,
     },
     "iommu.groups_present": {
         "intel-unbound": P, "intel-partial": P, "intel-bound": P, "amd-partial": P,
         "intel-iommu-off": F, "intel-shared-group": P, "intel-dmesg-restricted": P,
+        "intel-on-amd-cpu": F,
     },
     "gpu.group_isolated": {
         "intel-unbound": P, "intel-partial": P, "intel-bound": P, "amd-partial": P,
@@ -46,11 +48,11 @@ EXPECTED: dict[str, dict[str, str | tuple[str, ...]]] = {
         "intel-bound": W,  # bound at runtime through driver_override; nothing configured
     },
     "firmware.iommu_table": {
-        "intel-unbound": P, "amd-partial": P, "intel-iommu-off": P,
+        "intel-unbound": P, "amd-partial": P, "intel-iommu-off": P, "intel-on-amd-cpu": P,
     },
     "cpu.virtualization": {
         # TCG emulates SVM but not VMX: the Intel scenarios look like VT-x disabled in firmware.
-        "amd-partial": P, "intel-partial": F,
+        "amd-partial": P, "intel-partial": F, "intel-on-amd-cpu": P,
     },
 }  # fmt: skip
 

@@ -70,7 +70,7 @@ def test_shared_group_holds_the_nic_and_both_root_ports(guest):
     assert guest.drivers()["0000:02:00.0"] == "e1000e"
 
 
-@scenarios("intel-iommu-off")
+@scenarios("intel-iommu-off", "intel-on-amd-cpu")
 def test_iommu_off_has_no_groups(guest):
     r = guest.run("ls -A /sys/kernel/iommu_groups | wc -l; cat /proc/cmdline", check=True)
     count, cmdline = r.stdout.splitlines()[:2]
@@ -93,6 +93,19 @@ def test_amd_kernel_log_shows_amd_vi(guest):
     assert re.search(r"AMD-Vi: Found IOMMU", log), log[-3000:]
     assert "AMD-Vi: Interrupt remapping enabled" in log
     assert "DMAR: IOMMU enabled" not in log
+
+
+@scenarios("intel-on-amd-cpu")
+def test_intel_iommu_on_amd_cpu_has_dmar_and_no_amd_vi(guest):
+    """The deliberate mismatch: an AMD CPU, the firmware describes only an Intel IOMMU (DMAR)."""
+    r = guest.run("grep -m1 '^vendor_id' /proc/cpuinfo; ls /sys/firmware/acpi/tables", check=True)
+    assert r.stdout.splitlines()[0].split(":")[1].strip() == "AuthenticAMD", r.stdout
+    tables = r.stdout.split()
+    assert "DMAR" in tables and "IVRS" not in tables, r.stdout
+    log = guest.run("dmesg", check=True).stdout
+    assert "DMAR: IOMMU disabled" in log
+    # amd_iommu_v2 still says "AMD-Vi: AMD IOMMUv2 functionality not available" on any AMD CPU.
+    assert not re.search(r"AMD-Vi: (Found IOMMU|Interrupt remapping enabled)", log), log[-3000:]
 
 
 @scenarios(*NOT_VIABLE)
@@ -121,7 +134,7 @@ def test_qemu_in_guest_fails_when_nothing_bound(guest):
     assert re.search(rf"vfio {CARD}: (failed to open /dev/vfio/\d+|group \d+ is not viable)", r.stderr), r
 
 
-@scenarios("intel-iommu-off")
+@scenarios("intel-iommu-off", "intel-on-amd-cpu")
 def test_qemu_in_guest_finds_no_group_without_iommu(guest):
     r = guest.try_qemu_vfio()
     assert r.rc != 0, r
