@@ -38,10 +38,8 @@ EMPTY_DIR_BUG = (
     "HostFacts.iommu_groups() is unknown instead of {} on every host without an IOMMU"
 )
 KNOWN_VERDICT_BUGS: dict[tuple[str, str], str] = {
-    # (fixed: empty folders lost by git, EMPTY_DIR_BUG above)
-    # An AMD CPU with QEMU's Intel IOMMU (DMAR) and intel_iommu=off: expected.json says FAIL (the
-    # only IOMMU is off); the doctor picks the argument by the CPU vendor and says PASS.
-    ("lab-intel-iommu-amd-cpu", "cmdline.iommu_enabled"): "issue 13 point 3: vendor from the firmware table",
+    # (fixed: empty folders lost by git, EMPTY_DIR_BUG above; and lab-intel-iommu-amd-cpu's
+    # cmdline.iommu_enabled, now decided by the DMAR table, not the AMD CPU: issue 13 point 3)
 }
 
 

@@ -46,7 +46,6 @@ def test_doctor_sees_the_dmar_table_and_no_active_iommu(guest, doctor):
     assert "DMAR: IOMMU disabled" in json.dumps(active["evidence"]), active
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 point 3: vendor from the firmware table")
 @pytest.mark.parametrize("guest", [SCENARIO], indirect=True)
 def test_intel_iommu_off_fails_on_an_amd_cpu(guest, doctor):
     """intel_iommu=off disables the only IOMMU there is (Intel VT-d, by the DMAR table), whatever
