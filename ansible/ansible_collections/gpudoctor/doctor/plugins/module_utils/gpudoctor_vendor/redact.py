@@ -58,6 +58,13 @@ _GENERIC_HOSTS = {"localhost", "localhost.localdomain", "(none)", "none", "debia
                   "archlinux", "arch"}
 _GENERIC_USERS = {"root", "user", "admin", "guest", "test", "gpu", "vfio", "kvm", "qemu", "libvirt", "nvidia",
                   "amd", "intel", "linux", "host", "none", "nobody"}
+# real names that are also words the doctor and the reports use ("this VM guest", "Ubuntu 24.04"): a
+# host or user so named is replaced where it appears as the host wrote it (lower case: /etc/hostname,
+# prompts, /home/NAME), never in another case, which is prose (seen on a real H200 VM named "vm",
+# whose user "ubuntu" turned the distribution into "user-1 24.04")
+_PROSE_WORDS = {"vm", "host", "gpu", "guest", "server", "node", "box", "pc", "lab", "kvm", "qemu", "linux",
+                "ubuntu", "debian", "fedora", "arch", "centos", "rocky", "alma", "opensuse", "suse", "nixos",
+                "proxmox", "pve", "nvidia", "amd", "intel", "iommu", "vfio", "pci", "cpu", "ram", "dev", "test"}
 _SERIAL_PLACEHOLDERS = {"none", "unknown", "default", "default string", "not specified", "to be filled by o.e.m.",
                         "system serial number", "0", "00000000", "0123456789", "123456789", "n/a", "na"}
 
@@ -235,6 +242,8 @@ class Redactor:
             pairs = [v[i : i + 2] for i in range(0, 12, 2)]
             forms = [v, ":".join(pairs), "-".join(pairs), ".".join(v[i : i + 4] for i in range(0, 12, 4))]
             return rf"(?<![0-9a-f:.-])(?:{'|'.join(re.escape(f) for f in forms)})(?![0-9a-f]|[:.-][0-9a-f])"
+        if kind in ("host", "user") and v in _PROSE_WORDS:
+            return rf"(?-i:(?<![\w.-]){e}(?:(?![\w-]|\.\w)|(?=\.(?:local|lan|home|localdomain|internal)\b)))"
         if kind == "host":
             dm = e.replace("\\-", "--")  # device-mapper doubles dashes: host--vg-root
             # a short name followed by `.word` is a sysctl or a file ("vm.swappiness") unless the word
