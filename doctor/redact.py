@@ -64,6 +64,7 @@ _GENERIC_USERS = {"root", "user", "admin", "guest", "test", "gpu", "vfio", "kvm"
 _PROSE_WORDS = {"vm", "host", "gpu", "guest", "server", "node", "box", "pc", "lab", "kvm", "qemu", "linux",
                 "ubuntu", "debian", "fedora", "arch", "centos", "rocky", "alma", "opensuse", "suse", "nixos",
                 "proxmox", "pve", "nvidia", "amd", "intel", "iommu", "vfio", "pci", "cpu", "ram", "dev", "test"}
+_PCI_ADDRESS = re.compile(r"(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]")
 _SERIAL_PLACEHOLDERS = {"none", "unknown", "default", "default string", "not specified", "to be filled by o.e.m.",
                         "system serial number", "0", "00000000", "0123456789", "123456789", "n/a", "na"}
 
@@ -126,6 +127,10 @@ class Redactor:
 
     def add_serial(self, value: str) -> None:
         v = value.strip()
+        # a USB root hub's serial is its host controller's PCI address (`usb usb1: SerialNumber:
+        # 0000:01:00.2`): a name, not a secret; learnt, it renamed the device in a redacted snapshot
+        if _PCI_ADDRESS.fullmatch(v):
+            return
         if len(v) >= 4 and v.lower() not in _SERIAL_PLACEHOLDERS and not re.fullmatch(r"0+|f+|(.)\1*", v, re.I) \
                 and re.fullmatch(r"[\w.:/+-]+", v):
             self._add("serial", v.lower())
@@ -294,7 +299,7 @@ class Redactor:
         return self._known_sub(s)
 
     def _serial(self, v: str) -> str:
-        if v in self._fakes or v.lower() in _SERIAL_PLACEHOLDERS:
+        if v in self._fakes or v.lower() in _SERIAL_PLACEHOLDERS or _PCI_ADDRESS.fullmatch(v):
             return v
         return self._fake("serial", v.lower())
 

@@ -140,3 +140,16 @@ def test_a_host_named_vm_with_user_ubuntu_keeps_the_prose() -> None:
     out = r.text("This host is a VM guest running Ubuntu 24.04; root@vm:~# ls /home/ubuntu; Set hostname to <vm>.")
     assert "VM guest" in out and "Ubuntu 24.04" in out
     assert "@vm" not in out and "/home/ubuntu" not in out and "<vm>" not in out
+
+
+def test_a_usb_root_hubs_serial_number_is_a_pci_address_not_a_secret() -> None:
+    """`usb usb1: SerialNumber: 0000:01:00.2` (dmesg; a root hub's serial is its controller's PCI
+    address): learnt as a serial, the lab's xHCI function became SERIAL-0001 in a redacted
+    snapshot and gpu.group_isolated failed on replay where the live check passed."""
+    from doctor.redact import Redactor
+
+    r = Redactor()
+    r.learn("[    1.2] usb usb1: SerialNumber: 0000:01:00.2")
+    assert r.text("usb usb1: SerialNumber: 0000:01:00.2; /sys/bus/pci/devices/0000:01:00.2") == \
+        "usb usb1: SerialNumber: 0000:01:00.2; /sys/bus/pci/devices/0000:01:00.2"
+    assert "ABCD1234" not in r.text("serial=ABCD1234")
