@@ -245,9 +245,14 @@ def host_keeps(facts: Facts) -> dict[str, Kept]:
     for addr, via in (configured or {}).items():
         add(Kept(addr, True, f"{addr} carries a configured interface{_bridge(devs, addr, 'NIC')} ({', '.join(via)})"))
     displays = [d for d in devs.values() if d.is_display]
+    serial = serial_console(facts)
     for d in displays:
         if d.boot_vga and all(o.slot == d.slot for o in displays):
-            add(Kept(d.address, True, f"{d.address} is the boot display and the host's only display (its console)"))
+            if serial:  # the kernel's console is on a serial port: the screen is not the only way in
+                add(Kept(d.address, False, f"{d.address} is the boot display and the host's only display "
+                                           f"(its kernel console is on {serial})"))
+            else:
+                add(Kept(d.address, True, f"{d.address} is the boot display and the host's only display (its console)"))
         elif d.boot_vga:
             add(Kept(d.address, False, f"{d.address} is the boot display the host may be using"))
     for d in devs.values():
@@ -258,13 +263,25 @@ def host_keeps(facts: Facts) -> dict[str, Kept]:
     return out
 
 
+def serial_console(facts: Facts) -> str | None:
+    """The serial port the kernel's console is on (console=ttyS0,115200 on the command line), or None."""
+    c = try_fact(facts.cmdline)
+    for v in reversed(c.values("console") if c is not None else []):
+        name = (v or "").split(",", 1)[0]
+        if name.startswith(("ttyS", "ttyAMA", "ttyUSB", "hvc", "ttysclp")):
+            return name
+    return None
+
+
 def _bridge(devs: dict[str, PciDevice], addr: str, what: str) -> str:
     d = devs.get(addr)
     return f" (a bridge above the {what})" if d is not None and d.is_bridge else ""
 
 
-def refusal(facts: Facts, gpu: PciDevice, force: bool = False) -> str | None:
-    """Why nothing may be planned for gpu's group (None: the unit may be configured)."""
+def refusal(facts: Facts, gpu: PciDevice, force: bool = False, runtime: bool = False) -> str | None:
+    """Why nothing may be planned for gpu's group (None: the unit may be configured). What the host
+    may be running on (a boot display beside another one, a controller whose use is unknown) blocks
+    a runtime bind without --force; the next boot's configuration leaves the host time to move."""
     if not is_gpu(gpu):
         return f"{gpu.address} is a {class_name(gpu)}, not a GPU (classes 0300, 0302, 0380): nothing is configured"
     unit = passthrough_unit(facts, gpu)
@@ -286,7 +303,7 @@ def refusal(facts: Facts, gpu: PciDevice, force: bool = False) -> str | None:
     if certain:
         return "refusing: " + "; ".join(certain) + " (never, not even with --force; keep a second display, "\
                "a serial console or remote access for the host, or pass another card)"
-    if hits and not force:
+    if hits and runtime and not force:
         return "refusing without --force: " + "; ".join(k.why for k in hits)
     return None
 
@@ -372,7 +389,7 @@ def guard(actions: list, facts: Facts, units: list[Unit], force: bool = False) -
             k = keeps.get(addr)
             # a softdep binds nothing by itself: it counts only before the driver of a device the
             # host certainly runs on (what the next boot's modprobe of that driver would reorder)
-            if k is not None and (k.certain or (strong and not force)):
+            if k is not None and (k.certain or (isinstance(act, Bind) and not force)):
                 out.append(Blocked(i, addr, k.why, how))
             elif strong and addr not in allowed:
                 d = devs.get(addr)

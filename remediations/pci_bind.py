@@ -14,7 +14,7 @@ def plan_bind(facts: Facts, gpu: PciDevice, checks: tuple[str, ...], force: bool
     members = facts.group_members(gpu)
     if members is None:
         return [], f"{gpu.address} has no IOMMU group: enable the IOMMU first (nothing can be bound)"
-    why = refusal(facts, gpu, force)
+    why = refusal(facts, gpu, force, runtime=True)
     if why:
         return [], why + " (see gpu.group_isolated, gpu.group_safe)"
     unit = passthrough_unit(facts, gpu)

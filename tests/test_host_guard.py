@@ -250,3 +250,16 @@ def test_a_unit_whose_group_is_unknown_is_refused_and_vm_unit_stays_unknown() ->
     assert "unknown" in why and "IOMMU groups" in why and "nothing is written" in why
     with pytest.raises(FactUnknown):
         vm_unit(facts, gpu)
+
+
+def test_the_only_display_with_a_serial_console_is_configured_for_the_next_boot_not_unbound_now() -> None:
+    """console=ttyS0: the screen is not the host's only console (the reboot lab's machines); the next
+    boot's configuration is written, a runtime unbind of the display still needs --force."""
+    from remediations.pci_bind import plan_bind
+
+    facts = _console_host(cmdline="root=/dev/sda1 intel_iommu=on console=ttyS0,115200")
+    gpu = facts.pci_devices()[GPU]
+    assert refusal(facts, gpu) is None
+    assert "without --force" in (refusal(facts, gpu, runtime=True) or "")
+    acts, why = plan_bind(facts, gpu, ("vfio.group_viable",))
+    assert acts == [] and "kernel console is on ttyS0" in (why or ""), why
