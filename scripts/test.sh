@@ -12,8 +12,24 @@
 # Lab tests never skip: if the lab cannot be set up, this script fails and says why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# phase times, printed at the end whatever happens (CI's budget is watched phase by phase)
+PHASES=()
+T0=$(date +%s)
+T=$T0
+phase() { local now; now=$(date +%s); PHASES+=("$(printf '%-28s %5ss' "$1" $((now - T)))"); T=$now; }
+report() {
+  local rc=$?
+  phase "${CURRENT:-pytest}"
+  echo "== test.sh phase times (exit $rc) =="
+  printf '  %s\n' "${PHASES[@]}"
+  printf '  %-28s %5ss\n' "total" $(($(date +%s) - T0))
+}
+trap report EXIT
+CURRENT="setup (.venv)"
 bash scripts/setup.sh
+phase "$CURRENT"; CURRENT="tests under /usr/bin/python3"
 bash scripts/test_system_python.sh
+phase "$CURRENT"; CURRENT="chromium, sshd"
 # a real browser for the HTML report test (JavaScript off): Debian's chromium, as root, once
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
@@ -32,9 +48,14 @@ if ! command -v ssh >/dev/null || ! [ -x /usr/sbin/sshd ]; then
     echo "test.sh: sshd/ssh missing; run as root or apt-get install openssh-server openssh-client" >&2; exit 1
   fi
 fi
+phase "$CURRENT"; CURRENT="lab setup (kernel, initrd)"
 bash lab/setup.sh
+phase "$CURRENT"; CURRENT="guest tools (libguestfs)"
 bash scripts/setup_guest.sh
+phase "$CURRENT"; CURRENT="disk images (cached)"
 bash lab/setup_disk.sh
+phase "$CURRENT"; CURRENT="ruff, mypy"
 .venv/bin/ruff check doctor checks remediations tests lab benchmarks fixtures
 .venv/bin/mypy
-exec .venv/bin/python -m pytest -ra --durations=15 "$@"
+phase "$CURRENT"; CURRENT="pytest (unit, lab, reboot)"
+.venv/bin/python -m pytest -ra --durations=15 "$@"
