@@ -63,11 +63,12 @@ class Fleet:
         return 3 if "error" in states else 0
 
     def causes(self) -> list[dict[str, Any]]:
-        """Failing (then erroring) check ids, each with the hosts it fails on, most hosts first."""
+        """Failing (then erroring) check ids that are root causes (doctor.causes: a result that follows
+        from another host's failure is not a cause of its own), each with its hosts, most hosts first."""
         groups: dict[tuple[str, str], dict[str, Any]] = {}
         for h in self.hosts:
             for r in (h.check or {}).get("results", []):
-                if r["status"] not in ("fail", "error"):
+                if r["status"] not in ("fail", "error") or r.get("follows_from"):
                     continue
                 g = groups.setdefault((r["status"], r["id"]),
                                       {"id": r["id"], "title": r["title"], "status": r["status"], "hosts": []})

@@ -132,3 +132,15 @@ def test_terminal_shows_a_table_per_host_and_the_grouped_summary() -> None:
 def test_one_snapshot_keeps_todays_behaviour(capsys: pytest.CaptureFixture[str]) -> None:
     code, doc = run_json(capsys, "--snapshot", PARTIAL)
     assert code == 1 and doc["format"] == "gpudoctor.check" and doc["source"]["location"] == PARTIAL
+
+
+def test_fleet_causes_are_root_causes_not_what_follows_from_them(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Issue 17: the fleet summary counts what doctor.causes calls a cause; on hosts without a
+    firmware IOMMU, cmdline.iommu_enabled, iommu.active and iommu.groups_present follow from it."""
+    dev2 = shutil.copytree(DEV, tmp_path / "dev-copy", symlinks=True)
+    _, doc = run_json(capsys, "--snapshot", DEV, str(dev2))
+    ids = {c["id"] for c in doc["causes"]}
+    assert "firmware.iommu_table" in ids
+    assert not ids & {"cmdline.iommu_enabled", "iommu.active", "iommu.groups_present"}, ids
+    followers = {r["id"] for h in doc["hosts"] for r in h["check"]["results"] if r.get("follows_from")}
+    assert "iommu.active" in followers
