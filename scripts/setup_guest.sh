@@ -21,5 +21,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
 else
   say "packages already installed: ${PACKAGES[*]}"
 fi
+# supermin lstat()s /lib/modules while it copies the appliance's modules, even with SUPERMIN_MODULES
+# pointing elsewhere: a machine with no kernel installed (a CI container) has none ("lstat: No such file
+# or directory: /lib/modules"). An empty folder is all it needs; no kernel is installed here.
+[ -d /lib/modules ] || "${SUDO[@]}" mkdir -p /lib/modules
 command -v virt-xml-validate >/dev/null && command -v xmllint >/dev/null && command -v guestfish >/dev/null || {
   say "virt-xml-validate, xmllint or guestfish still missing"; exit 1; }
