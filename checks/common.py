@@ -8,13 +8,25 @@ from doctor.bootstrategy import boot_strategy
 from doctor.errors import FactUnknown, NotCaptured
 from doctor.facts import BootConfig, BootOverride, Cmdline, Facts, ModprobeLine, PciDevice
 from doctor.model import Evidence
-from doctor.passthrough import driver_text, mount_controllers, passthrough_unit, route_nics, unknown_driver
+from doctor.passthrough import (
+    VIABLE_DRIVERS,
+    driver_text,
+    identical_devices,
+    ids_line,
+    mount_controllers,
+    native_modules,
+    passthrough_unit,
+    route_nics,
+    softdep_line,
+    unknown_driver,
+    wanted_ids,
+)
 
-__all__ = ["driver_text", "mount_controllers", "route_nics", "unknown_driver"]
+# the passthrough domain lives in doctor.passthrough (remediations import it from there); checks keep these names
+__all__ = ["VIABLE_DRIVERS", "driver_text", "identical_devices", "ids_line", "mount_controllers", "native_modules",
+           "route_nics", "softdep_line", "unknown_driver", "wanted_ids"]
 
 VFIO_DRIVERS = ("vfio-pci",)
-# Drivers the kernel accepts in a viable group besides vfio (drivers/vfio/group.c).
-VIABLE_DRIVERS = ("vfio-pci", "pci-stub", "pcieport")
 
 
 def try_fact(fn, default=None):  # type: ignore[no-untyped-def]
@@ -36,17 +48,6 @@ def endpoints(facts: Facts, gpu: PciDevice) -> list[PciDevice]:
 def unit_functions(facts: Facts, gpu: PciDevice) -> list[PciDevice]:
     """The GPU's passthrough unit: what ids=, early loading and binding are judged against."""
     return list(passthrough_unit(facts, gpu).functions)
-
-
-def identical_devices(facts: Facts, eps: list[PciDevice]) -> dict[str, list[PciDevice]]:
-    """Devices outside `eps` with the same vendor:device as one of them (an ids= line grabs them too)."""
-    mine = {d.address for d in eps}
-    twins: dict[str, list[PciDevice]] = {}
-    for d in eps:
-        for o in facts.pci_devices().values():
-            if o.ident == d.ident and o.address not in mine and not o.is_bridge:
-                twins.setdefault(d.ident, []).append(o)
-    return twins
 
 
 def pci_where(dev: PciDevice) -> str:
@@ -121,30 +122,6 @@ def ids_config(facts: Facts) -> IdsConfig:
         tuple(cmdline_vfio_ids(nxt)) if nxt is not None else None,
         now.source if now is not None else "/proc/cmdline",
     )
-
-
-def wanted_ids(eps: list[PciDevice]) -> list[str]:
-    out: list[str] = []
-    for d in eps:
-        if d.ident not in out:
-            out.append(d.ident)
-    return out
-
-
-def ids_line(eps: list[PciDevice]) -> str:
-    return "options vfio-pci ids=" + ",".join(wanted_ids(eps))
-
-
-def native_modules(dev: PciDevice) -> list[str]:
-    """Kernel modules that would claim dev on the host (not vfio)."""
-    mods = [m for m in dev.kernel_modules if m.replace("-", "_") != "vfio_pci"]
-    if dev.driver and dev.driver not in VIABLE_DRIVERS and not mods:
-        mods = [dev.driver]
-    return mods
-
-
-def softdep_line(module: str) -> str:
-    return f"softdep {module} pre: vfio-pci"
 
 
 def regen_commands(facts: Facts) -> list[str]:

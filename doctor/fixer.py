@@ -117,7 +117,7 @@ def build_plan(report: Report, host: Host, only: list[str] | None = None, force:
             continue
         if fix == "vfio_conf" and gpu.address not in seen_conf:
             seen_conf.add(gpu.address)
-            from checks.common import identical_devices
+            from doctor.passthrough import identical_devices
 
             eps = list(passthrough_unit(facts, gpu).functions)
             twins = identical_devices(facts, eps)
@@ -133,7 +133,7 @@ def build_plan(report: Report, host: Host, only: list[str] | None = None, force:
                     plan.explanations.append((cid, why))
                 continue
             if builtin_vfio:
-                from checks.common import wanted_ids
+                from doctor.passthrough import wanted_ids
 
                 ids = "vfio-pci.ids=" + ",".join(wanted_ids(eps))
                 add.append(ids)

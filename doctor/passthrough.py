@@ -46,6 +46,47 @@ CLASS_NAMES = {
 }  # fmt: skip
 
 
+# --- what a vfio-pci configuration for a unit holds (checks print it, remediations write it)
+
+# Drivers the kernel accepts in a viable group besides vfio (drivers/vfio/group.c).
+VIABLE_DRIVERS = ("vfio-pci", "pci-stub", "pcieport")
+
+
+def wanted_ids(eps: list[PciDevice]) -> list[str]:
+    out: list[str] = []
+    for d in eps:
+        if d.ident not in out:
+            out.append(d.ident)
+    return out
+
+
+def ids_line(eps: list[PciDevice]) -> str:
+    return "options vfio-pci ids=" + ",".join(wanted_ids(eps))
+
+
+def native_modules(dev: PciDevice) -> list[str]:
+    """Kernel modules that would claim dev on the host (not vfio)."""
+    mods = [m for m in dev.kernel_modules if m.replace("-", "_") != "vfio_pci"]
+    if dev.driver and dev.driver not in VIABLE_DRIVERS and not mods:
+        mods = [dev.driver]
+    return mods
+
+
+def softdep_line(module: str) -> str:
+    return f"softdep {module} pre: vfio-pci"
+
+
+def identical_devices(facts: Facts, eps: list[PciDevice]) -> dict[str, list[PciDevice]]:
+    """Devices outside `eps` with the same vendor:device as one of them (an ids= line grabs them too)."""
+    mine = {d.address for d in eps}
+    twins: dict[str, list[PciDevice]] = {}
+    for d in eps:
+        for o in facts.pci_devices().values():
+            if o.ident == d.ident and o.address not in mine and not o.is_bridge:
+                twins.setdefault(d.ident, []).append(o)
+    return twins
+
+
 def class_name(dev: PciDevice) -> str:
     c = dev.class_code >> 8
     return GPU_CLASSES.get(c) or CLASS_NAMES.get(c) or f"class {c:04x}"

@@ -4,9 +4,8 @@ device with the same id, such as a second identical card the host uses)."""
 
 from __future__ import annotations
 
-from checks.common import VIABLE_DRIVERS
 from doctor.facts import Facts, PciDevice
-from doctor.passthrough import passthrough_unit, refusal
+from doctor.passthrough import VIABLE_DRIVERS, passthrough_unit, refusal
 from doctor.plan import NOW, Action, Bind, LoadModule
 
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import re
 
-from checks.common import ids_line, native_modules, softdep_line
 from doctor.facts import Facts, PciDevice
 from doctor.host import Host
-from doctor.passthrough import passthrough_unit
+from doctor.passthrough import ids_line, native_modules, passthrough_unit, softdep_line
 from doctor.plan import INITRAMFS, Action, FileEdit
 
 TARGET = "/etc/modprobe.d/vfio.conf"
