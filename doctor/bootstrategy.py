@@ -11,16 +11,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from doctor.errors import FactUnknown, NotCaptured
 from doctor.facts import BootConfig, Facts
-
-
-def _try(fn):  # type: ignore[no-untyped-def]
-    try:
-        return fn()
-    except (FactUnknown, NotCaptured, PermissionError):
-        return None
-
+from doctor.passthrough import try_fact
 
 # what goes into the initramfs / is loaded at boot for vfio-pci to bind early (remediations.early_load
 # writes exactly these; vfio.early_load prints the same)
@@ -130,15 +122,15 @@ def _kernel_image(facts: Facts, rel: str) -> str:
     """Debian keeps the image in /boot, Fedora and Arch under /usr/lib/modules/<release>."""
     host = getattr(facts, "host", None)
     boot_img, lib_img = f"/boot/vmlinuz-{rel}", f"/usr/lib/modules/{rel}/vmlinuz"
-    if host is not None and _try(lambda: host.exists(boot_img)) is False and _try(lambda: host.exists(lib_img)):
+    if host is not None and try_fact(lambda: host.exists(boot_img)) is False and try_fact(lambda: host.exists(lib_img)):
         return lib_img
     return boot_img
 
 
 def boot_strategy(facts: Facts) -> BootStrategy:
-    boot: BootConfig | None = _try(facts.boot_config)
-    el = _try(facts.early_load)
-    rel: str | None = _try(facts.kernel_release)
+    boot: BootConfig | None = try_fact(facts.boot_config)
+    el = try_fact(facts.early_load)
+    rel: str | None = try_fact(facts.kernel_release)
     itool = el.initramfs_tool if el is not None else "unknown"
     iargv: tuple[str, ...] | None = {
         "initramfs-tools": ("update-initramfs", "-u") + (("-k", rel) if rel else ()),
