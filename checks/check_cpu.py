@@ -1,11 +1,11 @@
-"""CPU virtualization and KVM."""
+"""CPU virtualization (VT-x / AMD-V): the first step of the notes."""
 
 from __future__ import annotations
 
 from checks.common import try_fact
+from doctor.checkapi import Context, check
 from doctor.errors import FactUnknown
 from doctor.model import Evidence, Remedy, Status, Verdict, verdict
-from doctor.registry import Context, check
 
 
 @check("cpu.virtualization", "CPU virtualization (VT-x / AMD-V) available")
@@ -61,31 +61,3 @@ def cpu_virtualization(ctx: Context) -> Verdict:
             (f"reboot into firmware setup and enable {name}",),
         )
     return verdict(Status.FAIL, f"{name} not available: no {need} flag in /proc/cpuinfo", ev, msgs, remedy)
-
-
-@check("kvm.available", "KVM device and modules present")
-def kvm_available(ctx: Context) -> Verdict:
-    """/dev/kvm exists and the kvm module (with kvm_intel or kvm_amd) is loaded."""
-    facts = ctx.facts
-    dev = facts.kvm_device()
-    cpu = try_fact(facts.cpu)
-    mods = try_fact(facts.modules)
-    ev = [Evidence(facts.where("kvm_device", "/dev/kvm"), "present" if dev else "absent")]
-    vendor_mod = "kvm_intel" if cpu and cpu.is_intel else "kvm_amd" if cpu and cpu.is_amd else None
-    mods_src = facts.where("modules", "/proc/modules")
-    if mods is not None:
-        for m in ("kvm", vendor_mod):
-            if m:
-                state = "loaded" if m in mods.loaded else "built in" if mods.is_builtin(m) else "in /sys/module" if m in mods.sysfs else "not loaded"
-                ev.append(Evidence(mods_src, f"{m}: {state}"))
-        if not mods.modular:
-            ev.append(Evidence(mods_src, "absent: this kernel has no loadable module support"))
-    if dev:
-        return verdict(Status.PASS, "/dev/kvm present", ev)
-    steps = (f"sudo modprobe {vendor_mod}",) if vendor_mod else ("sudo modprobe kvm_intel  # or kvm_amd",)
-    return verdict(
-        Status.FAIL,
-        "/dev/kvm is missing: KVM is not available",
-        ev,
-        remedy=Remedy("Load the KVM module for this CPU; if it fails, CPU virtualization is off in firmware.", steps),
-    )

@@ -1,254 +1,17 @@
-"""Firmware IOMMU table, kernel command line, IOMMU active, groups."""
+"""The IOMMU at work in the running kernel: active, groups present, interrupt remapping."""
 
 from __future__ import annotations
 
 import re
 
-from checks.common import cmdline_edit_steps, try_fact
-from doctor.facts import Cmdline, Facts
-from doctor.model import Evidence, Remedy, Severity, Status, Verdict, verdict
-from doctor.passthrough import iommu_vendor
-from doctor.registry import Context, check
+from checks.common import cmdline_edit_steps, iommu_on, try_fact, unknown_verdict, vendor_of
+from doctor.checkapi import Context, check
+from doctor.facts import Facts
+from doctor.model import Evidence, Remedy, Status, Verdict, verdict
 
 INTEL_ON = re.compile(r"DMAR: IOMMU enabled|Intel\(R\) Virtualization Technology for Directed I/O")
 AMD_ON = re.compile(r"AMD-Vi: (Found IOMMU|Interrupt remapping enabled|IOMMU performance counters|Lazy IO/TLB)|AMD-Vi:.*(Extended features|Found IOMMU)")
 IOMMU_OFF = re.compile(r"DMAR: IOMMU disabled|AMD-Vi: AMD IOMMUv2 functionality not available|No IOMMU found|IOMMU not enabled|AMD-Vi: Unknown option|DMAR: Disable")
-
-
-def _vendor(facts: Facts) -> str:
-    """The IOMMU's vendor: the firmware table first, the CPU only as a fallback (doctor.passthrough)."""
-    return iommu_vendor(facts).vendor
-
-
-@check("firmware.iommu_table", "Firmware exposes an IOMMU (ACPI DMAR / IVRS)")
-def firmware_iommu_table(ctx: Context) -> Verdict:
-    """VT-d / AMD-Vi on in firmware: the ACPI DMAR (Intel) or IVRS (AMD) table exists."""
-    tables = ctx.facts.acpi_tables()
-    vendor = _vendor(ctx.facts)
-    found = [t for t in ("DMAR", "IVRS", "IORT") if t in tables]
-    ev = [Evidence(ctx.facts.where("acpi_tables", "/sys/firmware/acpi/tables"), " ".join(sorted(t for t in tables if t.isupper())) or "(no tables)")]
-    if found:
-        note = iommu_vendor(ctx.facts).disagreement
-        return verdict(Status.PASS, f"ACPI {found[0]} table present: the firmware describes an IOMMU", ev, [note] if note else [])
-    cpu = try_fact(ctx.facts.cpu)
-    setting = {"intel": "Intel VT-d ('VT for Directed I/O')", "amd": "AMD-Vi / IOMMU (and SVM)"}.get(vendor, "the IOMMU (VT-d / AMD-Vi)")
-    table = "DMAR" if vendor == "intel" else "IVRS" if vendor == "amd" else "DMAR/IVRS"
-    msgs = ["No kernel argument can help: without this table the kernel has no IOMMU to turn on."]
-    if cpu is not None and "hypervisor" in cpu.flags:
-        # a VM guest: its "firmware" is the hypervisor's, so the fix is on the hypervisor, not in a setup screen
-        ev.append(Evidence("/proc/cpuinfo", "flags: hypervisor present (this host is itself a virtual machine)"))
-        viommu = ("-machine q35,kernel-irqchip=split -device intel-iommu,intremap=on,caching-mode=on" if vendor != "amd"
-                  else "-machine q35,kernel-irqchip=split -device amd-iommu,intremap=on")
-        return verdict(
-            Status.FAIL,
-            f"no ACPI {table} table: this VM guest's hypervisor gives it no virtual IOMMU",
-            ev,
-            msgs + ["A firmware setting inside this guest cannot add one: the hypervisor that runs it must."],
-            Remedy("Give this VM a virtual IOMMU on the hypervisor that runs it (QEMU: a q35 machine, "
-                   "a split irqchip and an emulated IOMMU with interrupt remapping; libvirt: <iommu model='intel'> "
-                   "with <driver intremap='on' caching_mode='on'/> and <ioapic driver='qemu'/>), then boot it again; "
-                   "or run gpudoctor on the bare-metal host that owns the GPU.",
-                   (f"qemu-system-x86_64 {viommu} ...  # on the hypervisor",)),
-        )
-    return verdict(
-        Status.FAIL,
-        f"no ACPI {table} table: the IOMMU is off in firmware (or absent)",
-        ev,
-        msgs,
-        Remedy(f"Enable {setting} in the firmware setup, save and power-cycle.", (f"firmware setup: enable {setting}",)),
-    )
-
-
-def _firmware_has_no_iommu(facts: Facts) -> bool:
-    """True only where the ACPI tables were read and hold no IOMMU table (unknown is not absent)."""
-    tables = try_fact(facts.acpi_tables)
-    return tables is not None and not any(t in tables for t in ("DMAR", "IVRS", "IORT"))
-
-
-def _build_default_on(facts: Facts) -> tuple[bool | None, Evidence | None]:
-    """Whether the running kernel turns the Intel IOMMU on without an argument."""
-    cfg = try_fact(facts.kernel_config)
-    if cfg is None:
-        return None, None
-    rel = try_fact(facts.kernel_release) or "?"
-    for key in ("CONFIG_INTEL_IOMMU_DEFAULT_ON", "CONFIG_INTEL_IOMMU_DEFAULT_ON_INTGPU_OFF"):
-        if cfg.get(key) == "y":
-            return True, Evidence(f"/boot/config-{rel}", f"{key}=y")
-    if cfg.get("CONFIG_INTEL_IOMMU") in (None, "n"):
-        return False, Evidence(f"/boot/config-{rel}", "CONFIG_INTEL_IOMMU is not set")
-    return False, Evidence(f"/boot/config-{rel}", "CONFIG_INTEL_IOMMU_DEFAULT_ON is not set")
-
-
-def _iommu_active(facts: Facts) -> bool | None:
-    groups = try_fact(facts.iommu_groups)
-    cls = try_fact(facts.iommu_class)
-    if groups is None and cls is None:
-        return None
-    return bool(groups) or bool(cls)
-
-
-def _state(c: Cmdline | None, vendor: str, default_on: bool | None) -> tuple[str, str]:
-    """(state, why) for one command line: on, off, default, missing, unknown."""
-    if c is None:
-        return "unknown", "not known"
-    if vendor == "amd":
-        if "off" in c.option_values("amd_iommu") or c.last("iommu") == "off":
-            return "off", "amd_iommu=off" if "off" in c.option_values("amd_iommu") else "iommu=off"
-        return "on", "AMD-Vi is on unless disabled"
-    opts = c.option_values("intel_iommu")
-    if opts and opts[-1] == "off" or "off" in opts:
-        return "off", "intel_iommu=off"
-    if c.last("iommu") == "off":
-        return "off", "iommu=off"
-    if "on" in opts:
-        return "on", "intel_iommu=on"
-    if default_on:
-        return "default", "on by the kernel's build default"
-    if default_on is None:
-        return "unknown-default", "no intel_iommu=on and the kernel's build default is unknown"
-    return "missing", "no intel_iommu=on and the kernel's build default is off"
-
-
-@check("cmdline.iommu_enabled", "Kernel command line enables the IOMMU (now and at next boot)", fix="kernel_cmdline")
-def cmdline_iommu_enabled(ctx: Context) -> Verdict:
-    """intel_iommu=on where the kernel's build default leaves it off; nothing
-    disables it; next boot's configured command line agrees with /proc/cmdline."""
-    facts = ctx.facts
-    live = facts.cmdline()
-    vendor = _vendor(facts)
-    boot = try_fact(facts.boot_config)
-    nxt = boot.cmdline if boot else None
-    default_on, dev = _build_default_on(facts) if vendor == "intel" else (None, None)
-    active = _iommu_active(facts)
-    ev = [Evidence(live.source, live.raw or "(empty)")]
-    if nxt is not None:
-        ev.append(Evidence(nxt.source, nxt.raw or "(no arguments configured)"))
-    if boot is not None and boot.generated is not None:
-        ev.append(Evidence(boot.generated_source, f"default entry: {boot.generated.raw}"))
-    if dev is not None:
-        ev.append(Evidence(dev.source, dev.value))
-    if active is not None:
-        ev.append(Evidence(facts.where("iommu_groups", "/sys/kernel/iommu_groups"), "IOMMU groups present" if active else "no IOMMU groups"))
-    msgs: list[str] = []
-    note = iommu_vendor(facts).disagreement
-    if note:
-        msgs.append(note)
-    if nxt is None:
-        msgs.append("next boot: unknown (no bootloader configuration found on this host)")
-    amd_bogus = vendor == "amd" and "on" in live.option_values("amd_iommu")
-    if amd_bogus:
-        msgs.append("`amd_iommu=on` is not an option the kernel knows (it logs `AMD-Vi: Unknown option`); AMD-Vi is on by default. Remove it.")
-    if vendor == "unknown":
-        off = [a for a in ("intel_iommu=off", "amd_iommu=off", "iommu=off") if a in live.raw.split()]
-        if off:
-            return verdict(Status.FAIL, f"IOMMU disabled on the running kernel by {off[0]}", ev, msgs,
-                           Remedy(f"Remove {off[0]} from the kernel command line and reboot.", fix_id="kernel_cmdline",
-                                  params=(("remove", off[0]),)))
-        if "on" in live.option_values("intel_iommu"):
-            return verdict(Status.PASS, "intel_iommu=on and nothing disables the IOMMU (on an AMD CPU, AMD-Vi is on by default)", ev, msgs)
-        return verdict(Status.UNKNOWN, "unknown: the CPU vendor decides which argument applies", ev,
-                       msgs + ["to settle it, collect: grep -m1 vendor_id /proc/cpuinfo"])
-    if vendor not in ("intel", "amd"):
-        return verdict(Status.NOT_APPLICABLE, f"CPU vendor {vendor}: no x86 IOMMU argument applies", ev, msgs)
-    now, why_now = _state(live, vendor, default_on)
-    then, why_then = _state(nxt, vendor, default_on)
-    key = "intel_iommu=on" if vendor == "intel" else ""
-    remove = [a for a in ("intel_iommu=off", "amd_iommu=off", "iommu=off") if a in (nxt.raw.split() if nxt else live.raw.split())]
-    if now == "off":
-        pending = then in ("on", "default")
-        summary = f"IOMMU disabled on the running kernel by {why_now}" + ("; the next boot's configuration no longer disables it (reboot pending)" if pending else "")
-        return verdict(
-            Status.FAIL, summary, ev, msgs,
-            Remedy(f"Remove {why_now} from the kernel command line" + (" and reboot" if not pending else ": reboot"),
-                   tuple(cmdline_edit_steps(facts, [key] if key and not default_on else [], remove)) if not pending else ("sudo reboot",),
-                   "kernel_cmdline", (("remove", " ".join(remove)),)),
-        )
-    if now in ("missing", "unknown-default") and not active and then != "on" and _firmware_has_no_iommu(facts):
-        # one fact, one fix: firmware.iommu_table says no argument can help, so this check defers to it
-        return verdict(
-            Status.FAIL, "no intel_iommu=on, but adding it cannot help yet: the firmware exposes no IOMMU (firmware.iommu_table)",
-            ev, msgs,
-            Remedy("First give this host an IOMMU (see firmware.iommu_table); once the ACPI DMAR table is there, "
-                   "add intel_iommu=on to the kernel command line and reboot.",
-                   tuple(cmdline_edit_steps(facts, ["intel_iommu=on"], [])), "", (("after", "firmware.iommu_table"),)),
-        )
-    if now == "missing" and not active:
-        if then == "on":
-            return verdict(
-                Status.WARN, f"reboot pending: intel_iommu=on is configured in {nxt.source if nxt else '?'} but not on the running kernel", ev, msgs,
-                Remedy("Reboot to boot with the configured command line.", ("sudo reboot",), "kernel_cmdline"),
-            )
-        return verdict(
-            Status.FAIL, "intel_iommu=on is missing and this kernel's build default leaves the Intel IOMMU off", ev, msgs,
-            Remedy("Add intel_iommu=on (and iommu=pt) to the kernel command line, regenerate the bootloader configuration, reboot.",
-                   tuple(cmdline_edit_steps(facts, ["intel_iommu=on", "iommu=pt"], [])), "kernel_cmdline", (("add", "intel_iommu=on iommu=pt"),)),
-        )
-    if now == "unknown-default" and active is None:
-        return verdict(Status.UNKNOWN, "unknown: no intel_iommu=on, and neither the kernel's build default nor the IOMMU state is known",
-                       ev, msgs + ["to settle it, collect: grep INTEL_IOMMU_DEFAULT_ON /boot/config-$(uname -r); ls /sys/class/iommu"])
-    if now == "unknown-default" and not active:
-        return verdict(
-            Status.FAIL, "no intel_iommu=on on the command line and the IOMMU is not active", ev, msgs,
-            Remedy("Add intel_iommu=on (and iommu=pt) to the kernel command line and reboot.",
-                   tuple(cmdline_edit_steps(facts, ["intel_iommu=on", "iommu=pt"], [])), "kernel_cmdline", (("add", "intel_iommu=on iommu=pt"),)),
-        )
-    # on now (explicitly, by default, or the IOMMU is demonstrably active)
-    why = why_now if now in ("on", "default") else "no argument needed: the IOMMU is active"
-    if then == "off":
-        return verdict(
-            Status.FAIL, f"IOMMU on now ({why}) but the next boot's configuration disables it ({why_then} in {nxt.source if nxt else '?'})", ev, msgs,
-            Remedy(f"Remove {why_then} from the bootloader configuration.", tuple(cmdline_edit_steps(facts, [], [why_then])), "kernel_cmdline",
-                   (("remove", why_then),)),
-        )
-    if then == "missing" and now == "on" and vendor == "intel":
-        return verdict(
-            Status.FAIL, f"intel_iommu=on is on the running kernel but not in the next boot's configuration ({nxt.source if nxt else '?'}): it will be lost at reboot", ev, msgs,
-            Remedy("Add intel_iommu=on to the bootloader configuration.", tuple(cmdline_edit_steps(facts, ["intel_iommu=on"], [])), "kernel_cmdline",
-                   (("add", "intel_iommu=on"),)),
-        )
-    if boot is not None and boot.generated is not None and nxt is not None:
-        def _iommu_args(c: Cmdline) -> set[str]:
-            return {str(a) for a in c.args if a.key.replace("-", "_") in ("intel_iommu", "amd_iommu", "iommu", "vfio_pci.ids")}
-        if _iommu_args(boot.generated) != _iommu_args(nxt):
-            msgs.append(
-                f"{boot.generated_source} was not regenerated after /etc/default/grub changed: it has "
-                f"{' '.join(sorted(_iommu_args(boot.generated))) or 'no IOMMU arguments'}, /etc/default/grub has "
-                f"{' '.join(sorted(_iommu_args(nxt))) or 'none'}"
-            )
-            return verdict(Status.WARN, "bootloader configuration edited but not regenerated", ev, msgs,
-                           Remedy("Regenerate the bootloader configuration.", tuple(cmdline_edit_steps(facts, [], [])[:-1]) or ("sudo update-grub",), "kernel_cmdline",
-                                  (("regenerate", "1"),)))
-    if amd_bogus:
-        return verdict(Status.WARN, "AMD-Vi on; `amd_iommu=on` on the command line does nothing", ev, msgs,
-                       Remedy("Remove amd_iommu=on from the kernel command line.", tuple(cmdline_edit_steps(facts, [], ["amd_iommu=on"])), "kernel_cmdline",
-                              (("remove", "amd_iommu=on"),)))
-    return verdict(Status.PASS, f"IOMMU enabled on the kernel command line ({why})", ev, msgs)
-
-
-@check("cmdline.iommu_passthrough", "iommu=pt for host devices (advice)", severity=Severity.ADVICE, fix="kernel_cmdline")
-def cmdline_iommu_passthrough(ctx: Context) -> Verdict:
-    """iommu=pt keeps host devices on identity mappings; advised, not required."""
-    facts = ctx.facts
-    live = facts.cmdline()
-    boot = try_fact(facts.boot_config)
-    nxt = boot.cmdline if boot else None
-    ev = [Evidence(live.source, live.raw or "(empty)")]
-    if nxt is not None:
-        ev.append(Evidence(nxt.source, nxt.raw or "(no arguments configured)"))
-    pt_now = live.last("iommu") == "pt" or "pt" in live.option_values("amd_iommu") or "pt" in live.option_values("intel_iommu")
-    pt_next = nxt is not None and (nxt.last("iommu") == "pt")
-    if pt_now:
-        return verdict(Status.PASS, "iommu=pt is set", ev)
-    if pt_next:
-        return verdict(Status.WARN, f"iommu=pt configured in {nxt.source if nxt else '?'}, reboot pending", ev,
-                       remedy=Remedy("Reboot.", ("sudo reboot",), "kernel_cmdline"))
-    return verdict(
-        Status.WARN,
-        "iommu=pt not set (advice: host devices then skip IOMMU translation; it does not turn the IOMMU on)",
-        ev,
-        remedy=Remedy("Add iommu=pt to the kernel command line.", tuple(cmdline_edit_steps(facts, ["iommu=pt"], [])), "kernel_cmdline",
-                      (("add", "iommu=pt"),)),
-    )
 
 
 @check("iommu.active", "IOMMU active in the running kernel")
@@ -256,7 +19,7 @@ def iommu_active(ctx: Context) -> Verdict:
     """The kernel log shows DMAR/AMD-Vi coming up and /sys/class/iommu has units;
     if the log is unreadable, sysfs decides and the report says so."""
     facts = ctx.facts
-    vendor = _vendor(facts)
+    vendor = vendor_of(facts)
     cls = try_fact(facts.iommu_class)
     groups = try_fact(facts.iommu_groups)
     if cls is None and groups is None:
@@ -324,3 +87,96 @@ def iommu_groups_present(ctx: Context) -> Verdict:
         ["Without groups vfio cannot hand any device to a VM (QEMU: `No IOMMU detected` / libvirt: `host doesn't support passthrough of host PCI devices`)."],
         Remedy("Enable the IOMMU: see firmware.iommu_table and cmdline.iommu_enabled."),
     )
+
+
+# ---------------------------------------------------------------------------
+# 3. interrupt remapping
+
+# Kernel log lines: drivers/iommu/intel/irq_remapping.c ("DMAR-IR: Enabled IRQ remapping in %s mode"),
+# drivers/iommu/amd/init.c ("AMD-Vi: Interrupt remapping enabled").
+IR_ON = re.compile(r"DMAR-IR: Enabled IRQ remapping|AMD-Vi: Interrupt remapping enabled")
+IR_OFF = re.compile(
+    r"DMAR-IR: (?:.*[Dd]isabl|Failed to enable|Not enabling)|Not enabling interrupt remapping|"
+    r"IRQ remapping was enabled on .* but we are not in kernel mode|AMD-Vi: Interrupt remapping disabled|"
+    r"x2apic: IRQ remapping doesn't support X2APIC mode"
+)
+# drivers/vfio/vfio_iommu_type1.c, vfio_iommu_type1_attach_group()
+VFIO_NO_IR = re.compile(r"No interrupt remapping support")
+
+
+def _unsafe_configured(facts: Facts) -> list[Evidence]:
+    ev = []
+    for ln in try_fact(facts.modprobe_config) or ():
+        if ln.command == "options" and ln.module == "vfio_iommu_type1" and re.search(r"\ballow_unsafe_interrupts=(1|Y|y)\b", ln.rest):
+            ev.append(Evidence(ln.where, ln.text))
+    c = try_fact(facts.cmdline)
+    if c is not None and c.last("vfio_iommu_type1.allow_unsafe_interrupts") in ("1", "Y", "y"):
+        ev.append(Evidence(c.source, "vfio_iommu_type1.allow_unsafe_interrupts=" + str(c.last("vfio_iommu_type1.allow_unsafe_interrupts"))))
+    return ev
+
+
+@check("iommu.interrupt_remapping", "Interrupt remapping is on (vfio accepts the group)")
+def iommu_interrupt_remapping(ctx: Context) -> Verdict:
+    """`DMAR-IR: Enabled IRQ remapping` / `AMD-Vi: Interrupt remapping enabled`, or IR- interrupt
+    chips in /proc/interrupts. Without it, and without allow_unsafe_interrupts, vfio_iommu_type1
+    refuses the group and QEMU fails with `Failed to set iommu for container: Operation not permitted`."""
+    facts = ctx.facts
+    active = iommu_on(facts)
+    if active is False:
+        return verdict(Status.NOT_APPLICABLE, "no IOMMU active (see iommu.active): nothing to remap interrupts")
+    ev: list[Evidence] = []
+    msgs: list[str] = []
+    chips = try_fact(facts.interrupt_chips)
+    ir_chips = sorted(c for c in chips or () if c.startswith("IR-"))
+    plain = sorted(c for c in chips or () if c.startswith(("IO-APIC", "PCI-MSI")))
+    if chips is not None:
+        ev.append(Evidence("/proc/interrupts", "remapped chips: " + (", ".join(ir_chips[:4]) or "none")
+                           + ("; plain: " + ", ".join(plain[:4]) if plain else "")))
+    log = try_fact(facts.kernel_log)
+    on = off = refused = []
+    if log is not None:
+        on, off, refused = log.grep(IR_ON), log.grep(IR_OFF), log.grep(VFIO_NO_IR)
+        for ln in (on + off + refused)[:5]:
+            ev.append(Evidence(log.source, ln.strip()))
+    c = try_fact(facts.cmdline)
+    cmd_off = c is not None and (c.last("intremap") == "off" or c.has("nointremap"))
+    if cmd_off and c is not None:
+        ev.append(Evidence(c.source, "intremap=off" if c.last("intremap") == "off" else "nointremap"))
+    unsafe_now = try_fact(facts.vfio_allow_unsafe_interrupts)
+    unsafe_cfg = _unsafe_configured(facts)
+    if unsafe_now is not None:
+        ev.append(Evidence("/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts", "Y" if unsafe_now else "N"))
+    ev += unsafe_cfg
+    enabled = bool(ir_chips) or bool(on)
+    disabled = bool(off) or bool(refused) or cmd_off or (chips is not None and not ir_chips and bool(plain))
+    if enabled and not refused:
+        if unsafe_now or unsafe_cfg:
+            msgs.append("allow_unsafe_interrupts is set but not needed here: remapping is on. Remove it.")
+        how = "kernel log" if on else "/proc/interrupts (IR- chips)"
+        return verdict(Status.PASS, f"interrupt remapping enabled ({how})", ev, msgs)
+    if not disabled:
+        return unknown_verdict("unknown: neither the kernel log nor /proc/interrupts shows whether interrupts are remapped",
+                        "sudo dmesg | grep -E 'DMAR-IR|AMD-Vi: Interrupt remapping'; grep -m3 IR- /proc/interrupts", ev, msgs)
+    vendor = vendor_of(facts)
+    setting = {"intel": "VT-d (and x2APIC / 'Interrupt Remapping' where the firmware lists it)",
+               "amd": "IOMMU (AMD-Vi) and 'Interrupt Remapping' / x2APIC"}.get(vendor, "the IOMMU's interrupt remapping")
+    steps: list[str] = []
+    if cmd_off:
+        steps += cmdline_edit_steps(facts, [], ["intremap=off", "nointremap"])
+    steps.append(f"firmware setup: enable {setting}")
+    steps.append("# last resort, unsafe (a guest can then forge interrupts to the host): "
+                 "echo 'options vfio_iommu_type1 allow_unsafe_interrupts=1' | sudo tee /etc/modprobe.d/vfio-unsafe.conf")
+    remedy = Remedy("Turn interrupt remapping on (firmware setting; nothing on the command line may disable it).",
+                    tuple(steps), "kernel_cmdline" if cmd_off else "")
+    if unsafe_now or (unsafe_now is None and unsafe_cfg):
+        return verdict(Status.WARN, "no interrupt remapping: vfio accepts the group only because allow_unsafe_interrupts is set",
+                       ev, msgs + ["A guest with the device can then send interrupts the host did not allow (MSI injection)."], remedy)
+    msgs += [
+        "vfio_iommu_type1 will refuse the group: the kernel logs `No interrupt remapping support.  Use the module param "
+        "\"allow_unsafe_interrupts\" to enable VFIO IOMMU support on this platform`",
+        "and QEMU fails with `vfio ...: failed to setup container for group N: Failed to set iommu for container: Operation not permitted`.",
+    ]
+    if refused:
+        msgs.insert(0, "This already happened on this host (see the kernel log evidence).")
+    why = "intremap=off on the command line" if cmd_off else "the kernel log says so" if off else "no IR- interrupt chips in /proc/interrupts"
+    return verdict(Status.FAIL, f"interrupt remapping is off ({why}): vfio will refuse the GPU's group", ev, msgs, remedy)

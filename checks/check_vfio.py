@@ -1,4 +1,4 @@
-"""vfio-pci: ids configured, early load, group viable, persistence."""
+"""vfio-pci: ids, early loading, the group's binding now and after a reboot."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from checks.common import (
     VIABLE_DRIVERS,
     IdsConfig,
     boot_overrides,
+    configured_ids,
+    driver_text,
     endpoints,
     identical_devices,
     ids_config,
@@ -24,10 +26,10 @@ from checks.common import (
     wanted_ids,
 )
 from doctor.bootstrategy import boot_strategy
+from doctor.checkapi import Context, check
 from doctor.errors import FactUnknown, NotCaptured
 from doctor.facts import Facts, PciDevice
 from doctor.model import Evidence, Remedy, Status, Verdict, verdict
-from doctor.registry import Context, check
 
 
 def _group_or_na(ctx: Context) -> tuple[PciDevice, list[PciDevice]] | Verdict:
@@ -38,7 +40,7 @@ def _group_or_na(ctx: Context) -> tuple[PciDevice, list[PciDevice]] | Verdict:
     return gpu, endpoints(ctx.facts, gpu)
 
 
-@check("vfio.ids_configured", "vfio-pci ids cover every function of the GPU's passthrough unit", fix="vfio_conf", per_gpu=True)
+@check("vfio.ids_configured", "vfio-pci ids cover every function of the GPU's passthrough unit", per_gpu=True)
 def vfio_ids_configured(ctx: Context) -> Verdict:
     """`options vfio-pci ids=` (modprobe.d) or `vfio-pci.ids=` (command line) holds the
     vendor:device of every function of the passthrough unit (the GPU and its own audio/USB-C
@@ -173,7 +175,7 @@ def _early_sources(facts: Facts) -> tuple[list[Evidence], bool, bool]:
     return ev, initramfs, modules_load
 
 
-@check("vfio.early_load", "vfio-pci loads before the native drivers", fix="early_load", per_gpu=True)
+@check("vfio.early_load", "vfio-pci loads before the native drivers", per_gpu=True)
 def vfio_early_load(ctx: Context) -> Verdict:
     """vfio-pci in the initramfs, or `softdep <driver> pre: vfio-pci` for every native
     driver of the group's functions; vfio_pci present and claiming the ids in the log."""
@@ -239,7 +241,7 @@ def vfio_early_load(ctx: Context) -> Verdict:
     return verdict(Status.FAIL, summary, ev, msgs, remedy)
 
 
-@check("vfio.group_viable", "Every device in the GPU's group is on vfio-pci", fix="pci_bind", per_gpu=True)
+@check("vfio.group_viable", "Every device in the GPU's group is on vfio-pci", per_gpu=True)
 def vfio_group_viable(ctx: Context) -> Verdict:
     """Each endpoint of the group is bound to vfio-pci (or has no driver);
     otherwise QEMU says `group N is not viable`."""
@@ -275,7 +277,7 @@ def vfio_group_viable(ctx: Context) -> Verdict:
     )
 
 
-@check("vfio.binding_persistent", "The vfio-pci binding survives a reboot", fix="vfio_conf", per_gpu=True)
+@check("vfio.binding_persistent", "The vfio-pci binding survives a reboot", per_gpu=True)
 def vfio_binding_persistent(ctx: Context) -> Verdict:
     """ids configured for the next boot + early load cover every endpoint; a
     runtime-only binding is a warning naming what a reboot loses."""
@@ -346,4 +348,88 @@ def vfio_binding_persistent(ctx: Context) -> Verdict:
         "not bound at boot: " + "; ".join(never) + ("; a reboot also loses " + "; ".join(lost) if lost else ""),
         ev,
         remedy=remedy,
+    )
+
+
+def _override_steps(devs: list[PciDevice]) -> list[str]:
+    addrs = " ".join(d.address for d in devs)
+    return [
+        "# now (lost at reboot):",
+        *[f"echo vfio-pci | sudo tee /sys/bus/pci/devices/{d.address}/driver_override" for d in devs],
+        *[f"[ -e /sys/bus/pci/devices/{d.address}/driver ] && echo {d.address} | sudo tee /sys/bus/pci/devices/{d.address}/driver/unbind"
+          for d in devs],
+        *[f"echo {d.address} | sudo tee /sys/bus/pci/drivers_probe" for d in devs],
+        "# at every boot, before udev loads any driver (`gpudoctor fix` writes this for initramfs-tools):",
+        f"printf '#!/bin/sh\\n[ \"$1\" = prereqs ] && exit 0\\nfor d in {addrs}; do echo vfio-pci > /sys/bus/pci/devices/$d/driver_override; done\\n"
+        "modprobe vfio-pci\\n' | sudo tee /etc/initramfs-tools/scripts/init-top/gpudoctor-vfio-override",
+        "sudo chmod +x /etc/initramfs-tools/scripts/init-top/gpudoctor-vfio-override && sudo update-initramfs -u",
+        "# dracut / mkinitcpio: the same loop in a script run from `install vfio-pci ...` (modprobe.d), included in the image "
+        "(dracut: install_items+=; mkinitcpio: FILES=())",
+    ]
+
+
+# ---------------------------------------------------------------------------
+# 6. identical cards
+
+
+@check("vfio.ids_unique_to_card", "vfio-pci ids match only the GPU's own functions", per_gpu=True)
+def vfio_ids_unique_to_card(ctx: Context) -> Verdict:
+    """Another device with the same vendor:device that stays with the host is also taken by
+    `ids=` (modprobe.d or vfio-pci.ids=): the kernel binds every matching device. There the
+    only way is per device: driver_override."""
+    facts = ctx.facts
+    gpu = ctx.gpu
+    assert gpu is not None
+    eps = unit_functions(facts, gpu)
+    twins = identical_devices(facts, eps)
+    unlisted = facts.unlisted_devices()
+    if not twins and unlisted is not None:
+        raise unlisted
+    if not twins:
+        return verdict(Status.PASS, f"no other device on this host has the id of {gpu.address}'s function(s): "
+                       + ",".join(sorted({d.ident for d in eps})), [pci_evidence(d) for d in eps])
+    conf = configured_ids(facts)
+    ev = [pci_evidence(d) for d in eps]
+    for ident, ts in twins.items():
+        ev += [Evidence(pci_where(t), f"same id {ident}: {t.label()}") for t in ts]
+    for ident in twins:
+        for where in conf.get(ident, []):
+            ev.append(Evidence(where, f"vfio-pci ids include {ident}"))
+    grabbed = [(i, t) for i, ts in twins.items() if i in conf for t in ts]
+    staying = [(i, t) for i, t in grabbed if t.driver != "vfio-pci" and t.driver_override != "vfio-pci"]
+    unseen = [t for _, t in grabbed if not t.driver_known and t.driver_override != "vfio-pci"]
+    if unseen and not [t for _, t in staying if t.driver_known]:
+        raise unknown_driver(unseen[0])  # taken from the host (FAIL) or already a guest's (WARN): its driver decides
+    names = "; ".join(f"{t.address} ({driver_text(t)})" for _, t in (staying or grabbed))
+    remedy = Remedy(
+        "Remove these ids from the vfio-pci ids (modprobe.d and vfio-pci.ids=) and bind the GPU's functions per device "
+        "with driver_override, by address.", tuple(_override_steps(eps)), "pci_bind",
+        (("devices", ",".join(d.address for d in eps)), ("remove_ids", ",".join(sorted({i for i, _ in grabbed} or twins)))),
+    )
+    if staying:
+        return verdict(
+            Status.FAIL,
+            f"the configured vfio-pci ids also take {names}, which stays with the host",
+            ev,
+            ["`ids=` matches by vendor:device: at boot vfio-pci claims every device with that id, so the host loses "
+             + ", ".join(t.address for _, t in staying) + " too.",
+             "Use driver_override by PCI address for the guest's card instead (no ids= for these ids)."],
+            remedy,
+        )
+    if grabbed:
+        return verdict(Status.WARN, f"ids= also takes {names} (already on vfio-pci: intended for a guest too?)", ev,
+                       ["If that device should stay with the host, bind per device (driver_override) instead."], remedy)
+    ov = boot_overrides(facts)
+    if all(d.address in ov for d in eps):
+        ev += override_evidence(ov, eps)
+        return verdict(Status.PASS, f"no ids=: {gpu.slot}'s functions go to vfio-pci by address at boot, so "
+                       + ", ".join(t.address for ts in twins.values() for t in ts) + " stays with the host", ev)
+    remedy = Remedy(remedy.text, remedy.steps, "vfio_conf", remedy.params)
+    return verdict(
+        Status.WARN,
+        ", ".join(f"{t.address} ({driver_text(t)})" for ts in twins.values() for t in ts) + " has the same id as "
+        f"{gpu.slot}'s functions: do not use ids= here",
+        ev,
+        ["An `options vfio-pci ids=` line (the usual advice, and vfio.ids_configured's remedy) would take that device too."],
+        remedy,
     )

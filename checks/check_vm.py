@@ -1,10 +1,16 @@
-"""What a passthrough guest needs from the host: all of its RAM pinned (VFIO maps it for DMA)."""
+"""libvirt domains with a GPU: memory locking, the hostdevs, the machine, KVM hidden, wedged VMs, what the
+guest sees."""
 
 from __future__ import annotations
 
 from checks.common import try_fact
-from doctor.model import Evidence, Remedy, Status, Verdict, verdict
-from doctor.registry import Context, check
+from doctor.checkapi import Context, check
+from doctor.facts import Facts
+from doctor.model import Evidence, Remedy, Severity, Status, Verdict, verdict
+from doctor.vm.domains import STATUS, inventory
+from doctor.vm.domxml import VmDomain
+from doctor.vm.guestsees import judge_guest_pci
+from doctor.vm.judge import RANK, Finding, judge_cover, judge_hidden, judge_q35, judge_wedged
 
 
 def _gib(kib: int) -> str:
@@ -64,3 +70,83 @@ def vm_memory_pinnable(ctx: Context) -> Verdict:
         return verdict(Status.UNKNOWN, "unknown: host memory not known (hard limits are fine)", ev,
                        ["to settle it, collect: cat /proc/meminfo"])
     return verdict(Status.PASS, f"{len(doms)} domain(s) with host devices fit in memory and their limits", ev)
+
+
+def _with_hostdevs(facts: Facts) -> list[VmDomain]:
+    return [d for d in inventory(facts).domains if d.hostdevs]
+
+
+def _none() -> Verdict:
+    return verdict(Status.NOT_APPLICABLE, "no libvirt domain with a PCI host device",
+                   [Evidence("/etc/libvirt/qemu", "no <hostdev type='pci'> in any domain")])
+
+
+def _combine(per: list[tuple[VmDomain, list[Finding]]], ok: str, remedy: Remedy | None = None) -> Verdict:
+    ev = [Evidence(d.file, f"{d.name}: {msg}") for d, fs in per for _, msg in fs]
+    worst = max((st for _, fs in per for st, _ in fs), key=lambda s: RANK[s], default=Status.PASS)
+    bad = [f"{d.name}: {msg}" for d, fs in per for st, msg in fs if st == worst]
+    if worst in (Status.PASS, Status.NOT_APPLICABLE):
+        return verdict(worst, ok, ev)
+    return verdict(worst, "; ".join(bad), ev, [], remedy)
+
+
+# --- the checks
+
+@check("vm.hostdevs_cover_unit", "Each VM with a GPU gets the whole card, nothing else, at addresses on this host")
+def vm_hostdevs_cover_unit(ctx: Context) -> Verdict:
+    """Every function of the card (its slot's functions) is a <hostdev> of the domain, no other
+    function of that slot, every source address exists here, and the guest sees one multifunction card."""
+    doms = _with_hostdevs(ctx.facts)
+    if not doms:
+        return _none()
+    return _combine([(d, judge_cover(ctx.facts, d)) for d in doms], f"{len(doms)} domain(s) take whole cards",
+                    Remedy("Recreate the domain from this host's devices.", ("gpudoctor vm create NAME --gpu ADDR",)))
+
+
+@check("vm.machine_q35", "VMs with a GPU use the q35 (PCIe) machine", severity=Severity.ADVICE)
+def vm_machine_q35(ctx: Context) -> Verdict:
+    """i440fx has no PCIe: the card's link capability is meaningless to the guest's driver."""
+    doms = _with_hostdevs(ctx.facts)
+    if not doms:
+        return _none()
+    return _combine([(d, judge_q35(d)) for d in doms], "every domain with a host device is q35")
+
+
+@check("vm.kvm_hidden", "KVM is hidden where the card's driver refuses a VM", severity=Severity.ADVICE)
+def vm_kvm_hidden(ctx: Context) -> Verdict:
+    """NVIDIA GeForce/Quadro drivers before R465 stop with Code 43 in a VM they recognise as KVM."""
+    doms = _with_hostdevs(ctx.facts)
+    if not doms:
+        return _none()
+    return _combine([(d, judge_hidden(ctx.facts, d)) for d in doms], "no card here needs KVM hidden, or it is hidden")
+
+
+@check("vm.not_wedged", "No VM with a GPU is paused on error or left behind by a dead QEMU")
+def vm_not_wedged(ctx: Context) -> Verdict:
+    """A domain paused on an error, crashed, or whose QEMU died keeps its host devices: the card
+    cannot go back to the host or to another VM until it is destroyed and undefined."""
+    inv = inventory(ctx.facts)
+    doms = [d for d in inv.domains if d.hostdevs]
+    if not doms:
+        return _none()
+    if not inv.status_known:
+        return verdict(Status.UNKNOWN, f"unknown: {STATUS} could not be read", [Evidence(STATUS, "not readable")],
+                       [f"to settle it, collect: sudo ls {STATUS}; virsh list --all"])
+    per = [(d, judge_wedged(ctx.facts, d)) for d in doms]
+    names = [d.name for d, fs in per if any(s == Status.FAIL for s, _ in fs)]
+    return _combine(per, "no wedged domain", Remedy(
+        "Destroy and undefine it; gpudoctor deletes only the volumes it created.",
+        tuple(f"sudo gpudoctor vm cleanup {n} --apply --yes" for n in names), "vm_cleanup"))
+
+
+@check("vm.guest_sees_gpu", "A running VM's guest sees each passed-through function with programmed BARs")
+def vm_guest_sees_gpu(ctx: Context) -> Verdict:
+    """QEMU's own view of the guest's PCI bus (`query-pci` through libvirt's qemu-monitor-command):
+    each hostdev is there, under the alias libvirt gave it, with BARs the guest's firmware assigned."""
+    inv = inventory(ctx.facts)
+    doms = [d for d in inv.domains if d.hostdevs and d.state == "running"]
+    if not doms:
+        return verdict(Status.NOT_APPLICABLE, "no running libvirt domain with a PCI host device",
+                       [Evidence(STATUS, "no active domain with <hostdev type='pci'>")])
+    host = getattr(ctx.facts, "host", None)
+    return _combine([(d, judge_guest_pci(host, d)) for d in doms], "every running guest sees its host devices")

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from doctor.bootstrategy import boot_strategy
 from doctor.errors import FactUnknown, NotCaptured
 from doctor.facts import BootConfig, BootOverride, Cmdline, Facts, ModprobeLine, PciDevice
-from doctor.model import Evidence
+from doctor.model import Evidence, Status, Verdict, verdict
 from doctor.passthrough import (
     VIABLE_DRIVERS,
     driver_text,
     identical_devices,
     ids_line,
+    iommu_vendor,
     mount_controllers,
     native_modules,
     passthrough_unit,
@@ -149,3 +150,55 @@ def boot_overrides(facts: Facts) -> dict[str, BootOverride]:
 
 def override_evidence(ov: dict[str, BootOverride], devs: list[PciDevice]) -> list[Evidence]:
     return [Evidence(ov[d.address].where, f"{d.address} -> vfio-pci (driver_override at boot)") for d in devs if d.address in ov]
+
+
+# -- shared by the checks of several areas -------------------------------
+
+def vendor_of(facts: Facts) -> str:
+    """The IOMMU's vendor: the firmware table first, the CPU only as a fallback (doctor.passthrough)."""
+    return iommu_vendor(facts).vendor
+
+
+def iommu_on(facts: Facts) -> bool | None:
+    groups = try_fact(facts.iommu_groups)
+    cls = try_fact(facts.iommu_class)
+    if groups is None and cls is None:
+        return None
+    return bool(groups) or bool(cls)
+
+
+def unknown_verdict(summary: str, settle: str, ev: list[Evidence] | None = None, msgs: list[str] | None = None) -> Verdict:
+    return verdict(Status.UNKNOWN, summary, ev or [], (msgs or []) + [f"to settle it, collect: {settle}"])
+
+
+def configured_ids(facts: Facts) -> dict[str, list[str]]:
+    """vendor:device -> where it is configured for vfio-pci (modprobe.d, now, next boot)."""
+    cfg = ids_config(facts)
+    out: dict[str, list[str]] = {}
+    for ln in cfg.lines:
+        for tok in ln.rest.split():
+            if tok.startswith("ids="):
+                for part in tok[4:].split(","):
+                    f = part.strip().lower().split(":")
+                    if len(f) >= 2:
+                        out.setdefault(f"{f[0]}:{f[1]}", []).append(ln.where)
+    for i in cfg.cmdline_now:
+        out.setdefault(i, []).append("/proc/cmdline")
+    for i in cfg.cmdline_next or ():
+        out.setdefault(i, []).append("next boot command line")
+    return {k: sorted(set(v)) for k, v in out.items()}
+
+
+# ---------------------------------------------------------------------------
+# 5. reset
+
+# gnif/vendor-reset src/device-db.h: AMD Polaris 10/11/12, Vega 10/20, Navi 10/12/14, Arcturus.
+VENDOR_RESET_IDS = frozenset(
+    "67c0 67c1 67c2 67c4 67c7 67d0 67df 67c8 67c9 67ca 67cc 67cf 6fdf "  # Polaris 10
+    "67e0 67e3 67e8 67eb 67ef 67ff 67e1 67e7 67e9 "  # Polaris 11
+    "6980 6981 6985 6986 6987 6995 6997 699f "  # Polaris 12
+    "6860 6861 6862 6863 6864 6867 6868 6869 686a 686b 686c 686d 686e 686f 687f "  # Vega 10
+    "66a0 66a1 66a2 66a3 66a4 66a7 66af "  # Vega 20
+    "7310 7312 7318 7319 731a 731b 731e 731f 1681 "  # Navi 10
+    "7340 7341 7347 734f 7360 7362 738c".split()  # Navi 14, Navi 12, Arcturus
+)

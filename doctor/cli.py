@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--force", action="store_true", help="undo even where a file changed after the fix")
     u.add_argument("--root", metavar="DIR", help=argparse.SUPPRESS)
 
-    sub.add_parser("list", help="list the checks")
+    ls = sub.add_parser("list", help="list the checks")
+    ls.add_argument("--markdown", action="store_true", help="print the table the README carries")
 
     e = sub.add_parser("explain", help="explain a QEMU/libvirt/kernel error text (exit 0 recognised, 1 not)")
     e.add_argument("text", nargs="*", metavar="TEXT", help="the error text; '-' or nothing reads stdin")
@@ -262,12 +263,9 @@ def _size(path: str) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from doctor.registry import load_checks
+    from doctor.registry import check_table
 
-    for spec in load_checks().values():
-        scope = "per GPU" if spec.per_gpu else "host"
-        fix = f" (fix: {spec.fix_id})" if spec.fix_id else ""
-        print(f"{spec.id:<28} {spec.severity.value:<8} {scope:<8} {spec.title}{fix}")
+    print(check_table(markdown=args.markdown))
     return 0
 
 

@@ -69,7 +69,9 @@ def _image_in_use(image: str) -> str | None:
 
 
 def cmd_getty(args: argparse.Namespace) -> int:
-    from checks.check_vm_guest import guest_serial_getty
+    from doctor.registry import check_func
+
+    guest_serial_getty = check_func("guest.serial_getty")
     from doctor.facts import HostFacts
     from doctor.host import LiveHost
     from doctor.registry import Context

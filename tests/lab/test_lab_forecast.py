@@ -2,8 +2,6 @@
 
 Each test boots its own guest (the scenarios are in lab/scenarios_forecast.py), runs the
 forecast check in it, then performs the step the check forecast about and compares.
-The forecast checks are registered by importing checks.check_forecast in the guest's Python
-(they are not yet in doctor.registry.load_checks).
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ pytestmark = pytest.mark.lab
 
 CARD = "0000:01:00.0"
 HOST_DISPLAY = "0000:00:01.0"
-RUN = "import sys, checks.check_forecast; from doctor.cli import main; sys.exit(main(sys.argv[1:]))"
+RUN = "import sys; from doctor.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def forecast(guest, check_id: str, extra: tuple[str, ...] = ()) -> dict:  # type: ignore[no-untyped-def]

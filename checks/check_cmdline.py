@@ -1,0 +1,240 @@
+"""The kernel command line: the IOMMU on where the build default leaves it off, iommu=pt, and arguments
+that do not do what they are meant to."""
+
+from __future__ import annotations
+
+from checks.common import cmdline_edit_steps, iommu_on, try_fact, vendor_of
+from doctor.checkapi import Context, check
+from doctor.errors import FactUnknown
+from doctor.facts import Cmdline, Facts
+from doctor.model import Evidence, Remedy, Severity, Status, Verdict, verdict
+from doctor.passthrough import iommu_vendor
+
+
+def _firmware_has_no_iommu(facts: Facts) -> bool:
+    """True only where the ACPI tables were read and hold no IOMMU table (unknown is not absent)."""
+    tables = try_fact(facts.acpi_tables)
+    return tables is not None and not any(t in tables for t in ("DMAR", "IVRS", "IORT"))
+
+
+def _build_default_on(facts: Facts) -> tuple[bool | None, Evidence | None]:
+    """Whether the running kernel turns the Intel IOMMU on without an argument."""
+    cfg = try_fact(facts.kernel_config)
+    if cfg is None:
+        return None, None
+    rel = try_fact(facts.kernel_release) or "?"
+    for key in ("CONFIG_INTEL_IOMMU_DEFAULT_ON", "CONFIG_INTEL_IOMMU_DEFAULT_ON_INTGPU_OFF"):
+        if cfg.get(key) == "y":
+            return True, Evidence(f"/boot/config-{rel}", f"{key}=y")
+    if cfg.get("CONFIG_INTEL_IOMMU") in (None, "n"):
+        return False, Evidence(f"/boot/config-{rel}", "CONFIG_INTEL_IOMMU is not set")
+    return False, Evidence(f"/boot/config-{rel}", "CONFIG_INTEL_IOMMU_DEFAULT_ON is not set")
+
+
+def _state(c: Cmdline | None, vendor: str, default_on: bool | None) -> tuple[str, str]:
+    """(state, why) for one command line: on, off, default, missing, unknown."""
+    if c is None:
+        return "unknown", "not known"
+    if vendor == "amd":
+        if "off" in c.option_values("amd_iommu") or c.last("iommu") == "off":
+            return "off", "amd_iommu=off" if "off" in c.option_values("amd_iommu") else "iommu=off"
+        return "on", "AMD-Vi is on unless disabled"
+    opts = c.option_values("intel_iommu")
+    if opts and opts[-1] == "off" or "off" in opts:
+        return "off", "intel_iommu=off"
+    if c.last("iommu") == "off":
+        return "off", "iommu=off"
+    if "on" in opts:
+        return "on", "intel_iommu=on"
+    if default_on:
+        return "default", "on by the kernel's build default"
+    if default_on is None:
+        return "unknown-default", "no intel_iommu=on and the kernel's build default is unknown"
+    return "missing", "no intel_iommu=on and the kernel's build default is off"
+
+
+@check("cmdline.iommu_enabled", "Kernel command line enables the IOMMU (now and at next boot)")
+def cmdline_iommu_enabled(ctx: Context) -> Verdict:
+    """intel_iommu=on where the kernel's build default leaves it off; nothing
+    disables it; next boot's configured command line agrees with /proc/cmdline."""
+    facts = ctx.facts
+    live = facts.cmdline()
+    vendor = vendor_of(facts)
+    boot = try_fact(facts.boot_config)
+    nxt = boot.cmdline if boot else None
+    default_on, dev = _build_default_on(facts) if vendor == "intel" else (None, None)
+    active = iommu_on(facts)
+    ev = [Evidence(live.source, live.raw or "(empty)")]
+    if nxt is not None:
+        ev.append(Evidence(nxt.source, nxt.raw or "(no arguments configured)"))
+    if boot is not None and boot.generated is not None:
+        ev.append(Evidence(boot.generated_source, f"default entry: {boot.generated.raw}"))
+    if dev is not None:
+        ev.append(Evidence(dev.source, dev.value))
+    if active is not None:
+        ev.append(Evidence(facts.where("iommu_groups", "/sys/kernel/iommu_groups"), "IOMMU groups present" if active else "no IOMMU groups"))
+    msgs: list[str] = []
+    note = iommu_vendor(facts).disagreement
+    if note:
+        msgs.append(note)
+    if nxt is None:
+        msgs.append("next boot: unknown (no bootloader configuration found on this host)")
+    amd_bogus = vendor == "amd" and "on" in live.option_values("amd_iommu")
+    if amd_bogus:
+        msgs.append("`amd_iommu=on` is not an option the kernel knows (it logs `AMD-Vi: Unknown option`); AMD-Vi is on by default. Remove it.")
+    if vendor == "unknown":
+        off = [a for a in ("intel_iommu=off", "amd_iommu=off", "iommu=off") if a in live.raw.split()]
+        if off:
+            return verdict(Status.FAIL, f"IOMMU disabled on the running kernel by {off[0]}", ev, msgs,
+                           Remedy(f"Remove {off[0]} from the kernel command line and reboot.", fix_id="kernel_cmdline",
+                                  params=(("remove", off[0]),)))
+        if "on" in live.option_values("intel_iommu"):
+            return verdict(Status.PASS, "intel_iommu=on and nothing disables the IOMMU (on an AMD CPU, AMD-Vi is on by default)", ev, msgs)
+        return verdict(Status.UNKNOWN, "unknown: the CPU vendor decides which argument applies", ev,
+                       msgs + ["to settle it, collect: grep -m1 vendor_id /proc/cpuinfo"])
+    if vendor not in ("intel", "amd"):
+        return verdict(Status.NOT_APPLICABLE, f"CPU vendor {vendor}: no x86 IOMMU argument applies", ev, msgs)
+    now, why_now = _state(live, vendor, default_on)
+    then, why_then = _state(nxt, vendor, default_on)
+    key = "intel_iommu=on" if vendor == "intel" else ""
+    remove = [a for a in ("intel_iommu=off", "amd_iommu=off", "iommu=off") if a in (nxt.raw.split() if nxt else live.raw.split())]
+    if now == "off":
+        pending = then in ("on", "default")
+        summary = f"IOMMU disabled on the running kernel by {why_now}" + ("; the next boot's configuration no longer disables it (reboot pending)" if pending else "")
+        return verdict(
+            Status.FAIL, summary, ev, msgs,
+            Remedy(f"Remove {why_now} from the kernel command line" + (" and reboot" if not pending else ": reboot"),
+                   tuple(cmdline_edit_steps(facts, [key] if key and not default_on else [], remove)) if not pending else ("sudo reboot",),
+                   "kernel_cmdline", (("remove", " ".join(remove)),)),
+        )
+    if now in ("missing", "unknown-default") and not active and then != "on" and _firmware_has_no_iommu(facts):
+        # one fact, one fix: firmware.iommu_table says no argument can help, so this check defers to it
+        return verdict(
+            Status.FAIL, "no intel_iommu=on, but adding it cannot help yet: the firmware exposes no IOMMU (firmware.iommu_table)",
+            ev, msgs,
+            Remedy("First give this host an IOMMU (see firmware.iommu_table); once the ACPI DMAR table is there, "
+                   "add intel_iommu=on to the kernel command line and reboot.",
+                   tuple(cmdline_edit_steps(facts, ["intel_iommu=on"], [])), "", (("after", "firmware.iommu_table"),)),
+        )
+    if now == "missing" and not active:
+        if then == "on":
+            return verdict(
+                Status.WARN, f"reboot pending: intel_iommu=on is configured in {nxt.source if nxt else '?'} but not on the running kernel", ev, msgs,
+                Remedy("Reboot to boot with the configured command line.", ("sudo reboot",), "kernel_cmdline"),
+            )
+        return verdict(
+            Status.FAIL, "intel_iommu=on is missing and this kernel's build default leaves the Intel IOMMU off", ev, msgs,
+            Remedy("Add intel_iommu=on (and iommu=pt) to the kernel command line, regenerate the bootloader configuration, reboot.",
+                   tuple(cmdline_edit_steps(facts, ["intel_iommu=on", "iommu=pt"], [])), "kernel_cmdline", (("add", "intel_iommu=on iommu=pt"),)),
+        )
+    if now == "unknown-default" and active is None:
+        return verdict(Status.UNKNOWN, "unknown: no intel_iommu=on, and neither the kernel's build default nor the IOMMU state is known",
+                       ev, msgs + ["to settle it, collect: grep INTEL_IOMMU_DEFAULT_ON /boot/config-$(uname -r); ls /sys/class/iommu"])
+    if now == "unknown-default" and not active:
+        return verdict(
+            Status.FAIL, "no intel_iommu=on on the command line and the IOMMU is not active", ev, msgs,
+            Remedy("Add intel_iommu=on (and iommu=pt) to the kernel command line and reboot.",
+                   tuple(cmdline_edit_steps(facts, ["intel_iommu=on", "iommu=pt"], [])), "kernel_cmdline", (("add", "intel_iommu=on iommu=pt"),)),
+        )
+    # on now (explicitly, by default, or the IOMMU is demonstrably active)
+    why = why_now if now in ("on", "default") else "no argument needed: the IOMMU is active"
+    if then == "off":
+        return verdict(
+            Status.FAIL, f"IOMMU on now ({why}) but the next boot's configuration disables it ({why_then} in {nxt.source if nxt else '?'})", ev, msgs,
+            Remedy(f"Remove {why_then} from the bootloader configuration.", tuple(cmdline_edit_steps(facts, [], [why_then])), "kernel_cmdline",
+                   (("remove", why_then),)),
+        )
+    if then == "missing" and now == "on" and vendor == "intel":
+        return verdict(
+            Status.FAIL, f"intel_iommu=on is on the running kernel but not in the next boot's configuration ({nxt.source if nxt else '?'}): it will be lost at reboot", ev, msgs,
+            Remedy("Add intel_iommu=on to the bootloader configuration.", tuple(cmdline_edit_steps(facts, ["intel_iommu=on"], [])), "kernel_cmdline",
+                   (("add", "intel_iommu=on"),)),
+        )
+    if boot is not None and boot.generated is not None and nxt is not None:
+        def _iommu_args(c: Cmdline) -> set[str]:
+            return {str(a) for a in c.args if a.key.replace("-", "_") in ("intel_iommu", "amd_iommu", "iommu", "vfio_pci.ids")}
+        if _iommu_args(boot.generated) != _iommu_args(nxt):
+            msgs.append(
+                f"{boot.generated_source} was not regenerated after /etc/default/grub changed: it has "
+                f"{' '.join(sorted(_iommu_args(boot.generated))) or 'no IOMMU arguments'}, /etc/default/grub has "
+                f"{' '.join(sorted(_iommu_args(nxt))) or 'none'}"
+            )
+            return verdict(Status.WARN, "bootloader configuration edited but not regenerated", ev, msgs,
+                           Remedy("Regenerate the bootloader configuration.", tuple(cmdline_edit_steps(facts, [], [])[:-1]) or ("sudo update-grub",), "kernel_cmdline",
+                                  (("regenerate", "1"),)))
+    if amd_bogus:
+        return verdict(Status.WARN, "AMD-Vi on; `amd_iommu=on` on the command line does nothing", ev, msgs,
+                       Remedy("Remove amd_iommu=on from the kernel command line.", tuple(cmdline_edit_steps(facts, [], ["amd_iommu=on"])), "kernel_cmdline",
+                              (("remove", "amd_iommu=on"),)))
+    return verdict(Status.PASS, f"IOMMU enabled on the kernel command line ({why})", ev, msgs)
+
+
+@check("cmdline.iommu_passthrough", "iommu=pt for host devices (advice)", severity=Severity.ADVICE)
+def cmdline_iommu_passthrough(ctx: Context) -> Verdict:
+    """iommu=pt keeps host devices on identity mappings; advised, not required."""
+    facts = ctx.facts
+    live = facts.cmdline()
+    boot = try_fact(facts.boot_config)
+    nxt = boot.cmdline if boot else None
+    ev = [Evidence(live.source, live.raw or "(empty)")]
+    if nxt is not None:
+        ev.append(Evidence(nxt.source, nxt.raw or "(no arguments configured)"))
+    pt_now = live.last("iommu") == "pt" or "pt" in live.option_values("amd_iommu") or "pt" in live.option_values("intel_iommu")
+    pt_next = nxt is not None and (nxt.last("iommu") == "pt")
+    if pt_now:
+        return verdict(Status.PASS, "iommu=pt is set", ev)
+    if pt_next:
+        return verdict(Status.WARN, f"iommu=pt configured in {nxt.source if nxt else '?'}, reboot pending", ev,
+                       remedy=Remedy("Reboot.", ("sudo reboot",), "kernel_cmdline"))
+    return verdict(
+        Status.WARN,
+        "iommu=pt not set (advice: host devices then skip IOMMU translation; it does not turn the IOMMU on)",
+        ev,
+        remedy=Remedy("Add iommu=pt to the kernel command line.", tuple(cmdline_edit_steps(facts, ["iommu=pt"], [])), "kernel_cmdline",
+                      (("add", "iommu=pt"),)),
+    )
+
+
+# ---------------------------------------------------------------------------
+# 11. command-line advice that does not do what it says
+
+
+@check("cmdline.iommu_args_meaningful", "IOMMU arguments do what they are meant to", severity=Severity.ADVICE)
+def cmdline_iommu_args_meaningful(ctx: Context) -> Verdict:
+    """`iommu=pt` does not turn the IOMMU on (on Intel with the build default off it needs
+    intel_iommu=on); `amd_iommu=on` is not an AMD option (`AMD-Vi: Unknown option`);
+    intel_iommu=on is not needed where CONFIG_INTEL_IOMMU_DEFAULT_ON=y."""
+    facts = ctx.facts
+    c = facts.cmdline()
+    vendor = vendor_of(facts)
+    ev = [Evidence(c.source, c.raw or "(empty)")]
+    pt_alone = c.last("iommu") == "pt" and "on" not in c.option_values("intel_iommu")
+    if vendor not in ("intel", "amd") and (pt_alone or "on" in c.option_values("amd_iommu")):
+        raise FactUnknown("the IOMMU's vendor (what these arguments do depends on it)", "not in the evidence",
+                          "ls /sys/firmware/acpi/tables; grep -m1 vendor_id /proc/cpuinfo")
+    if vendor == "intel":
+        default_on, cfg_ev = _build_default_on(facts)
+        if cfg_ev is not None:
+            ev.append(cfg_ev)
+        opts = c.option_values("intel_iommu")
+        pt_alone = c.last("iommu") == "pt" and "on" not in opts
+        if pt_alone and default_on is None:
+            active = iommu_on(facts)
+            if active is None:
+                return verdict(Status.UNKNOWN, "unknown: iommu=pt without intel_iommu=on, and the kernel's build default is unknown",
+                               ev, ["to settle it, collect: grep INTEL_IOMMU_DEFAULT_ON /boot/config-$(uname -r)"])
+            default_on = active
+        if pt_alone and not default_on:
+            return verdict(Status.WARN, "iommu=pt without intel_iommu=on: iommu=pt does not turn the Intel IOMMU on", ev,
+                           ["iommu=pt only sets identity mapping for host devices once an IOMMU is on."],
+                           Remedy("Add intel_iommu=on.", tuple(cmdline_edit_steps(facts, ["intel_iommu=on"], []))))
+        if "on" in opts and default_on:
+            return verdict(Status.PASS, "intel_iommu=on is harmless but not needed: this kernel's build default is on", ev,
+                           [cfg_ev.value if cfg_ev else "the IOMMU is on by the kernel's build default"])
+    if vendor == "amd" and "on" in c.option_values("amd_iommu"):
+        log = try_fact(facts.kernel_log)
+        ev += [Evidence(log.source, ln.strip()) for ln in (log.grep(r"AMD-Vi: Unknown option") if log else [])[:2]]
+        return verdict(Status.WARN, "amd_iommu=on is not an AMD option (the kernel logs `AMD-Vi: Unknown option - 'on'`); "
+                       "AMD-Vi is on by default", ev, [],
+                       Remedy("Remove amd_iommu=on.", tuple(cmdline_edit_steps(facts, [], ["amd_iommu=on"]))))
+    return verdict(Status.PASS, "no IOMMU argument that does something other than intended", ev)
