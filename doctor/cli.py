@@ -94,8 +94,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if fleet_code is not None:
         return fleet_code
     from doctor.facts import HostFacts
-    from doctor.render import dumps_json, render_terminal
+    from doctor.render import dumps_json
     from doctor.runner import run_checks
+    from doctor.textout import render_terminal
 
     rom_dumps = _rom_options(args)
     check_outputs(args)

@@ -279,7 +279,7 @@ def run_fleet(items: list[tuple[str, str]], args: argparse.Namespace,
     redact = not args.no_redact
     on_report = None
     if not args.json:
-        from doctor.render import render_terminal
+        from doctor.textout import render_terminal
 
         def on_report(name: str, report: Any) -> None:
             console.rule(f"[bold]{name}[/bold]", align="left")

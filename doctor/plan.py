@@ -382,15 +382,3 @@ class Plan:
             "not_fixable": [{"check": c, "why": w} for c, w in self.explanations],
         }
 
-
-_JOURNAL_NAMES = ("Journal", "apply_plan", "undo", "CRASH_PHASES")
-
-
-def __getattr__(name: str) -> Any:
-    """`Journal`, `apply_plan` and `undo` live in doctor.journal (which imports this module); they
-    are still importable from here."""
-    if name in _JOURNAL_NAMES:
-        from doctor import journal
-
-        return getattr(journal, name)
-    raise AttributeError(name)

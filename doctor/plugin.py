@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from doctor.htmlparts import CSS, TITLE, _e, _status_cell, detail_html, summary_html
 from doctor.model import Result, Status
 from doctor.runner import Report, SubjectResult
 
@@ -179,8 +180,6 @@ def pytest_configure(config: pytest.Config) -> None:
     plugin = GpudoctorPlugin(get_report, redact)
     config.pluginmanager.register(plugin, "gpudoctor-checks")
     if hasattr(config.hook, "pytest_html_results_table_row"):  # pytest-html is active
-        from doctor.htmlreport import HtmlHooks
-
         config.pluginmanager.register(HtmlHooks(plugin), "gpudoctor-html")
 
 
@@ -190,3 +189,72 @@ _closers_key = pytest.StashKey[list]()
 def pytest_unconfigure(config: pytest.Config) -> None:
     for close in config.stash.get(_closers_key, []):
         close()
+
+
+class HtmlHooks:
+    """pytest-html hooks over the results a GpudoctorPlugin holds."""
+
+    def __init__(self, plugin: GpudoctorPlugin) -> None:
+        self.plugin = plugin
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        # after GpudoctorPlugin's (tryfirst), before pytest-html's (trylast) reads the environment
+        try:
+            from pytest_metadata.plugin import metadata_key
+        except ImportError:  # pragma: no cover - pytest-html depends on it
+            return
+        md = session.config.stash.get(metadata_key, None)
+        if md is None:
+            return
+        md.clear()  # Platform, Python, Packages, Plugins, CI variables: about this machine, not the report
+        # pytest-html inserts environment values as HTML (keys as text)
+        md.update({k: _e(v) for k, v in self.plugin.host.items()})
+        md["redacted"] = "yes" if self.plugin.redact else "NO: identifying values kept"
+
+    def pytest_html_report_title(self, report: Any) -> None:
+        report.title = TITLE
+
+    def pytest_html_results_summary(self, prefix: list[str], summary: list[str], postfix: list[str],
+                                    session: pytest.Session) -> None:
+        prefix.append(f"<style>{CSS}</style>")
+        rep = self.plugin.report
+        if rep is not None:
+            prefix.append(summary_html(rep, self.plugin.redact))
+
+    def pytest_html_results_table_header(self, cells: list[str]) -> None:
+        cells.insert(1, '<th class="sortable" data-column-type="status">Status</th>')
+        cells.insert(3, '<th class="sortable" data-column-type="checkid">Check id</th>')
+        cells.insert(4, '<th data-column-type="summary">Summary</th>')
+
+    def pytest_html_results_table_row(self, report: Any, cells: list[str]) -> None:
+        info = getattr(report, "gpudoctor", None)
+        if info is None:  # not one of ours (a collection error, another plugin's item)
+            cells.insert(1, _status_cell("", "none"))
+            cells.insert(3, '<td class="col-checkid"></td>')
+            cells.insert(4, '<td class="col-summary"></td>')
+            return
+        cells[1] = f'<td class="col-testId">{_e(report.nodeid)}</td>'
+        for i, c in enumerate(cells):  # the check's own run time, not the item's (~0)
+            if 'class="col-duration"' in c:
+                cells[i] = f'<td class="col-duration">{info["duration_s"] * 1000:.1f} ms</td>'
+        cells.insert(1, _status_cell(info["word"], info["status"]))
+        cells.insert(3, f'<td class="col-checkid">{_e(info["check_id"])}</td>')
+        cells.insert(4, f'<td class="col-summary">{_e(info["summary"])}</td>')
+
+    def pytest_html_results_table_html(self, report: Any, data: list[str]) -> None:
+        if getattr(report, "gpudoctor", None) is not None and getattr(report, "extras", None):
+            data.clear()  # the detail block says it all; pytest's log would repeat it
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        report = yield
+        if isinstance(item, CheckItem):
+            res = item.result
+            # the phase that decides the outcome: setup for an error, call otherwise
+            decisive = "setup" if res.status is Status.ERROR else "call"
+            if report.when == decisive:
+                from pytest_html import extras
+
+                report.extras = [*getattr(report, "extras", []),
+                                 extras.html(detail_html(res, item.subject_result.subject))]
+        return report

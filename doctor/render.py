@@ -186,19 +186,3 @@ def _redact_obj(o: Any, red: Redactor) -> Any:
 def dumps_json(report: Report, redact: bool = True) -> str:
     return json.dumps(to_json(report, redact), indent=2, ensure_ascii=False) + "\n"
 
-
-
-
-def render_terminal(report: Report, out: Any = None, verbose: bool = False, redact: bool = True,
-                    red: Redactor | None = None) -> None:
-    """Print the report as text (doctor.textout): causes first, then every check, then the counts.
-
-    `out` is a text stream (default standard output) or anything with a `file` attribute (a rich
-    Console, as older callers pass): the text goes to that file, coloured only on a terminal
-    without NO_COLOR, wrapped only between words and only where a width is known (COLUMNS, or
-    the terminal's); piped output is never wrapped.
-    """
-    from doctor.textout import emit, report_lines
-
-    stream = getattr(out, "file", out)
-    emit(report_lines(report, verbose=verbose, redact=redact, red=red), stream)

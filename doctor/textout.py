@@ -14,7 +14,7 @@ import shutil
 import sys
 import textwrap
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from doctor import __version__
 from doctor.causes import Analysis, headline, name
@@ -225,3 +225,16 @@ def emit(lines: list[Line], stream: TextIO | None = None) -> None:
     stream = stream or sys.stdout
     stream.write(render(lines, width_of(stream), use_colour(stream)))
     stream.flush()
+
+
+def render_terminal(report: Report, out: Any = None, verbose: bool = False, redact: bool = True,
+                    red: Redactor | None = None) -> None:
+    """Print the report as text (doctor.textout): causes first, then every check, then the counts.
+
+    `out` is a text stream (default standard output) or anything with a `file` attribute (a rich
+    Console, as older callers pass): the text goes to that file, coloured only on a terminal
+    without NO_COLOR, wrapped only between words and only where a width is known (COLUMNS, or
+    the terminal's); piped output is never wrapped.
+    """
+    stream = getattr(out, "file", out)
+    emit(report_lines(report, verbose=verbose, redact=redact, red=red), stream)

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from doctor.facts import HostFacts
 from doctor.fixer import build_plan
 from doctor.host import CommandResult
-from doctor.plan import Bind, Command, FileEdit, Journal, apply_plan, undo
+from doctor.journal import Journal, apply_plan, undo
+from doctor.plan import Bind, Command, FileEdit
 from doctor.runner import run_checks
 from doctor.snapshot import SnapshotHost
 from doctor.system import RootedSystem, run_sh_print_var

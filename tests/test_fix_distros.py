@@ -20,7 +20,8 @@ import pytest
 
 from doctor.facts import HostFacts
 from doctor.fixer import build_plan, render_plan_text
-from doctor.plan import Bind, Command, FileEdit, Journal, Plan, apply_plan, undo
+from doctor.journal import Journal, apply_plan, undo
+from doctor.plan import Bind, Command, FileEdit, Plan
 from doctor.runner import run_checks
 from doctor.snapshot import SnapshotHost
 from doctor.system import RootedSystem, run_sh_print_var

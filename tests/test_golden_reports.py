@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from doctor.facts import HostFacts
-from doctor.htmlreport import summary_html, write_html
+from doctor.htmlparts import summary_html
+from doctor.htmlreport import write_html
 from doctor.model import Status
 from doctor.render import dumps_json
 from doctor.runner import Report, SubjectResult, run_checks

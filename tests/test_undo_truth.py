@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from doctor.host import CommandResult
-from doctor.plan import Bind, Command, FileEdit, Journal, LoadModule, undo
+from doctor.journal import Journal, undo
+from doctor.plan import Bind, Command, FileEdit, LoadModule
 from doctor.system import RootedSystem
 from tests.test_fix import copy_fixture, plan_for, tree_digest
 
@@ -26,7 +27,8 @@ VFIO = b"options vfio-pci ids=10de:1e84,10de:10f8\n"
 # A representative plan: an edit of /etc/default/grub, a new /etc/modprobe.d/vfio.conf, update-grub.
 APPLY = r"""
 import sys
-from doctor.plan import Command, FileEdit, Journal, NEXT_BOOT, Plan, apply_plan
+from doctor.plan import Command, FileEdit, NEXT_BOOT, Plan
+from doctor.journal import Journal, apply_plan
 from doctor.system import RootedSystem
 root = sys.argv[1]
 old = open(root + "/etc/default/grub", "rb").read()
@@ -214,8 +216,8 @@ def test_a_rollback_that_fails_part_way_says_so_and_undo_finishes_it(tmp_path: A
     `rollback incomplete` (not `rolled back`), the CLI says what was and was not done, and `undo`
     reverses only what is left."""
     from doctor.fixcli import _rolled_back
+    from doctor.journal import apply_plan as apply
     from doctor.plan import NEXT_BOOT, ApplyError, Plan
-    from doctor.plan import apply_plan as apply
 
     snap = copy_fixture(tmp_path, "distro-debian-grub")
     root = os.path.join(snap, "root")

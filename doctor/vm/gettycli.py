@@ -111,7 +111,7 @@ def cmd_getty(args: argparse.Namespace) -> int:
         return 1
     if not args.yes:
         raise BadInput("--apply writes into the guest image: add --yes")
-    from doctor.plan import Journal, apply_plan
+    from doctor.journal import Journal, apply_plan
     from doctor.system import LiveSystem
 
     sysm = LiveSystem()
