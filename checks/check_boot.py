@@ -15,7 +15,7 @@ from checks.common import (
 )
 from doctor.checkapi import Context, check
 from doctor.facts import GRUB_CFGS, Cmdline, Facts, PciDevice, parse_modprobe
-from doctor.model import Evidence, Remedy, Severity, Status, Verdict, verdict
+from doctor.model import CmdlineEdit, EarlyLoad, Evidence, Remedy, Severity, Status, Verdict, verdict
 
 # ---------------------------------------------------------------------------
 # 2. configuration in effect
@@ -86,7 +86,7 @@ def boot_config_in_effect(ctx: Context) -> Verdict:
     fails: list[str] = []
     warns: list[str] = []
     steps: list[str] = []
-    params: dict[str, str] = {}
+    regen = False
     # built-in modules with options in modprobe.d
     for ln in try_fact(facts.modprobe_config) or ():
         if ln.command != "options" or ln.module not in _BUILTIN_CONFIG:
@@ -114,7 +114,7 @@ def boot_config_in_effect(ctx: Context) -> Verdict:
                     + ("; " if missing and stale else "")
                     + (f"it still has {' '.join(stale)}" if stale else ""))
             (fails if rel_diff else warns).append(what)
-            params["regenerate"] = "1"
+            regen = True
             steps += regen_commands(facts) or ["sudo grubby --update-kernel=ALL --args=\"" + " ".join(missing) + "\""]
     elif boot is not None and boot.kind == "grub" and eff is None:
         msgs.append("the generated grub.cfg was not readable or has no linux line: the next boot's real command line is unknown")
@@ -123,8 +123,7 @@ def boot_config_in_effect(ctx: Context) -> Verdict:
         pend = sorted(a for a in _arg_set(eff) ^ _arg_set(live) if _relevant(a.split("=", 1)[0]))
         if pend:
             msgs.append(f"reboot pending: the next boot changes {' '.join(pend)} against /proc/cmdline")
-    remedy = Remedy("Make the written configuration the one in effect.", tuple(dict.fromkeys(steps)), "kernel_cmdline",
-                    tuple(sorted(params.items()))) if steps else None
+    remedy = Remedy("Make the written configuration the one in effect.", tuple(dict.fromkeys(steps)), CmdlineEdit(regenerate=regen)) if steps else None
     if fails:
         return verdict(Status.FAIL, "; ".join(fails), ev, msgs + warns, remedy)
     if warns:
@@ -164,7 +163,7 @@ def boot_initramfs_current(ctx: Context) -> Verdict:
     img = facts.initramfs()
     ev = [Evidence(img.path, " + ".join(img.segments) + f"; {len(img.names)} paths read")]
     cmd = initramfs_update_command(facts)
-    remedy = Remedy("Rebuild the initramfs so it carries vfio-pci and the current configuration.", (cmd,), "early_load")
+    remedy = Remedy("Rebuild the initramfs so it carries vfio-pci and the current configuration.", (cmd,), EarlyLoad())
     probs: list[str] = []
     if not b and wants_initramfs and img.undecoded is None and not img.has_module("vfio_pci"):
         probs.append("the initramfs configuration asks for vfio-pci but the image does not contain vfio-pci.ko")

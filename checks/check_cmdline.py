@@ -7,7 +7,17 @@ from checks.common import cmdline_edit_steps, iommu_on, try_fact, vendor_of
 from doctor.checkapi import Context, check
 from doctor.errors import FactUnknown
 from doctor.facts import Cmdline, Facts
-from doctor.model import Evidence, Remedy, Severity, Status, Verdict, verdict
+from doctor.model import (
+    After,
+    CmdlineEdit,
+    Evidence,
+    RebootPending,
+    Remedy,
+    Severity,
+    Status,
+    Verdict,
+    verdict,
+)
 from doctor.passthrough import iommu_vendor
 
 
@@ -86,8 +96,7 @@ def cmdline_iommu_enabled(ctx: Context) -> Verdict:
         off = [a for a in ("intel_iommu=off", "amd_iommu=off", "iommu=off") if a in live.raw.split()]
         if off:
             return verdict(Status.FAIL, f"IOMMU disabled on the running kernel by {off[0]}", ev, msgs,
-                           Remedy(f"Remove {off[0]} from the kernel command line and reboot.", fix_id="kernel_cmdline",
-                                  params=(("remove", off[0]),)))
+                           Remedy(f"Remove {off[0]} from the kernel command line and reboot.", params=CmdlineEdit(remove=(off[0],))))
         if "on" in live.option_values("intel_iommu"):
             return verdict(Status.PASS, "intel_iommu=on and nothing disables the IOMMU (on an AMD CPU, AMD-Vi is on by default)", ev, msgs)
         return verdict(Status.UNKNOWN, "unknown: the CPU vendor decides which argument applies", ev,
@@ -105,7 +114,7 @@ def cmdline_iommu_enabled(ctx: Context) -> Verdict:
             Status.FAIL, summary, ev, msgs,
             Remedy(f"Remove {why_now} from the kernel command line" + (" and reboot" if not pending else ": reboot"),
                    tuple(cmdline_edit_steps(facts, [key] if key and not default_on else [], remove)) if not pending else ("sudo reboot",),
-                   "kernel_cmdline", (("remove", " ".join(remove)),)),
+                   CmdlineEdit(remove=tuple(remove))),
         )
     if now in ("missing", "unknown-default") and not active and then != "on" and _firmware_has_no_iommu(facts):
         # one fact, one fix: firmware.iommu_table says no argument can help, so this check defers to it
@@ -114,18 +123,18 @@ def cmdline_iommu_enabled(ctx: Context) -> Verdict:
             ev, msgs,
             Remedy("First give this host an IOMMU (see firmware.iommu_table); once the ACPI DMAR table is there, "
                    "add intel_iommu=on to the kernel command line and reboot.",
-                   tuple(cmdline_edit_steps(facts, ["intel_iommu=on"], [])), "", (("after", "firmware.iommu_table"),)),
+                   tuple(cmdline_edit_steps(facts, ["intel_iommu=on"], [])), After("firmware.iommu_table")),
         )
     if now == "missing" and not active:
         if then == "on":
             return verdict(
                 Status.WARN, f"reboot pending: intel_iommu=on is configured in {nxt.source if nxt else '?'} but not on the running kernel", ev, msgs,
-                Remedy("Reboot to boot with the configured command line.", ("sudo reboot",), "kernel_cmdline"),
+                Remedy("Reboot to boot with the configured command line.", ("sudo reboot",), RebootPending()),
             )
         return verdict(
             Status.FAIL, "intel_iommu=on is missing and this kernel's build default leaves the Intel IOMMU off", ev, msgs,
             Remedy("Add intel_iommu=on (and iommu=pt) to the kernel command line, regenerate the bootloader configuration, reboot.",
-                   tuple(cmdline_edit_steps(facts, ["intel_iommu=on", "iommu=pt"], [])), "kernel_cmdline", (("add", "intel_iommu=on iommu=pt"),)),
+                   tuple(cmdline_edit_steps(facts, ["intel_iommu=on", "iommu=pt"], [])), CmdlineEdit(add=("intel_iommu=on", "iommu=pt"))),
         )
     if now == "unknown-default" and active is None:
         return verdict(Status.UNKNOWN, "unknown: no intel_iommu=on, and neither the kernel's build default nor the IOMMU state is known",
@@ -134,21 +143,19 @@ def cmdline_iommu_enabled(ctx: Context) -> Verdict:
         return verdict(
             Status.FAIL, "no intel_iommu=on on the command line and the IOMMU is not active", ev, msgs,
             Remedy("Add intel_iommu=on (and iommu=pt) to the kernel command line and reboot.",
-                   tuple(cmdline_edit_steps(facts, ["intel_iommu=on", "iommu=pt"], [])), "kernel_cmdline", (("add", "intel_iommu=on iommu=pt"),)),
+                   tuple(cmdline_edit_steps(facts, ["intel_iommu=on", "iommu=pt"], [])), CmdlineEdit(add=("intel_iommu=on", "iommu=pt"))),
         )
     # on now (explicitly, by default, or the IOMMU is demonstrably active)
     why = why_now if now in ("on", "default") else "no argument needed: the IOMMU is active"
     if then == "off":
         return verdict(
             Status.FAIL, f"IOMMU on now ({why}) but the next boot's configuration disables it ({why_then} in {nxt.source if nxt else '?'})", ev, msgs,
-            Remedy(f"Remove {why_then} from the bootloader configuration.", tuple(cmdline_edit_steps(facts, [], [why_then])), "kernel_cmdline",
-                   (("remove", why_then),)),
+            Remedy(f"Remove {why_then} from the bootloader configuration.", tuple(cmdline_edit_steps(facts, [], [why_then])), CmdlineEdit(remove=(why_then,))),
         )
     if then == "missing" and now == "on" and vendor == "intel":
         return verdict(
             Status.FAIL, f"intel_iommu=on is on the running kernel but not in the next boot's configuration ({nxt.source if nxt else '?'}): it will be lost at reboot", ev, msgs,
-            Remedy("Add intel_iommu=on to the bootloader configuration.", tuple(cmdline_edit_steps(facts, ["intel_iommu=on"], [])), "kernel_cmdline",
-                   (("add", "intel_iommu=on"),)),
+            Remedy("Add intel_iommu=on to the bootloader configuration.", tuple(cmdline_edit_steps(facts, ["intel_iommu=on"], [])), CmdlineEdit(add=("intel_iommu=on",))),
         )
     if boot is not None and boot.generated is not None and nxt is not None:
         def _iommu_args(c: Cmdline) -> set[str]:
@@ -160,12 +167,10 @@ def cmdline_iommu_enabled(ctx: Context) -> Verdict:
                 f"{' '.join(sorted(_iommu_args(nxt))) or 'none'}"
             )
             return verdict(Status.WARN, "bootloader configuration edited but not regenerated", ev, msgs,
-                           Remedy("Regenerate the bootloader configuration.", tuple(cmdline_edit_steps(facts, [], [])[:-1]) or ("sudo update-grub",), "kernel_cmdline",
-                                  (("regenerate", "1"),)))
+                           Remedy("Regenerate the bootloader configuration.", tuple(cmdline_edit_steps(facts, [], [])[:-1]) or ("sudo update-grub",), CmdlineEdit(regenerate=True)))
     if amd_bogus:
         return verdict(Status.WARN, "AMD-Vi on; `amd_iommu=on` on the command line does nothing", ev, msgs,
-                       Remedy("Remove amd_iommu=on from the kernel command line.", tuple(cmdline_edit_steps(facts, [], ["amd_iommu=on"])), "kernel_cmdline",
-                              (("remove", "amd_iommu=on"),)))
+                       Remedy("Remove amd_iommu=on from the kernel command line.", tuple(cmdline_edit_steps(facts, [], ["amd_iommu=on"])), CmdlineEdit(remove=("amd_iommu=on",))))
     return verdict(Status.PASS, f"IOMMU enabled on the kernel command line ({why})", ev, msgs)
 
 
@@ -185,13 +190,12 @@ def cmdline_iommu_passthrough(ctx: Context) -> Verdict:
         return verdict(Status.PASS, "iommu=pt is set", ev)
     if pt_next:
         return verdict(Status.WARN, f"iommu=pt configured in {nxt.source if nxt else '?'}, reboot pending", ev,
-                       remedy=Remedy("Reboot.", ("sudo reboot",), "kernel_cmdline"))
+                       remedy=Remedy("Reboot.", ("sudo reboot",), RebootPending()))
     return verdict(
         Status.WARN,
         "iommu=pt not set (advice: host devices then skip IOMMU translation; it does not turn the IOMMU on)",
         ev,
-        remedy=Remedy("Add iommu=pt to the kernel command line.", tuple(cmdline_edit_steps(facts, ["iommu=pt"], [])), "kernel_cmdline",
-                      (("add", "iommu=pt"),)),
+        remedy=Remedy("Add iommu=pt to the kernel command line.", tuple(cmdline_edit_steps(facts, ["iommu=pt"], [])), CmdlineEdit(add=("iommu=pt",))),
     )
 
 

@@ -20,7 +20,7 @@ from checks.common import (
 from doctor.checkapi import Context, check
 from doctor.errors import FactUnknown, NotCaptured, OptionRomUnreadable
 from doctor.facts import Facts, IomemRange, PciDevice, parse_option_rom, parse_pcie_flr
-from doctor.model import Evidence, Remedy, Severity, Status, Verdict, verdict
+from doctor.model import CmdlineEdit, Evidence, Remedy, Severity, Status, Verdict, verdict
 from doctor.passthrough import passthrough_unit
 
 
@@ -283,7 +283,7 @@ def gpu_framebuffer_free(ctx: Context) -> Verdict:
     evicts, why = _evicts_on_bind(facts, gpu)
     args, steps = _fb_remedy(names, facts)
     remedy = Remedy(f"Keep the firmware framebuffer off the GPU: add {args} to the kernel command line and reboot "
-                    "(or boot the host on another display).", tuple(steps), "kernel_cmdline", (("add", args),))
+                    "(or boot the host on another display).", tuple(steps), CmdlineEdit(add=tuple(args.split())))
     where = ", ".join(f"{r.name} at {r.start:#x}-{r.end:#x}" for r in hits)
     if gpu.driver == "vfio-pci":
         return verdict(Status.FAIL, f"{where} still sits in {gpu.address}'s BAR while it is on vfio-pci: QEMU cannot reserve it",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from doctor.checkapi import Context, check
-from doctor.model import Evidence, Remedy, Severity, Status, Verdict, verdict
+from doctor.model import Evidence, GuestGetty, Remedy, Severity, Status, Verdict, verdict
 
 
 @check("guest.serial_getty", "The guest image starts a login on its serial console (ttyS0)", severity=Severity.ADVICE)
@@ -39,5 +39,5 @@ def guest_serial_getty(ctx: Context) -> Verdict:
     if j.fixable:
         target = ctx.options.get("vm") or f"--image {image}"
         remedy = Remedy("Enable serial-getty@ttyS0.service offline (a symlink in getty.target.wants), with the domain shut off.",
-                        (f"sudo gpudoctor vm getty {target} --apply --yes",), "guest_getty")
+                        (f"sudo gpudoctor vm getty {target} --apply --yes",), GuestGetty())
     return verdict(j.status, j.summary, ev, [], remedy)

@@ -7,7 +7,7 @@ import re
 from checks.common import cmdline_edit_steps, iommu_on, try_fact, unknown_verdict, vendor_of
 from doctor.checkapi import Context, check
 from doctor.facts import Facts
-from doctor.model import Evidence, Remedy, Status, Verdict, verdict
+from doctor.model import CmdlineEdit, Evidence, Remedy, Status, Verdict, verdict
 
 INTEL_ON = re.compile(r"DMAR: IOMMU enabled|Intel\(R\) Virtualization Technology for Directed I/O")
 AMD_ON = re.compile(r"AMD-Vi: (Found IOMMU|Interrupt remapping enabled|IOMMU performance counters|Lazy IO/TLB)|AMD-Vi:.*(Extended features|Found IOMMU)")
@@ -167,7 +167,8 @@ def iommu_interrupt_remapping(ctx: Context) -> Verdict:
     steps.append("# last resort, unsafe (a guest can then forge interrupts to the host): "
                  "echo 'options vfio_iommu_type1 allow_unsafe_interrupts=1' | sudo tee /etc/modprobe.d/vfio-unsafe.conf")
     remedy = Remedy("Turn interrupt remapping on (firmware setting; nothing on the command line may disable it).",
-                    tuple(steps), "kernel_cmdline" if cmd_off else "")
+                    tuple(steps), CmdlineEdit(remove=tuple(a for a in ("intremap=off", "nointremap") if c is not None and a in c.raw.split()))
+                    if cmd_off else None)
     if unsafe_now or (unsafe_now is None and unsafe_cfg):
         return verdict(Status.WARN, "no interrupt remapping: vfio accepts the group only because allow_unsafe_interrupts is set",
                        ev, msgs + ["A guest with the device can then send interrupts the host did not allow (MSI injection)."], remedy)

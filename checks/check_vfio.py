@@ -29,7 +29,17 @@ from doctor.bootstrategy import boot_strategy
 from doctor.checkapi import Context, check
 from doctor.errors import FactUnknown, NotCaptured
 from doctor.facts import Facts, PciDevice
-from doctor.model import Evidence, Remedy, Status, Verdict, verdict
+from doctor.model import (
+    BindByAddress,
+    EarlyLoad,
+    Evidence,
+    PciBind,
+    Remedy,
+    Status,
+    Verdict,
+    VfioIds,
+    verdict,
+)
 
 
 def _group_or_na(ctx: Context) -> tuple[PciDevice, list[PciDevice]] | Verdict:
@@ -78,7 +88,7 @@ def vfio_ids_configured(ctx: Context) -> Verdict:
         f"add vfio-pci.ids={','.join(want)} to the kernel command line",)
     remedy = Remedy(
         f"Use exactly this line (all {len(want)} function id(s) of the card, derived from this host):\n  {correct}",
-        remedy_steps, "vfio_conf", (("ids", ",".join(want)),),
+        remedy_steps, VfioIds(tuple(want)),
     )
     twins = identical_devices(facts, eps)
     ov = boot_overrides(facts)
@@ -94,7 +104,7 @@ def vfio_ids_configured(ctx: Context) -> Verdict:
             ev, msgs + ["Bind this card per device with driver_override instead (see vfio.ids_unique_to_card)."],
             Remedy("Do not use vfio-pci ids here: set driver_override for the card's functions by address at every boot, "
                    "before udev loads drivers (initramfs-tools: a scripts/init-top script; see vfio.ids_unique_to_card).",
-                   fix_id="vfio_conf"),
+                   params=VfioIds()),
         )
     if missing:
         summary = f"vfio-pci ids miss {', '.join(missing)}"
@@ -214,7 +224,7 @@ def vfio_early_load(ctx: Context) -> Verdict:
     steps = strat.early_load_steps()
     steps[-1:-1] = [f"echo '{softdep_line(m)}' | sudo tee -a /etc/modprobe.d/vfio.conf" for m in missing_softdep]
     remedy = Remedy("Load vfio-pci before the native drivers: put it in the initramfs and add a softdep for each native driver.",
-                    tuple(steps), "early_load", (("softdeps", ",".join(missing_softdep)),))
+                    tuple(steps), EarlyLoad(tuple(missing_softdep)))
     unseen = [d for d in eps if not d.driver_known and not d.kernel_modules]
     if not in_initramfs and natives and not missing_softdep and unseen:
         raise unknown_driver(unseen[0])  # its native driver may need a softdep too
@@ -272,8 +282,7 @@ def vfio_group_viable(ctx: Context) -> Verdict:
         [f"QEMU/libvirt will fail with: `vfio {gpu.address}: group {gpu.iommu_group} is not viable` / "
          "`Please ensure all devices within the iommu_group are bound to their vfio bus driver.`",
          "Bind with driver_override, never new_id: new_id also grabs every other device with the same id."],
-        Remedy("Bind each blocking function to vfio-pci now (lost at reboot: see vfio.binding_persistent).", tuple(steps), "pci_bind",
-               (("devices", ",".join(d.address for d in blocking)),)),
+        Remedy("Bind each blocking function to vfio-pci now (lost at reboot: see vfio.binding_persistent).", tuple(steps), PciBind(tuple(d.address for d in blocking))),
     )
 
 
@@ -340,7 +349,7 @@ def vfio_binding_persistent(ctx: Context) -> Verdict:
     steps = (f"echo '{ids_line(eps)}' | sudo tee /etc/modprobe.d/vfio.conf",
              *[f"echo '{softdep_line(m)}' | sudo tee -a /etc/modprobe.d/vfio.conf" for m in sorted({m for d in eps for m in native_modules(d)})],
              initramfs_update_command(facts))
-    remedy = Remedy("Configure ids and early loading so the binding is made at boot.", steps, "vfio_conf", (("ids", ",".join(wanted_ids(eps))),))
+    remedy = Remedy("Configure ids and early loading so the binding is made at boot.", steps, VfioIds(tuple(wanted_ids(eps))))
     if lost and not never:
         return verdict(Status.WARN, "bound now only at runtime; a reboot loses " + "; ".join(lost), ev, remedy=remedy)
     return verdict(
@@ -403,8 +412,7 @@ def vfio_ids_unique_to_card(ctx: Context) -> Verdict:
     names = "; ".join(f"{t.address} ({driver_text(t)})" for _, t in (staying or grabbed))
     remedy = Remedy(
         "Remove these ids from the vfio-pci ids (modprobe.d and vfio-pci.ids=) and bind the GPU's functions per device "
-        "with driver_override, by address.", tuple(_override_steps(eps)), "pci_bind",
-        (("devices", ",".join(d.address for d in eps)), ("remove_ids", ",".join(sorted({i for i, _ in grabbed} or twins)))),
+        "with driver_override, by address.", tuple(_override_steps(eps)), PciBind(tuple(d.address for d in eps), tuple(sorted({i for i, _ in grabbed} or twins))),
     )
     if staying:
         return verdict(
@@ -424,7 +432,7 @@ def vfio_ids_unique_to_card(ctx: Context) -> Verdict:
         ev += override_evidence(ov, eps)
         return verdict(Status.PASS, f"no ids=: {gpu.slot}'s functions go to vfio-pci by address at boot, so "
                        + ", ".join(t.address for ts in twins.values() for t in ts) + " stays with the host", ev)
-    remedy = Remedy(remedy.text, remedy.steps, "vfio_conf", remedy.params)
+    remedy = Remedy(remedy.text, remedy.steps, BindByAddress(tuple(d.address for d in eps), tuple(sorted({i for i, _ in grabbed} or twins))))
     return verdict(
         Status.WARN,
         ", ".join(f"{t.address} ({driver_text(t)})" for ts in twins.values() for t in ts) + " has the same id as "

@@ -6,7 +6,7 @@ from __future__ import annotations
 from checks.common import try_fact
 from doctor.checkapi import Context, check
 from doctor.facts import Facts
-from doctor.model import Evidence, Remedy, Severity, Status, Verdict, verdict
+from doctor.model import Evidence, Remedy, Severity, Status, Verdict, VmCleanup, verdict
 from doctor.vm.domains import STATUS, inventory
 from doctor.vm.domxml import VmDomain
 from doctor.vm.guestsees import judge_guest_pci
@@ -136,7 +136,7 @@ def vm_not_wedged(ctx: Context) -> Verdict:
     names = [d.name for d, fs in per if any(s == Status.FAIL for s, _ in fs)]
     return _combine(per, "no wedged domain", Remedy(
         "Destroy and undefine it; gpudoctor deletes only the volumes it created.",
-        tuple(f"sudo gpudoctor vm cleanup {n} --apply --yes" for n in names), "vm_cleanup"))
+        tuple(f"sudo gpudoctor vm cleanup {n} --apply --yes" for n in names), VmCleanup(tuple(names))))
 
 
 @check("vm.guest_sees_gpu", "A running VM's guest sees each passed-through function with programmed BARs")

@@ -9,8 +9,8 @@ from typing import Any
 from doctor.errors import BadInput, FactUnknown, NotCaptured
 from doctor.facts import Facts, PciDevice
 from doctor.host import Host
-from doctor.model import Status
-from doctor.passthrough import PCI_ADDRESS, guard, passthrough_unit, refusal
+from doctor.model import CmdlineEdit, FixParams, RebootPending, Result, Status
+from doctor.passthrough import PCI_ADDRESS, guard, identical_devices, passthrough_unit, refusal, wanted_ids
 from doctor.plan import INITRAMFS, NOW, Action, FileEdit, Plan
 from doctor.runner import Report
 
@@ -39,10 +39,10 @@ def _wanted(report: Report, only: list[str] | None, advice: bool = False) -> lis
 
 
 def build_plan(report: Report, host: Host, only: list[str] | None = None, force: bool = False, advice: bool = False) -> Plan:
-    from remediations.early_load import initramfs_rebuild, plan_early_load
-    from remediations.kernel_cmdline import plan_cmdline
-    from remediations.pci_bind import plan_bind
-    from remediations.vfio_conf import plan_vfio_conf
+    """The plan that answers the failing results: each result's remedy carries typed parameters
+    (doctor.model.FixParams) of a fix family that doctor.registry.FIXES pairs with its check; the
+    families are planned here, host-wide ones (the command line) once for all checks."""
+    from doctor.registry import FIXES, MANUAL, remediation
 
     facts: Facts = report.facts
     if only:
@@ -56,6 +56,17 @@ def build_plan(report: Report, host: Host, only: list[str] | None = None, force:
 
     def gpu_of(subject: str | None) -> PciDevice | None:
         return gpus.get(subject) if subject else None
+
+    def params_of(cid: str, r: Result) -> FixParams | None:
+        """The remedy's parameters where the table pairs their family with the check; else None."""
+        p = r.remedy.params if r.remedy else None
+        if p is None or not p.family:
+            return None
+        if p.family not in FIXES.get(cid, ()):
+            plan.explanations.append((cid, f"its remedy is for fix {p.family}, which the fix table does not pair with "
+                                           f"{cid}: nothing done (a bug: please report it)"))
+            return None
+        return p
 
     # one guard for every per-GPU remedy: a group that holds anything but the GPU's unit, or a
     # unit the host runs on, gets nothing written (doctor.passthrough.refusal)
@@ -75,25 +86,19 @@ def build_plan(report: Report, host: Host, only: list[str] | None = None, force:
                                            f"see {first[gpu.address]})"))
         return bool(why)
 
-    # 1. kernel command line (host-wide)
+    # 1. kernel command line (host-wide): every CmdlineEdit merged into one edit
     add: list[str] = []
     remove: list[str] = []
     cmd_checks: list[str] = []
     regen = False
     for cid, _, r in wanted:
-        if r.remedy is None or r.remedy.fix_id != "kernel_cmdline":
-            continue
-        params = dict(r.remedy.params)
-        for a in params.get("add", "").split():
-            if a not in add:
-                add.append(a)
-        for a in params.get("remove", "").split():
-            if a not in remove:
-                remove.append(a)
-        regen = regen or params.get("regenerate") == "1"
-        if params:
+        p = params_of(cid, r)
+        if isinstance(p, CmdlineEdit):
+            add += [a for a in p.add if a not in add]
+            remove += [a for a in p.remove if a not in remove]
+            regen = regen or p.regenerate
             cmd_checks.append(cid)
-        elif r.status is Status.WARN and "reboot pending" in r.summary:
+        elif isinstance(p, RebootPending):
             plan.explanations.append((cid, "already configured: only a reboot is missing"))
     # vfio-pci built into the kernel: ids go on the command line
     builtin_vfio = False
@@ -101,59 +106,55 @@ def build_plan(report: Report, host: Host, only: list[str] | None = None, force:
         builtin_vfio = bool(facts.modules().is_builtin("vfio_pci"))
     except (FactUnknown, NotCaptured):
         pass
+    # the checks answered by configuring the binding at boot: ids (or addresses) and early loading
+    at_boot = tuple(c for c, fams in FIXES.items() if "vfio_conf" in fams and "early_load" in fams)
     per_gpu_files: list[Action] = []
     early: list[Action] = []
     binds: list[Action] = []
     seen_conf: set[str] = set()
     for cid, subject, r in wanted:
         gpu = gpu_of(subject)
-        fix = r.remedy.fix_id if r.remedy else ""
-        if cid == "gpu.group_isolated":
-            plan.explanations.append((cid, "no automatic fix: the group comes from the hardware topology and ACS; " + (r.remedy.text if r.remedy else "")))
+        if cid in MANUAL:
+            plan.explanations.append((cid, MANUAL[cid] + "; " + (r.remedy.text if r.remedy else "")))
             continue
-        if gpu is None or not fix or fix == "kernel_cmdline":
+        p = params_of(cid, r)
+        fam = p.family if p is not None else ""
+        if gpu is None or fam in ("", "kernel_cmdline"):
             continue
         if refused_for(gpu, cid):
             continue
-        if fix == "vfio_conf" and gpu.address not in seen_conf:
+        if fam == "vfio_conf" and gpu.address not in seen_conf:
             seen_conf.add(gpu.address)
-            from doctor.passthrough import identical_devices
-
             eps = list(passthrough_unit(facts, gpu).functions)
             twins = identical_devices(facts, eps)
-            answers = tuple(c for c, s, _ in wanted if s == subject and c in ("vfio.ids_configured", "vfio.binding_persistent", "vfio.ids_unique_to_card"))
+            answers = tuple(c for c, s, _ in wanted if s == subject and "vfio_conf" in FIXES.get(c, ()))
             if twins:
-                from remediations.vfio_override import plan_override
-
                 plan.explanations.append((cid, "no ids= line: it would also take " + ", ".join(
                     t.address for ts in twins.values() for t in ts) + " from the host; the card is bound by address (driver_override)"))
-                acts, why = plan_override(facts, host, eps, answers or (cid,))
+                acts, why = remediation("vfio_override").plan_override(facts, host, eps, answers or (cid,))
                 per_gpu_files += acts
                 if why:
                     plan.explanations.append((cid, why))
                 continue
             if builtin_vfio:
-                from doctor.passthrough import wanted_ids
-
-                ids = "vfio-pci.ids=" + ",".join(wanted_ids(eps))
-                add.append(ids)
+                add.append("vfio-pci.ids=" + ",".join(wanted_ids(eps)))
                 cmd_checks.extend(answers)
             else:
-                per_gpu_files += plan_vfio_conf(facts, host, gpu, answers or (cid,))
-        elif fix == "early_load" or (fix == "vfio_conf" and cid == "vfio.binding_persistent"):
+                per_gpu_files += remediation("vfio_conf").plan_vfio_conf(facts, host, gpu, answers or (cid,))
+        elif fam == "early_load" or (fam == "vfio_conf" and cid in at_boot):
             if early:
                 continue
             try:
-                acts, why = plan_early_load(facts, host, (cid,) + (("vfio.binding_persistent",) if cid != "vfio.binding_persistent" else ()))
+                acts, why = remediation("early_load").plan_early_load(facts, host, tuple(dict.fromkeys((cid, *at_boot))))
             except (FactUnknown, NotCaptured) as e:
                 acts, why = [], f"early loading configuration unknown: {e}"
             early += acts
             if why:
                 plan.explanations.append((cid, why))
-        elif fix == "pci_bind":
-            acts, why = plan_bind(facts, gpu, (cid,), force=force)
+        elif fam == "pci_bind":
+            acts, why = remediation("pci_bind").plan_bind(facts, gpu, (cid,), force=force)
             for a in acts:  # several checks ask for the same binding: one action answers them all
-                same = next((b for b in binds if type(b) is type(a) and b.describe() == a.describe()), None)
+                same = next((b for b in binds if b.same_change(a)), None)
                 if same is None:
                     binds.append(a)
                 elif cid not in same.checks:
@@ -166,7 +167,7 @@ def build_plan(report: Report, host: Host, only: list[str] | None = None, force:
     stale = any(c == "boot.initramfs_current" for c, _, _ in wanted)
     if stale or any(isinstance(a, FileEdit) and a.takes_effect == INITRAMFS for a in plan.actions):
         try:
-            rb = initramfs_rebuild(facts, tuple(sorted({c for a in plan.actions for c in a.checks})))
+            rb = remediation("early_load").initramfs_rebuild(facts, tuple(sorted({c for a in plan.actions for c in a.checks})))
         except (FactUnknown, NotCaptured):
             rb = None
         if rb is not None:
@@ -176,7 +177,7 @@ def build_plan(report: Report, host: Host, only: list[str] | None = None, force:
     if add or remove or regen:
         # the checks that asked for it, by their own ids (iommu=pt advice is cmdline.iommu_passthrough's)
         asked = tuple(dict.fromkeys(cmd_checks)) or ("cmdline.iommu_enabled",)
-        acts, why = plan_cmdline(facts, host, add, remove, asked, regenerate=regen)
+        acts, why = remediation("kernel_cmdline").plan_cmdline(facts, host, add, remove, asked, regenerate=regen)
         plan.actions += acts
         if why:
             plan.explanations += [(cid, why) for cid in asked]

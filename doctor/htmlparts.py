@@ -63,8 +63,8 @@ def detail_html(res: Result, subject: str | None = None) -> str:
         out.append(f"<p><b>Fix</b>{fix_id}: {_e(rem.text)}</p>")
         if rem.steps:
             out.append("<pre>" + _e("\n".join(rem.steps)) + "</pre>")
-        if rem.params:
-            out.append("<p>parameters: " + _e(", ".join(f"{k}={v}" for k, v in rem.params)) + "</p>")
+        if rem.params is not None and rem.params.items():
+            out.append("<p>parameters: " + _e(", ".join(f"{k}={v}" for k, v in rem.params.items())) + "</p>")
     out.append("</div>")
     return "".join(out)
 

@@ -13,7 +13,7 @@ import base64
 import difflib
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from doctor.errors import DoctorError
@@ -45,6 +45,13 @@ class Action:
     unbinds: bool = False  # takes a device away from a driver
 
     kind = "action"
+
+    def same_change(self, other: Action) -> bool:
+        """The same change to the host, whichever checks ask for it and in whatever words (the fixer
+        merges such actions: several checks ask for one binding)."""
+        mine = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("checks", "reason")}
+        theirs = {f.name: getattr(other, f.name) for f in fields(other) if f.name not in ("checks", "reason")}
+        return type(self) is type(other) and mine == theirs
 
     def describe(self) -> str:
         raise NotImplementedError

@@ -30,23 +30,24 @@ ORDER = (
     "vm.guest_sees_gpu", "guest.serial_getty",
 )
 
-# check id -> the fix family (remediations/<family>.py, or a gpudoctor command) that answers it.
-# The remedy a check gives carries typed parameters of that family (doctor.model); the fixer plans from them.
-FIXES: dict[str, str] = {
-    "cmdline.iommu_enabled": "kernel_cmdline",
-    "cmdline.iommu_passthrough": "kernel_cmdline",
-    "cmdline.iommu_args_meaningful": "kernel_cmdline",
-    "boot.config_in_effect": "kernel_cmdline",
-    "gpu.framebuffer_free": "kernel_cmdline",
-    "iommu.interrupt_remapping": "kernel_cmdline",
-    "vfio.ids_configured": "vfio_conf",
-    "vfio.binding_persistent": "vfio_conf",
-    "vfio.ids_unique_to_card": "vfio_conf",
-    "vfio.early_load": "early_load",
-    "boot.initramfs_current": "early_load",
-    "vfio.group_viable": "pci_bind",
-    "vm.not_wedged": "vm_cleanup",
-    "guest.serial_getty": "guest_getty",
+# check id -> the fix families (remediations/<family>.py, or a gpudoctor command) that answer it. The
+# remedy a check gives carries typed parameters of one of them (doctor.model.FixParams); the fixer plans
+# from those parameters and acts only on a family this table pairs with the check.
+FIXES: dict[str, tuple[str, ...]] = {
+    "cmdline.iommu_enabled": ("kernel_cmdline",),
+    "cmdline.iommu_passthrough": ("kernel_cmdline",),
+    "cmdline.iommu_args_meaningful": ("kernel_cmdline",),
+    "boot.config_in_effect": ("kernel_cmdline",),
+    "gpu.framebuffer_free": ("kernel_cmdline",),
+    "iommu.interrupt_remapping": ("kernel_cmdline",),
+    "vfio.ids_configured": ("vfio_conf",),
+    "vfio.binding_persistent": ("vfio_conf", "early_load"),  # both make the binding at boot
+    "vfio.ids_unique_to_card": ("vfio_conf", "pci_bind"),  # by address at boot, or bound now
+    "vfio.early_load": ("early_load",),
+    "boot.initramfs_current": ("early_load",),
+    "vfio.group_viable": ("pci_bind",),
+    "vm.not_wedged": ("vm_cleanup",),
+    "guest.serial_getty": ("guest_getty",),
 }
 
 # checks no automatic fix can answer, with the reason `fix` gives
@@ -60,7 +61,7 @@ def load_checks() -> dict[str, CheckSpec]:
         importlib.import_module(f"checks.check_{m}")
     if set(REGISTRY) != set(ORDER):
         raise RuntimeError(f"doctor.registry.ORDER and the registered checks differ: {sorted(set(REGISTRY) ^ set(ORDER))}")
-    return {cid: dataclasses.replace(REGISTRY[cid], fix_id=FIXES.get(cid, ""), order=i) for i, cid in enumerate(ORDER)}
+    return {cid: dataclasses.replace(REGISTRY[cid], fix_id="/".join(FIXES.get(cid, ())), order=i) for i, cid in enumerate(ORDER)}
 
 
 def check_func(check_id: str) -> CheckFunc:
@@ -69,7 +70,7 @@ def check_func(check_id: str) -> CheckFunc:
 
 def remediation(family: str) -> ModuleType:
     """The module of a fix family (remediations/<family>.py)."""
-    if family not in set(FIXES.values()) - {"vm_cleanup"} and family != "vfio_override":
+    if family not in {f for fs in FIXES.values() for f in fs} - {"vm_cleanup"} | {"vfio_override"}:
         raise KeyError(family)
     return importlib.import_module(f"remediations.{family}")
 

@@ -40,8 +40,8 @@ def redact_results(results: list[SubjectResult], r: Redactor) -> list[SubjectRes
         res = sr.result
         remedy = res.remedy
         if remedy is not None:
-            remedy = Remedy(r.text(remedy.text), tuple(r.text(s) for s in remedy.steps), remedy.fix_id,
-                            tuple((k, r.text(v)) for k, v in remedy.params))
+            remedy = Remedy(r.text(remedy.text), tuple(r.text(s) for s in remedy.steps),
+                            remedy.params.mapped(r.text) if remedy.params is not None else None)
         res = replace(
             res,
             summary=r.text(res.summary),
@@ -121,7 +121,7 @@ def report_texts(report: Report) -> Iterator[str]:
         for e in res.evidence:
             yield from (e.source, e.value)
         if res.remedy is not None:
-            yield from (res.remedy.text, *res.remedy.steps, *(v for _, v in res.remedy.params))
+            yield from (res.remedy.text, *res.remedy.steps, *(v for _, v in (res.remedy.params.items() if res.remedy.params else ())))
     yield from _strings(report.errors_in_evidence)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from doctor.facts import HostFacts
-from doctor.model import Result, Status
+from doctor.model import PciBind, Result, Status, VfioIds
 from doctor.registry import load_checks
 from doctor.runner import Report, run_checks
 from doctor.snapshot import SnapshotHost
@@ -174,7 +174,8 @@ def test_partial_names_the_blocking_functions(replay) -> None:  # type: ignore[n
     assert "0000:01:00.0 " not in res.summary and "0000:01:00.1" not in res.summary
     assert "group 1" in res.summary  # the notes' QEMU error: `group 1 is not viable`
     assert res.remedy is not None
-    assert res.remedy.params == (("devices", "0000:01:00.2,0000:01:00.3"),)
+    assert res.remedy.params == PciBind(("0000:01:00.2", "0000:01:00.3"))
+    assert res.remedy.params.items() == (("devices", "0000:01:00.2,0000:01:00.3"),)
 
 
 def test_partial_ids_line(replay) -> None:  # type: ignore[no-untyped-def]
@@ -195,7 +196,8 @@ def test_before_ids_remedy_is_the_notes_line(replay) -> None:  # type: ignore[no
     res = by_check(report, "0000:01:00.0")["vfio.ids_configured"]
     assert res.remedy is not None
     assert IDS_LINE in [ln.strip() for ln in res.remedy.text.splitlines()]
-    assert res.remedy.params == (("ids", "10de:1e84,10de:10f8,10de:1ad8,10de:1ad9"),)
+    assert res.remedy.params == VfioIds(("10de:1e84", "10de:10f8", "10de:1ad8", "10de:1ad9"))
+    assert res.remedy.params.items() == (("ids", "10de:1e84,10de:10f8,10de:1ad8,10de:1ad9"),)
 
 
 def test_before_grub_step_keeps_cmdline_linux_default_apart(replay) -> None:  # type: ignore[no-untyped-def]
@@ -355,3 +357,16 @@ def test_uncaptured_pci_listing_is_unknown(tmp_path: Path) -> None:
         assert res.status == Status.UNKNOWN, f"{cid}: {res.status.value} ({res.summary})"
     for cid in ("cpu.virtualization", "firmware.iommu_table", "cmdline.iommu_enabled", "iommu.active"):
         assert copy_results[cid].status.value == PARTIAL[cid]
+
+
+@pytest.mark.parametrize("name", [p.parent.name for p in EXPECTED_FILES])
+def test_every_remedy_is_of_a_family_the_fix_table_pairs_with_its_check(replay, name: str) -> None:  # type: ignore[no-untyped-def]
+    """doctor.registry.FIXES is the one pairing: a remedy whose typed parameters name another family
+    would be dropped by the fixer, so no check may give one (on any fixture)."""
+    from doctor.registry import FIXES
+
+    report, _, _ = replay(name)
+    for sr in report.results:
+        rem = sr.result.remedy
+        if rem is not None and rem.params is not None and rem.params.family:
+            assert rem.params.family in FIXES.get(sr.result.check_id, ()), (sr.result.check_id, rem.params)

@@ -16,7 +16,7 @@ from doctor import __version__
 from doctor.errors import BadInput
 from doctor.facts import Facts, HostSummary, PciDevice
 from doctor.htmlreport import write_html
-from doctor.model import Evidence, Remedy, Result, SourceInfo, Status
+from doctor.model import CmdlineEdit, Evidence, Remedy, Result, SourceInfo, Status
 from doctor.runner import Report, SubjectResult
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
@@ -54,7 +54,7 @@ def hand_report() -> Report:
                          Evidence("/sys/class/dmi/id/product_uuid", s["uuid"]),
                          Evidence("dmidecode", f"Serial Number: {s['serial']}")),
                remedy=Remedy("Add intel_iommu=on", ("sudo editor /etc/default/grub", "sudo update-grub && reboot"),
-                             "kernel_cmdline", (("add", "intel_iommu=on"),))),
+                             CmdlineEdit(add=("intel_iommu=on",)))),
         Result("vfio.group_viable", "group viable", Status.NOT_APPLICABLE, "no GPU to pass through"),
         Result("vfio.early_load", "early load", Status.UNKNOWN, "unknown: initramfs tool not captured"),
         Result("vfio.ids_configured", "ids", Status.ERROR, "internal error in this check: KeyError: 'x'",

@@ -32,7 +32,7 @@ def test_no_check_names_its_fix_outside_the_table() -> None:
             if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "check":
                 assert not [k for k in n.keywords if k.arg == "fix"], m
     assert set(FIXES) <= set(ORDER) and set(MANUAL) <= set(ORDER) and not set(FIXES) & set(MANUAL)
-    for fam in set(FIXES.values()) - {"vm_cleanup"}:
+    for fam in {f for fs in FIXES.values() for f in fs} - {"vm_cleanup"}:
         assert remediation(fam).__name__ == f"remediations.{fam}"
 
 
@@ -50,3 +50,13 @@ def test_list_prints_every_check_once() -> None:
     out = subprocess.run([sys.executable, "-m", "doctor.cli", "list"], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     ids = [ln.split()[0] for ln in out.splitlines()]
     assert ids == list(ORDER)
+
+
+def test_the_fixer_reads_typed_parameters_not_prose() -> None:
+    """No check id, summary text or action description decides what the fixer plans (issue 13.4):
+    it dispatches on the remedy's FixParams and the table."""
+    src = open(os.path.join(ROOT, "doctor", "fixer.py")).read()
+    plan_src = src[src.index("def build_plan("):src.index("def _guard(")]
+    assert ".summary" not in plan_src and "describe()" not in plan_src
+    assert not re.findall(r'cid\s*(==|!=|in)\s*\(?"', plan_src), "a check id compared in build_plan"
+    assert "remediations." not in src, "the fixer reaches remediations only through doctor.registry"

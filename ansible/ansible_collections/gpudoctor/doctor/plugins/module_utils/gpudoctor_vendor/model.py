@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 
@@ -57,26 +58,136 @@ class Evidence:
         return {"source": self.source, "value": self.value}
 
 
+class FixParams:
+    """Typed parameters a check hands to its fix family: what the check found, so the fix need not
+    re-derive it from prose. `family` names the remediation (doctor.registry pairs checks with families);
+    an empty family is information for a person, nothing a fix runs."""
+
+    family = ""
+    SEP = {"ids": ",", "softdeps": ",", "devices": ",", "remove_ids": ","}
+
+    def items(self) -> tuple[tuple[str, str], ...]:
+        """The parameters as text (JSON, HTML, redaction): tuples joined by spaces, booleans as 1."""
+        out = []
+        for f in fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            if isinstance(v, tuple):
+                if v:
+                    out.append((f.name, self.SEP.get(f.name, " ").join(v)))
+            elif isinstance(v, bool):
+                if v:
+                    out.append((f.name, "1"))
+            elif v:
+                out.append((f.name, str(v)))
+        return tuple(out)
+
+    def mapped(self, fn: Callable[[str], str]) -> FixParams:
+        """The same parameters with every text passed through `fn` (redaction)."""
+        new: dict[str, Any] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            new[f.name] = tuple(fn(x) for x in v) if isinstance(v, tuple) else fn(v) if isinstance(v, str) else v
+        return replace(self, **new)  # type: ignore[type-var]
+
+
+@dataclass(frozen=True)
+class CmdlineEdit(FixParams):
+    """kernel_cmdline: arguments to put on and take off the next boot's command line; `regenerate`
+    rebuilds the bootloader's generated configuration even when no argument changes."""
+
+    family = "kernel_cmdline"
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+    regenerate: bool = False
+
+
+@dataclass(frozen=True)
+class RebootPending(FixParams):
+    """kernel_cmdline: already configured for the next boot; only a reboot is missing (nothing to write)."""
+
+    family = "kernel_cmdline"
+
+
+@dataclass(frozen=True)
+class VfioIds(FixParams):
+    """vfio_conf: the vendor:device ids vfio-pci must claim for the GPU's passthrough unit."""
+
+    family = "vfio_conf"
+    ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BindByAddress(FixParams):
+    """vfio_conf: no ids= line (it would take identical devices from the host); the functions go to
+    vfio-pci by address at boot (driver_override), and `remove_ids` leave the ids= lines."""
+
+    family = "vfio_conf"
+    devices: tuple[str, ...] = ()
+    remove_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EarlyLoad(FixParams):
+    """early_load: vfio-pci in the initramfs, softdeps for these native drivers, the image rebuilt."""
+
+    family = "early_load"
+    softdeps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PciBind(FixParams):
+    """pci_bind: the functions to move to vfio-pci now; `remove_ids` are ids= entries that would grab
+    devices outside the card (bound by address instead)."""
+
+    family = "pci_bind"
+    devices: tuple[str, ...] = ()
+    remove_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GuestGetty(FixParams):
+    """guest_getty: enable serial-getty@ttyS0 in the guest image, offline."""
+
+    family = "guest_getty"
+
+
+@dataclass(frozen=True)
+class VmCleanup(FixParams):
+    """vm_cleanup: `gpudoctor vm cleanup NAME` for each wedged domain."""
+
+    family = "vm_cleanup"
+    domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class After(FixParams):
+    """No fix runs: the remedy waits for another check's (named) to pass first."""
+
+    after: str = ""
+
+
 @dataclass(frozen=True)
 class Remedy:
     """The exact fix a person would apply, derived from this host.
 
-    `fix_id` names the automatic remediation that can apply it (may be empty);
-    `steps` are literal commands or file contents, in order; `params` are the
-    values the remediation would use.
+    `steps` are literal commands or file contents, in order; `params` are the typed values of the fix
+    family that can apply it automatically (None: a person applies it). `fix_id` is that family.
     """
 
     text: str
     steps: tuple[str, ...] = ()
-    fix_id: str = ""
-    params: tuple[tuple[str, str], ...] = ()
+    params: FixParams | None = None
+
+    @property
+    def fix_id(self) -> str:
+        return self.params.family if self.params is not None else ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "text": self.text,
             "steps": list(self.steps),
             "fix_id": self.fix_id or None,
-            "params": dict(self.params),
+            "params": dict(self.params.items()) if self.params is not None else {},
         }
 
 
