@@ -11,6 +11,7 @@ import datetime as _dt
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from doctor import __version__
 from doctor.errors import DoctorError
@@ -112,8 +113,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             report = run_pasted(load_pasted(list(args.from_paths)), ", ".join(args.from_paths), gpu=args.gpu, only=args.only).report
         else:
             facts = HostFacts(host)
+            if getattr(args, "read_rom", False):
+                rom_dumps = _read_roms(host, facts, args.gpu)
             facts.rom_dumps = rom_dumps
-            facts.read_rom = bool(getattr(args, "read_rom", False))
             report = run_checks(facts, host.source_info(), gpu=args.gpu, only=args.only)
         redact = not args.no_redact
         single_host_outputs(args, report)  # --junit, --nfd
@@ -169,7 +171,25 @@ def emit_outputs(args: argparse.Namespace, report: object, prefix: str, json_tex
         table()
 
 
-def _rom_options(args: argparse.Namespace) -> dict[str, tuple[str, bytes]]:
+def _read_roms(host: Any, facts: Any, gpu: str | None) -> dict[str, tuple[str, Any]]:
+    """check --read-rom: the explicit action that reads each selected GPU's option ROM through the live
+    Host (write 1, read, write 0) before any check runs; a read that fails is kept as its error."""
+    from doctor.errors import FactUnknown, OptionRomUnreadable
+    from doctor.host import LiveHost
+    from doctor.runner import select_gpus
+
+    out: dict[str, tuple[str, Any]] = {}
+    if not isinstance(host, LiveHost):
+        return out
+    for g in select_gpus(facts, gpu):
+        try:
+            out[g.address] = (f"/sys/bus/pci/devices/{g.address}/rom", host.read_option_rom(g.address))
+        except (FactUnknown, OptionRomUnreadable) as e:
+            out[g.address] = (f"/sys/bus/pci/devices/{g.address}/rom", e)
+    return out
+
+
+def _rom_options(args: argparse.Namespace) -> dict[str, tuple[str, Any]]:
     """Check --read-rom / --rom FILE against the other options; the dump's bytes by GPU address."""
     from doctor.errors import BadInput
 

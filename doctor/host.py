@@ -199,6 +199,13 @@ class LiveHost(Host):
             "LANG": "C",
         }
 
+    def read_option_rom(self, address: str) -> bytes:
+        """Read the device's option ROM through sysfs: write 1, read, write 0 (doctor.optionrom). The one
+        place gpudoctor writes to a device file outside `fix`, and only on request (check --read-rom)."""
+        from doctor.optionrom import read_live
+
+        return read_live(self, address)
+
     def read_bytes(self, path: str) -> bytes:
         split_path(path)
         # Read in chunks: sysctl files allocate a kernel buffer of the size asked for.

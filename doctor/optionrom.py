@@ -1,5 +1,8 @@
 """Reading a GPU's option ROM, only when asked (`gpudoctor check --read-rom` / `--rom FILE`).
 
+The read is an action of the CLI (`LiveHost.read_option_rom`, called before the checks run), never
+a fact accessor: the facts only hand the checks what the CLI read or loaded.
+
 Reading sysfs `rom` means writing 1 to it first (the kernel then maps the ROM: it enables the
 ROM BAR's decode, or points at the shadow copy at 0xC0000 for the boot display), reading it,
 and writing 0 back. That changes the device's state for a moment and needs root, so gpudoctor
@@ -9,9 +12,15 @@ never does it on its own.
 from __future__ import annotations
 
 import os
+from typing import Any, Protocol
 
 from doctor.errors import BadInput, FactUnknown, OptionRomUnreadable
-from doctor.host import Host
+
+
+class _Runs(Protocol):
+    """What a ROM read needs of its host: a way to run `dmesg` (the kernel's words on a failed read)."""
+
+    def run(self, argv: list[str], timeout: float = ...) -> Any: ...  # noqa: E704
 
 # The PCI spec's ROM BAR is at most 16 MiB; anything larger is not a ROM dump.
 MAX_ROM = 16 * 1024 * 1024
@@ -37,7 +46,7 @@ def load_dump(path: str) -> bytes:
         raise BadInput(f"--rom {path}: cannot read it: {e.strerror or e}") from None
 
 
-def _kernel_rom_lines(host: Host, address: str) -> tuple[str, ...]:
+def _kernel_rom_lines(host: _Runs, address: str) -> tuple[str, ...]:
     """What the kernel just said about this device's ROM (best effort: dmesg may be restricted)."""
     r = host.run(["dmesg"], timeout=10)
     if not r.ok:
@@ -46,7 +55,7 @@ def _kernel_rom_lines(host: Host, address: str) -> tuple[str, ...]:
     return tuple(lines[-3:])
 
 
-def read_live(host: Host, address: str) -> bytes:
+def read_live(host: _Runs, address: str) -> bytes:
     """Read /sys/bus/pci/devices/ADDRESS/rom the way the kernel asks: write 1, read, write 0.
 
     FactUnknown where the read cannot be tried (no attribute, not root); OptionRomUnreadable

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Any
 
 from doctor.errors import DoctorError
 from doctor.host import Host
@@ -73,6 +74,35 @@ def learn_host(red: Redactor, host: Host) -> None:
             m = re.fullmatch(r"/(?:var/)?home/([^/]+)/?", f[5])
             if m:
                 red.add_user(m.group(1))
+
+
+class _Recorder:
+    """Stands in for a Redactor while `learn_host` runs: keeps (kind, value) pairs to replay later."""
+
+    enabled = True
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("add_"):
+            return lambda v: self.found.append((name[4:], v))
+        raise AttributeError(name)
+
+
+def host_secrets(host: Host | None) -> tuple[tuple[str, str], ...]:
+    """The secrets `host` names, as (kind, value) pairs (kind: serial, mac, machine_id, hostname, user),
+    read once when the checks run so that rendering reads nothing (replay them with `teach`)."""
+    if host is None:
+        return ()
+    rec = _Recorder()
+    learn_host(rec, host)  # type: ignore[arg-type]
+    return tuple(rec.found)
+
+
+def teach(red: Redactor, secrets: tuple[tuple[str, str], ...]) -> None:
+    for kind, value in secrets:
+        getattr(red, f"add_{kind}")(value)
 
 
 def redact_file(red: Redactor, logical: str, data: bytes) -> bytes | None:

@@ -1,4 +1,5 @@
-"""Rendering is a pure function of results: terminal (rich), JSON envelope."""
+"""Rendering is a pure function of a Report (results, and the host facts captured when the checks ran):
+the JSON envelope, the host table, one redactor per document. Nothing here reads a host."""
 
 from __future__ import annotations
 
@@ -9,11 +10,10 @@ from typing import Any
 
 from doctor import __version__
 from doctor.causes import Analysis, analyse, headline
-from doctor.errors import DoctorError
-from doctor.host import Host
+from doctor.facts import HostSummary
 from doctor.model import Evidence, Remedy
 from doctor.redact import Redactor
-from doctor.redact_host import learn_host
+from doctor.redact_host import teach
 from doctor.runner import Report, SubjectResult
 
 JSON_FORMAT = "gpudoctor.check"
@@ -54,7 +54,7 @@ def redact_results(results: list[SubjectResult], r: Redactor) -> list[SubjectRes
 
 
 def host_table(report: Report, redactor: Redactor) -> dict[str, str]:
-    s = report.facts.summary()
+    s = report.summary or HostSummary()
     src = report.source
     rows = {
         "gpudoctor": __version__,
@@ -78,38 +78,20 @@ def make_redactor(report: Report, enabled: bool, extra: Iterable[str] = ()) -> R
     """One redactor for one document: it knows the host's secrets (read through the host where
     there is one) and has learned from every string of the report (and `extra`) before it
     replaces any, so one real value gets one fake throughout."""
-    s = report.facts.summary()
+    s = report.summary or HostSummary()
     red = Redactor([s.hostname] if s.hostname else [], enabled=enabled)
     if not enabled:
         return red
-    host = getattr(report.facts, "host", None)
-    if isinstance(host, Host):
-        learn_host(red, host)
-    red.learn_all(source_texts(report.facts))
+    teach(red, report.secrets or ())
+    red.learn_all(report.source_text or ())
     red.learn_all(report_texts(report))
     red.learn_all(extra)
     return red
 
 
-def source_texts(facts: Any) -> Iterator[str]:
-    """The raw texts the facts were read from, where a report may quote a piece of them: the
-    pasted inputs (a shell prompt, `Set hostname to <...>` name the host), or the kernel log."""
-    if getattr(facts, "base", None) is not None:
-        yield from source_texts(facts.base)
-        return
-    inputs = getattr(getattr(facts, "evidence", None), "inputs", None)
-    if inputs is not None:
-        yield from (getattr(i, "text", "") for i in inputs)
-        return
-    try:
-        yield "\n".join(facts.kernel_log().lines)
-    except (DoctorError, OSError):
-        pass
-
-
 def report_texts(report: Report) -> Iterator[str]:
     """Every string a rendering of `report` may show."""
-    s = report.facts.summary()
+    s = report.summary or HostSummary()
     yield from (v for v in (s.kernel, s.distro, s.cpu, s.hostname, s.product) if v)
     yield report.source.location
     yield from report.source.details.values()

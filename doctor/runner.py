@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from doctor.errors import BadInput, FactUnknown, NotCaptured
-from doctor.facts import Facts, PciDevice, normalize_pci_address
+from doctor.errors import BadInput, DoctorError, FactUnknown, NotCaptured
+from doctor.facts import Facts, HostSummary, PciDevice, normalize_pci_address
+from doctor.host import Host
 from doctor.model import Evidence, Result, SourceInfo, Status
+from doctor.redact_host import host_secrets
 from doctor.registry import CheckSpec, Context, load_checks
 
 
@@ -31,6 +34,23 @@ class Report:
     duration_s: float = 0.0
     # known errors found in pasted evidence, each tied to the checks that settle its causes (doctor.pasted.run)
     errors_in_evidence: list[dict[str, Any]] = field(default_factory=list)
+    # what renderers need of the host, read once here so that rendering reads nothing (issue 13.7):
+    # the header facts, the secrets a redacted report must hide, the raw texts a report may quote
+    summary: HostSummary | None = None
+    secrets: tuple[tuple[str, str], ...] | None = None
+    source_text: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.summary is None:
+            try:
+                self.summary = self.facts.summary()
+            except (FactUnknown, NotCaptured, OSError):
+                self.summary = HostSummary()
+        if self.secrets is None:
+            host = getattr(self.facts, "host", None)
+            self.secrets = host_secrets(host) if isinstance(host, Host) else ()
+        if self.source_text is None:
+            self.source_text = tuple(source_texts(self.facts))
 
     def counts(self) -> dict[str, int]:
         out = {s.value: 0 for s in Status}
@@ -122,6 +142,22 @@ def _run_one(spec: CheckSpec, ctx: Context) -> Result:
             tuple(line.rstrip() for line in tb[-3:]),
         )
     return replace(res, duration_s=time.perf_counter() - t0)
+
+
+def source_texts(facts: Any) -> Iterator[str]:
+    """The raw texts the facts were read from, where a report may quote a piece of them: the
+    pasted inputs (a shell prompt, `Set hostname to <...>` name the host), or the kernel log."""
+    if getattr(facts, "base", None) is not None:
+        yield from source_texts(facts.base)
+        return
+    inputs = getattr(getattr(facts, "evidence", None), "inputs", None)
+    if inputs is not None:
+        yield from (getattr(i, "text", "") for i in inputs)
+        return
+    try:
+        yield "\n".join(facts.kernel_log().lines)
+    except (DoctorError, OSError):
+        pass
 
 
 def run_checks(

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.errors import NotCaptured
+from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.errors import DoctorError, NotCaptured
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.base import Facts, HostSummary
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.boot import BootHostFacts
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.host_use import HostUseHostFacts
@@ -34,20 +34,18 @@ class HostFacts(
         self.host = host
         self.source_kind = host.source_info().kind
 
-    # Option ROMs are read only on request (gpudoctor check --rom FILE / --read-rom): the CLI sets
-    # these on the instance. rom_dumps: PCI address -> (file, bytes) of a dump; read_rom: read the
-    # live host's sysfs `rom` (write 1, read, write 0; needs root).
-    rom_dumps: dict[str, tuple[str, bytes]] = {}  # noqa: RUF012 - replaced per instance, never mutated
-    read_rom: bool = False
+    # Option ROMs are never read here. The CLI reads them on request (check --read-rom, through
+    # LiveHost.read_option_rom) or loads a dump (--rom FILE) before the checks run, and sets
+    # rom_dumps: PCI address -> (where from, the bytes, or the error the read ended with).
+    rom_dumps: dict[str, tuple[str, bytes | DoctorError]] = {}  # noqa: RUF012 - replaced per instance, never mutated
 
     def option_rom(self, address: str) -> bytes:
         if address in self.rom_dumps:
-            return self.rom_dumps[address][1]
-        if not self.read_rom:
-            return super().option_rom(address)
-        from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.optionrom import read_live
-
-        return self._per(f"option_rom:{address}", lambda: read_live(self.host, address))
+            got = self.rom_dumps[address][1]
+            if isinstance(got, DoctorError):
+                raise got
+            return got
+        return super().option_rom(address)
 
     def summary(self) -> HostSummary:
         s = super().summary()
