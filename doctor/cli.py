@@ -7,7 +7,6 @@ Exit codes: 0 all pass or warn, 1 any check failed, 2 usage or bad input,
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -17,7 +16,15 @@ from doctor import __version__
 from doctor.errors import DoctorError
 
 
-def _parser() -> argparse.ArgumentParser:
+def _stamp() -> str:
+    import datetime
+
+    return f"{datetime.datetime.now():%Y%m%d-%H%M%S}"
+
+
+def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser. `vm`'s subcommands are built only when the command line asks for `vm` (or for the
+    overall help): their module costs start-up time that `check` should not pay."""
     p = argparse.ArgumentParser(prog="gpudoctor", description="Preflight doctor for KVM GPU passthrough.")
     p.add_argument("--version", action="version", version=f"gpudoctor {__version__}")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
@@ -75,17 +82,25 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("text", nargs="*", metavar="TEXT", help="the error text; '-' or nothing reads stdin")
     e.add_argument("--json", action="store_true", help="print JSON")
 
-    from doctor.vm.cli import add_parser as add_vm_parser
+    words = list(sys.argv[1:] if argv is None else argv)
+    first = next((w for w in words if not w.startswith("-")), None)
+    if first in (None, "vm"):
+        from doctor.vm.cli import add_parser as add_vm_parser
 
-    add_vm_parser(sub)
+        add_vm_parser(sub)
+    else:
+        sub.add_parser("vm", help="create, check and clean up the VM that gets the GPU (see `gpudoctor vm -h`)")
     return p
 
 
 def _open_host(snapshot: str | None):  # type: ignore[no-untyped-def]
-    from doctor.host import LiveHost
+    if not snapshot:
+        from doctor.host import LiveHost
+
+        return LiveHost()
     from doctor.snapshot import SnapshotHost
 
-    return SnapshotHost(snapshot) if snapshot else LiveHost()
+    return SnapshotHost(snapshot)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -158,7 +173,7 @@ def emit_outputs(args: argparse.Namespace, report: object, prefix: str, json_tex
         # and must run where they are old (Debian's python3-pytest/pluggy in the reboot lab's image)
         from doctor.htmlreport import write_html
 
-        path = args.html or os.path.join("reports", f"{prefix}-{_dt.datetime.now():%Y%m%d-%H%M%S}.html")
+        path = args.html or os.path.join("reports", f"{prefix}-{_stamp()}.html")
         write_html(report, path, redact=not args.no_redact)  # type: ignore[arg-type]
         if path != "-":
             print(f"gpudoctor: HTML report written to {path}", file=sys.stderr)
@@ -226,7 +241,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     from doctor.output import check_target, write_output
     from doctor.snapshot import record
 
-    out = args.output or f"gpudoctor-snapshot-{_dt.datetime.now():%Y%m%d-%H%M%S}.tar.gz"
+    out = args.output or f"gpudoctor-snapshot-{_stamp()}.tar.gz"
     say = sys.stderr if out == "-" else sys.stdout
     redact, red = not args.no_redact, "redacted" if not args.no_redact else "NOT redacted"
     if out == "-" or out.endswith((".tar.gz", ".tgz")):
@@ -320,7 +335,7 @@ _COMMANDS = {"check": cmd_check, "record": cmd_record, "list": cmd_list, "fix": 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    parser = _parser(argv)
     args = parser.parse_args(argv)
     if not args.cmd:
         parser.print_help()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 import sys
 
@@ -92,7 +91,7 @@ def write_output(path: str, data: bytes, what: str = "output", replace: bool = T
     if not replace and os.path.lexists(target):
         raise OutputError(f"{what} {path}: already exists; choose a new path (nothing was overwritten)")
     parent = os.path.dirname(target)
-    tmp = os.path.join(parent, f".{os.path.basename(target)}.{secrets.token_hex(4)}.tmp")
+    tmp = os.path.join(parent, f".{os.path.basename(target)}.{os.urandom(4).hex()}.tmp")
     made = False
     try:
         try:
