@@ -98,7 +98,7 @@ def _open_host(snapshot: str | None):  # type: ignore[no-untyped-def]
         from doctor.host import LiveHost
 
         return LiveHost()
-    from doctor.snapshot import SnapshotHost
+    from doctor.snaphost import SnapshotHost
 
     return SnapshotHost(snapshot)
 

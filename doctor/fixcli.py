@@ -33,7 +33,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
         raise BadInput("--snapshot plans only: a recorded host cannot be changed (drop --apply)")
     host: Host
     if args.snapshot:
-        from doctor.snapshot import SnapshotHost
+        from doctor.snaphost import SnapshotHost
 
         host = SnapshotHost(args.snapshot)
         sysm: System | None = None

@@ -165,7 +165,7 @@ def pytest_configure(config: pytest.Config) -> None:
         from doctor.facts import HostFacts
         from doctor.host import LiveHost
         from doctor.runner import run_checks
-        from doctor.snapshot import SnapshotHost
+        from doctor.snaphost import SnapshotHost
 
         try:
             host = SnapshotHost(snap) if snap else LiveHost()

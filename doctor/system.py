@@ -133,10 +133,10 @@ class RootedSystem(System):
 
     def host(self) -> Host:
         if self.snapshot:
-            from doctor.snapshot import SnapshotHost
+            from doctor.snaphost import SnapshotHost
 
             return SnapshotHost(self.snapshot)
-        from doctor.snapshot import DirHost
+        from doctor.snaphost import DirHost
 
         return DirHost(self.root)
 
