@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import stat
 import sys
 from typing import Any
 
 from doctor.errors import BadInput, DoctorError
 from doctor.model import Status
+from doctor.vm.args import NAME_RE, valid_name
+from doctor.vm.args import regular_file as _regular_file
 
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MEMORY_MIB = (256, 4 * 1024 * 1024)
 VCPUS = (1, 512)
 DISK_GIB = (1, 65536)
@@ -69,26 +67,10 @@ def cmd_vm(args: argparse.Namespace) -> int:
     raise BadInput("say what to do: gpudoctor vm create|cleanup|getty (see gpudoctor vm -h)")
 
 
-def valid_name(name: str) -> str:
-    if not NAME_RE.fullmatch(name):
-        raise BadInput(f"NAME {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
-    return name
-
-
 def _range(opt: str, v: int, lo_hi: tuple[int, int], unit: str) -> int:
     if not lo_hi[0] <= v <= lo_hi[1]:
         raise BadInput(f"{opt} {v}: must be between {lo_hi[0]} and {lo_hi[1]} {unit}")
     return v
-
-
-def _regular_file(opt: str, path: str) -> str:
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        raise BadInput(f"{opt} {path}: {e.strerror}") from e
-    if not stat.S_ISREG(st.st_mode):
-        raise BadInput(f"{opt} {path}: not a regular file")
-    return os.path.abspath(path)
 
 
 def _iso(opt: str, path: str) -> str:

@@ -25,7 +25,7 @@ class Refused(DoctorError):
 
 def _domain_image(args: argparse.Namespace) -> str:
     from doctor.vm import libvirt_api as lv
-    from doctor.vm.cli import valid_name
+    from doctor.vm.args import valid_name
 
     valid_name(args.name)
     conn = lv.connect(args.connect)
@@ -75,7 +75,7 @@ def cmd_getty(args: argparse.Namespace) -> int:
     from doctor.facts import HostFacts
     from doctor.host import LiveHost
     from doctor.registry import Context
-    from doctor.vm.cli import _regular_file
+    from doctor.vm.args import regular_file as _regular_file
     from doctor.vm.guestfs import env_prefix, sniff_format
 
     if bool(args.name) == bool(args.image):
