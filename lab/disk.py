@@ -25,7 +25,7 @@ One boot is one QEMU process (``-no-reboot``): the guest's ``systemctl reboot`` 
 and the host starts the next boot from the same disk, with a fresh job. Every boot has its own
 deadlines (boot to the runner, the job, the shutdown); QEMU is always killed on the way out.
 
-The runner in the image (a oneshot systemd unit, ``gpudoctor-lab.service``) mounts the 9p share
+The runner in the image (lab/disk_runner.py, run by a oneshot systemd unit, ``gpudoctor-lab.service``) mounts the 9p share
 ``labshare`` at each boot, runs ``job.json`` step by step (each step with its own timeout),
 writes each step's output and a ``truth.json`` of ground truth read in the guest (/proc/cmdline,
 driver links, IOMMU groups, the kernel log, file hashes) back to the share, then powers off or
@@ -53,6 +53,7 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import disk_runner
 from .cache import cache_dir
 from .errors import LabBootError, LabError, LabGuestDied, LabGuestHung, LabSetupError
 from .proc import kill_group, start_qemu
@@ -85,9 +86,10 @@ KERNEL_CMDLINE = "root=UUID={root} ro console=ttyS0,115200 quiet no_timer_check"
 OVMF_CODE = Path(os.environ.get("GPUDOCTOR_LAB_OVMF_CODE", "/usr/share/OVMF/OVMF_CODE_4M.fd"))
 OVMF_VARS = Path(os.environ.get("GPUDOCTOR_LAB_OVMF_VARS", "/usr/share/OVMF/OVMF_VARS_4M.fd"))
 
-MARK = "GPUDOCTOR-LAB"
-GUEST_SHARE = "/run/gpudoctor-lab"
-GUEST_SRC = "/run/gpudoctor-src"
+# The guest runner's own constants: the host reads its console markers and fills its share.
+MARK = disk_runner.MARK
+GUEST_SHARE = disk_runner.SHARE
+GUEST_SRC = disk_runner.SRC
 
 # Files a fix may touch on the BIOS image: after undo + reboot they must be byte-identical.
 FIX_FILES = [
@@ -185,143 +187,12 @@ TimeoutStartSec=infinity
 WantedBy=multi-user.target
 """
 
-RUNNER = r'''#!/usr/bin/python3
-"""gpudoctor lab runner: mount the 9p share, run job.json, write results, power off/reboot."""
-import hashlib, json, os, subprocess, sys, time
-
-SHARE = "@SHARE@"
-SRC = "@SRC@"
-MARK = "@MARK@"
-
-
-def mark(msg):
-    try:
-        with open("/dev/ttyS0", "w") as f:
-            f.write(f"\n{MARK} {msg} uptime={uptime():.1f}\n")
-    except OSError:
-        pass
-
-
-def uptime():
-    with open("/proc/uptime") as f:
-        return float(f.read().split()[0])
-
-
-def sh(cmd, timeout=60):
-    try:
-        return subprocess.run(cmd, shell=isinstance(cmd, str), capture_output=True, text=True, timeout=timeout,
-                              errors="replace").stdout
-    except Exception as e:
-        return f"(failed: {e})"
-
-
-def mount(tag, where, ro=False):
-    os.makedirs(where, exist_ok=True)
-    opts = "trans=virtio,version=9p2000.L,msize=262144,cache=none" + (",ro" if ro else "")
-    for _ in range(50):
-        if subprocess.run(["mount", "-t", "9p", "-o", opts, tag, where]).returncode == 0:
-            return True
-        time.sleep(0.2)
-    return False
-
-
-def truth(files):
-    t = {"uptime": uptime()}
-    t["cmdline"] = open("/proc/cmdline").read().strip()
-    t["uname_r"] = os.uname().release
-    drivers, overrides = {}, {}
-    for a in sorted(os.listdir("/sys/bus/pci/devices")):
-        d = f"/sys/bus/pci/devices/{a}"
-        drivers[a] = os.path.basename(os.readlink(d + "/driver")) if os.path.exists(d + "/driver") else None
-    t["drivers"] = drivers
-    groups = {}
-    base = "/sys/kernel/iommu_groups"
-    if os.path.isdir(base):
-        for g in os.listdir(base):
-            groups[g] = sorted(os.listdir(f"{base}/{g}/devices"))
-    t["iommu_groups"] = groups
-    t["dmesg"] = sh(["dmesg"])
-    t["lsmod"] = sh(["lsmod"])
-    t["root_mount"] = sh(["findmnt", "-n", "-o", "SOURCE,FSTYPE,OPTIONS", "/"]).strip()
-    hashes = {}
-    for p in files:
-        try:
-            with open(p, "rb") as f:
-                hashes[p] = hashlib.sha256(f.read()).hexdigest()
-        except OSError:
-            hashes[p] = None
-    t["files"] = hashes
-    t["boot_files"] = sorted(os.listdir("/boot"))
-    t["failed_units"] = sh(["systemctl", "--failed", "--no-legend", "--plain"]).strip()
-    t["initrd_modules"] = ""
-    return t
-
-
-def main():
-    if not mount("labshare", SHARE):
-        mark("NOSHARE")
-        return
-    mount("gpsrc", SRC, ro=True)
-    jp = f"{SHARE}/job.json"
-    if not os.path.exists(jp):
-        mark("NOJOB")
-        return
-    job = json.load(open(jp))
-    boot = job["boot"]
-    out = f"{SHARE}/results/{boot}"
-    os.makedirs(out, exist_ok=True)
-    os.rename(jp, f"{SHARE}/job.taken.{boot}.json")
-    mark(f"READY boot={boot}")
-    subprocess.run(["udevadm", "settle", "--timeout=60"])
-    if job.get("truth_before", True):
-        json.dump(truth(job.get("files", [])), open(f"{out}/truth.json", "w"), indent=1)
-    env = dict(os.environ, PYTHONPATH=SRC, PYTHONDONTWRITEBYTECODE="1", LC_ALL="C.UTF-8", TERM="dumb",
-               COLUMNS="200", PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-    env.update(job.get("env", {}))
-    steps = job.get("steps", [])
-    for i, st in enumerate(steps):
-        mark(f"STEP {i} START {st.get('name', '')}")
-        t0 = time.monotonic()
-        res = {"name": st.get("name"), "timed_out": False}
-        with open(f"{out}/{i}.out", "w") as fo, open(f"{out}/{i}.err", "w") as fe:
-            try:
-                p = subprocess.Popen(["/bin/sh", "-c", st["sh"]], stdout=fo, stderr=fe, env=env, cwd="/",
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-                try:
-                    res["rc"] = p.wait(timeout=st.get("timeout", 300))
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, 9)
-                    res["rc"] = p.wait()
-                    res["timed_out"] = True
-            except Exception as e:
-                res["rc"] = -1
-                res["error"] = repr(e)
-        res["duration"] = time.monotonic() - t0
-        json.dump(res, open(f"{out}/{i}.json", "w"))
-        mark(f"STEP {i} END rc={res['rc']} duration={res['duration']:.1f}")
-        if res["rc"] != 0 and st.get("stop_on_error", True):
-            break
-    if job.get("truth_after"):
-        json.dump(truth(job.get("files", [])), open(f"{out}/truth_after.json", "w"), indent=1)
-    json.dump({"uptime": uptime(), "then": job.get("then", "poweroff")}, open(f"{out}/done.json", "w"))
-    os.sync()
-    then = job.get("then", "poweroff")
-    mark(f"DONE boot={boot} then={then}")
-    if then in ("poweroff", "reboot"):
-        subprocess.run(["systemctl", "--no-block", then])
-
-
-if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:
-        mark(f"RUNNER-ERROR {e!r}")
-        raise
-'''
+RUNNER = HERE / "disk_runner.py"  # copied verbatim into the image: /usr/local/sbin/gpudoctor-lab-runner
 
 
 def runner_text() -> str:
-    return RUNNER.replace("@SHARE@", GUEST_SHARE).replace("@SRC@", GUEST_SRC).replace("@MARK@", MARK)
+    """The runner's bytes as installed in the image (part of its cache key)."""
+    return RUNNER.read_text()
 
 
 def packages(firmware: str = "bios") -> list[str]:
@@ -517,9 +388,10 @@ def build_image(cache: Path | None = None, force: bool = False, firmware: str = 
             m.close()
         final = d / f"{firmware}-{key}.raw"
         raw.rename(final)
+        used = final.stat().st_blocks * 512
         meta = {"key": key, "firmware": firmware, "suite": SUITE, "mirror": mirror, "kver": kver, "fs_uuid": fs_uuid,
                 "packages": pkgs, **extra, "times": times,
-                "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "used_bytes": final.stat().st_blocks * 512}
+                "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "used_bytes": used}
         (d / f"{firmware}-{key}.json").write_text(json.dumps(meta, indent=1) + "\n")
         shutil.rmtree(rootfs, ignore_errors=True)
         ok.unlink(missing_ok=True)
@@ -527,7 +399,7 @@ def build_image(cache: Path | None = None, force: bool = False, firmware: str = 
             if old != final:
                 old.unlink(missing_ok=True)
                 old.with_suffix(".json").unlink(missing_ok=True)
-        _log(f"image {final} built: {meta['used_bytes'] / 1e6:.0f} MB used; times {json.dumps({k: round(v) for k, v in times.items()})}")
+        _log(f"image {final} built: {used / 1e6:.0f} MB used; times {json.dumps({k: round(v) for k, v in times.items()})}")
         return BaseImage(final, meta)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -955,9 +827,9 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m lab.disk", description="gpudoctor's disk-image lab")
     sub = ap.add_subparsers(dest="action", required=True)
-    b = sub.add_parser("build", help="build (or reuse) the cached image (bios: GRUB; uefi: systemd-boot)")
-    b.add_argument("--force", action="store_true")
-    b.add_argument("--firmware", choices=FIRMWARES, default="bios")
+    bp = sub.add_parser("build", help="build (or reuse) the cached image (bios: GRUB; uefi: systemd-boot)")
+    bp.add_argument("--force", action="store_true")
+    bp.add_argument("--firmware", choices=FIRMWARES, default="bios")
     pa = sub.add_parser("path", help="print the cached image's path")
     pa.add_argument("--firmware", choices=FIRMWARES, default="bios")
     r = sub.add_parser("boot", help="boot the image once (overlay), run CMD (after --), print the output")
