@@ -222,7 +222,11 @@ def dispatch(args: argparse.Namespace) -> int | None:
     if args.nfd:
         raise BadInput("--nfd describes one node: run it on each node (check --nfd PATH), not on a fleet")
     if args.html is not None:
-        raise BadInput("--html covers one host; with many hosts use --json or --junit")
+        if args.html == "-" and args.json:
+            raise BadInput("--html - and --json both want standard output: give --html a file")
+        from doctor.fleet_html import html_path
+
+        args.html = html_path(args.html)  # checked (and its folder made) before any host is judged
     if getattr(args, "read_rom", False) or getattr(args, "rom", None):
         raise BadInput("--read-rom and --rom work on one host, not on a fleet")
     _validate_only(args.only)
@@ -277,16 +281,23 @@ def run_fleet(items: list[tuple[str, str]], args: argparse.Namespace,
     t0 = time.perf_counter()
     console = Console(highlight=False, soft_wrap=False)
     redact = not args.no_redact
-    on_report = None
-    if not args.json:
-        from doctor.render import render_terminal
+    html = getattr(args, "html", None)
+    table = not args.json and html != "-"  # standard output carries one thing
+    bodies: dict[str, str] = {}  # --html: each judged host's section, made while its snapshot is open
 
-        def on_report(name: str, report: Any) -> None:
+    def on_report(name: str, report: Any) -> None:
+        if table:
+            from doctor.render import render_terminal
+
             console.rule(f"[bold]{name}[/bold]", align="left")
             render_terminal(report, console, verbose=args.verbose, redact=redact)
             console.print()
+        if html is not None:
+            from doctor.fleet_html import body_of
 
-    outcomes = judge_many(items, args, on_report) + list(pre)
+            bodies[name] = body_of(report, redact)
+
+    outcomes = judge_many(items, args, on_report if table or html is not None else None) + list(pre)
     if order:
         rank = {n: i for i, n in enumerate(order)}
         outcomes.sort(key=lambda h: rank.get(h.name, len(rank)))
@@ -294,9 +305,15 @@ def run_fleet(items: list[tuple[str, str]], args: argparse.Namespace,
     for h in fleet.hosts:
         if h.bad_input:
             print(f"gpudoctor: error: {h.name}: {h.reason}", file=sys.stderr)
+    if html is not None:
+        from doctor.fleet_html import fleet_html
+
+        write_output(html, fleet_html(fleet, bodies).encode("utf-8"), "--html")
+        if html != "-":
+            print(f"gpudoctor: HTML report written to {html}", file=sys.stderr)
     if args.json:
         sys.stdout.write(json.dumps(to_json(fleet), indent=2, ensure_ascii=False) + "\n")
-    else:
+    elif table:
         from rich.markup import escape
 
         for i, line in enumerate(summary_lines(fleet)):
