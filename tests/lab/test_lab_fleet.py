@@ -1,7 +1,7 @@
 """Different hosts for real: two lab guests of different scenarios up at the same time, each
 running sshd behind QEMU's user networking (its port 22 forwarded from 127.0.0.1 only), in one
 Ansible inventory; `gpudoctor check --hosts ansible://all -i INV` records both over real SSH and
-judges them here. The partly bound host fails vfio.group_viable naming its function that is not
+judges them here (JSON, HTML and the table). The partly bound host fails vfio.group_viable naming its function that is not
 on vfio-pci; the host without a DMAR table fails firmware.iommu_table; the summary groups the hosts
 by cause. Two TCG guests at once at most (this machine's two cores): the session's pooled guest is
 closed first."""
@@ -94,8 +94,9 @@ def test_two_live_guests_over_ssh_each_show_their_own_verdicts(fleet, tmp_path: 
     assert {g.run("hostname", check=True).stdout.strip() for g in guests.values()} == {
         "lab-intel-partial", "lab-intel-no-dmar"}
 
-    keep = tmp_path / "keep"
-    p = gd("check", "--hosts", "ansible://all", "-i", str(inv), "--gpu", PARTIAL.card, "--json", "--keep", str(keep))
+    keep, report = tmp_path / "keep", tmp_path / "fleet.html"
+    p = gd("check", "--hosts", "ansible://all", "-i", str(inv), "--gpu", PARTIAL.card, "--json", "--keep", str(keep),
+           "--html", str(report))
     assert p.returncode == 1, f"exit {p.returncode}\n{p.stderr}\n{p.stdout[-3000:]}"
     doc = json.loads(p.stdout)
     assert (doc["format"], doc["version"]) == ("gpudoctor.fleet", 1)
@@ -121,6 +122,15 @@ def test_two_live_guests_over_ssh_each_show_their_own_verdicts(fleet, tmp_path: 
     assert causes.get("vfio.group_viable") == ["partial"], doc["causes"]
     assert causes.get("firmware.iommu_table") == ["nodmar"], doc["causes"]
     assert doc["summary"]["hosts"] == 2 and doc["summary"]["fail"] == 2 and doc["summary"]["unreachable"] == 0
+
+    # the HTML report: one section per host, each with its own host's failure
+    from lxml import html
+
+    secs = {s.find("h2").text_content().rsplit(" — ", 1)[0]: s.text_content()
+            for s in html.fromstring(report.read_bytes()).xpath("//section[@class='gd-host-section']")}
+    assert sorted(secs) == sorted(HOSTS)
+    assert "vfio.group_viable" in secs["partial"] and all(a in secs["partial"] for a in NOT_ON_VFIO)
+    assert "no ACPI DMAR table" in secs["nodmar"] and "no ACPI DMAR table" not in secs["partial"]
 
     # the table: one section per host and the same grouping in the summary lines
     t = gd("check", "--hosts", "ansible://all", "-i", str(inv), "--gpu", PARTIAL.card)
