@@ -35,10 +35,10 @@ def _cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def run(argv: list[str]) -> tuple[float, float]:
+def run(argv: list[str], cwd: str = REPO) -> tuple[float, float]:
     """(wall seconds, CPU seconds: user + system) of one gpudoctor process."""
     c0, t0 = _cpu(), time.perf_counter()
-    p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO, check=False)
+    p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd, check=False)
     dt, cpu = time.perf_counter() - t0, _cpu() - c0
     if p.returncode not in (0, 1):
         sys.exit(f"bench_fleet: {' '.join(argv[:4])} ... exited {p.returncode}: {p.stderr.decode()[-300:]}")
@@ -50,7 +50,12 @@ def main() -> int:
     ap.add_argument("-n", "--snapshots", type=int, default=20)
     ap.add_argument("-r", "--rounds", type=int, default=5)
     ap.add_argument("--fixture", default="lab-intel-partial")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="another checkout (e.g. `git archive OLD | tar -x -C DIR`): its one-process run too, "
+                         "interleaved round by round, printed beside this one's (python -m doctor.cli run in DIR)")
     a = ap.parse_args()
+    if a.baseline and not os.path.isfile(os.path.join(a.baseline, "doctor", "cli.py")):
+        sys.exit(f"bench_fleet: --baseline {a.baseline}: no doctor/cli.py there")
     gd = gpudoctor()
     tmp = tempfile.mkdtemp(prefix="gpudoctor-bench-fleet-")
     try:
@@ -61,8 +66,13 @@ def main() -> int:
             with tarfile.open(p, "w:gz") as tf:
                 tf.add(src, arcname="snapshot")
             paths.append(p)
-        one, per, one_cpu, per_cpu = [], [], [], []
+        one, per, one_cpu, per_cpu, base, base_cpu = [], [], [], [], [], []
         for _ in range(a.rounds):  # interleaved: both see the same machine load
+            if a.baseline:
+                wall, cpu = run([sys.executable, "-m", "doctor.cli", "check", "--snapshot", *paths, "--json"],
+                                os.path.abspath(a.baseline))
+                base.append(a.snapshots / wall)
+                base_cpu.append(a.snapshots / cpu)
             wall, cpu = run([*gd, "check", "--snapshot", *paths, "--json"])
             one.append(a.snapshots / wall)
             one_cpu.append(a.snapshots / cpu)
@@ -71,7 +81,10 @@ def main() -> int:
             per_cpu.append(a.snapshots / sum(c for _, c in each))
         print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}; {a.snapshots} archives of "
               f"fixtures/{a.fixture} ({os.path.getsize(paths[0]) / 1024:.1f} KiB each), {a.rounds} rounds")
-        for name, xs, cs in (("one process (--snapshot A B C ...)", one, one_cpu), ("a process per snapshot", per, per_cpu)):
+        rows = [("one process (--snapshot A B C ...)", one, one_cpu), ("a process per snapshot", per, per_cpu)]
+        if a.baseline:
+            rows.insert(0, (f"baseline {os.path.basename(os.path.abspath(a.baseline))}, one process", base, base_cpu))
+        for name, xs, cs in rows:
             print(f"{name:<38} median {statistics.median(xs):6.1f} snapshots/s   min {min(xs):6.1f}   max {max(xs):6.1f}"
                   f"   (per CPU-second: median {statistics.median(cs):6.1f})")
         print(f"one process, wall s per round: {', '.join(f'{a.snapshots / x:.2f}' for x in one)}; "
