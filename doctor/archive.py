@@ -234,11 +234,23 @@ def _read_member(s: _Stream, b: _Builder, m: tarfile.TarInfo) -> bytes:
 
 
 def load_archive(label: str, fd: int) -> MemTree:
-    """The archive open at fd as a MemTree of its snapshot folder (the archive's top, or its
-    one top folder). SnapshotError for anything refused."""
+    """The archive open at fd (a regular file) as a MemTree of its snapshot folder (the archive's
+    top, or its one top folder). SnapshotError for anything refused.
+
+    A plain archive (what `record` and Python's tarfile write) is read by `_load_plain`; anything it
+    does not take as plain, it leaves whole to `load_with_tarfile`, which alone refuses and names."""
     size = os.fstat(fd).st_size
     if size > MAX_ARCHIVE_BYTES:
         raise SnapshotError(f"{label}: the archive is {size} bytes, more than {_mib(MAX_ARCHIVE_BYTES)} (cap on archive size)")
+    tree = _load_plain(label, fd)
+    if tree is not None:
+        return tree
+    os.lseek(fd, 0, os.SEEK_SET)
+    return load_with_tarfile(label, fd)
+
+
+def load_with_tarfile(label: str, fd: int) -> MemTree:
+    """load_archive's reader for every archive: tarfile parses the headers."""
     s = _Stream(fd, label)
     b = _Builder(label)
     try:
@@ -267,6 +279,117 @@ def load_archive(label: str, fd: int) -> MemTree:
     except (tarfile.TarError, EOFError, ValueError, UnicodeError) as e:
         raise SnapshotError(f"{label}: corrupt or truncated archive ({e})") from e
     return _top(label, b.t)
+
+
+class _NotPlain(Exception):
+    """Something `_load_plain` leaves to tarfile (and to its refusals)."""
+
+
+_PLAIN_TYPES = {tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE}
+_PAX_KEYS = {"path", "linkpath", "size", "mtime", "atime", "ctime", "uid", "gid", "uname", "gname"}
+_OCTAL = frozenset(b"01234567")
+_BLOCK = tarfile.BLOCKSIZE
+
+
+def _octal(field: bytes) -> int:
+    """A header number as tarfile's nti reads it, for plain octal digits only."""
+    digits = field.split(b"\0", 1)[0].strip()
+    if not _OCTAL.issuperset(digits) or field[:1] in (b"\x80", b"\xff"):
+        raise _NotPlain
+    return int(digits, 8) if digits else 0
+
+
+def _ascii(field: bytes) -> str:
+    text = field.split(b"\0", 1)[0]
+    if not text.isascii():
+        raise _NotPlain
+    return text.decode("ascii")
+
+
+def _header(buf: bytes) -> tarfile.TarInfo | None:
+    """A plain ustar header as tarfile's frombuf reads it (None: the end-of-archive block)."""
+    if len(buf) != _BLOCK:
+        raise _NotPlain
+    if not buf.strip(b"\0"):
+        return None
+    if _octal(buf[148:156]) != sum(buf[:148]) + 256 + sum(buf[156:]) or buf[257:265] != b"ustar\x0000":
+        raise _NotPlain
+    for a, b in ((100, 108), (108, 116), (116, 124), (136, 148), (329, 337), (337, 345)):
+        _octal(buf[a:b])  # tarfile checks these too
+    m = tarfile.TarInfo(_ascii(buf[0:100]))
+    m.type, m.size, m.linkname = buf[156:157], _octal(buf[124:136]), _ascii(buf[157:257])
+    _ascii(buf[265:329])
+    prefix = _ascii(buf[345:500])
+    if m.type == tarfile.AREGTYPE and m.name.endswith("/"):
+        m.type = tarfile.DIRTYPE
+    if m.isdir():
+        m.name = m.name.rstrip("/")
+    if prefix:
+        m.name = prefix + "/" + m.name
+    return m
+
+
+def _pax(data: bytes) -> dict[str, str]:
+    """Strict `LEN KEY=VALUE\\n` records, ASCII, of the keys tarfile applies or ignores plainly."""
+    out: dict[str, str] = {}
+    pos = 0
+    while pos < len(data):
+        sp = data.find(b" ", pos, pos + 12)
+        if sp <= pos or not data[pos:sp].isdigit():
+            raise _NotPlain
+        end = pos + int(data[pos:sp])
+        rec = data[sp + 1:end]
+        if end > len(data) or not rec.endswith(b"\n") or b"=" not in rec or not rec.isascii():
+            raise _NotPlain
+        key, value = rec[:-1].decode("ascii").split("=", 1)
+        if key not in _PAX_KEYS or (key == "size" and not value.isdigit()):
+            raise _NotPlain
+        out[key] = value
+        pos = end
+    return out
+
+
+def _load_plain(label: str, fd: int) -> MemTree | None:
+    """The archive as a MemTree when every member is plain: ustar headers with valid checksums and
+    octal numbers, ASCII names, files, folders and symlinks, pax records only of path, linkpath,
+    size and times or owners, the end block. None for anything else (tarfile then reads it all):
+    what this takes, tarfile reads to the same tree (tests/test_archive_plain.py)."""
+    s = _Stream(fd, label)
+    b = _Builder(label)
+    try:
+        count = 0
+        while True:
+            m = _header(s.read(_BLOCK))
+            if m is None:
+                break
+            pax: dict[str, str] = {}
+            if m.type == tarfile.XHDTYPE:
+                if m.size > 64 * 1024:
+                    raise _NotPlain
+                pax = _pax(s.read(-(-m.size // _BLOCK) * _BLOCK)[:m.size])
+                m = _header(s.read(_BLOCK))
+                if m is None:
+                    raise _NotPlain
+            if m.type not in _PLAIN_TYPES:
+                raise _NotPlain
+            if "path" in pax:
+                m.name = pax["path"].rstrip("/")
+            if "linkpath" in pax:
+                m.linkname = pax["linkpath"]
+            if "size" in pax:
+                m.size = int(pax["size"])
+            count += 1
+            if count > MAX_MEMBERS:
+                raise _NotPlain
+            m.offset_data = s.pos
+            data = _read_member(s, b, m) if m.type in _FILE_TYPES else None
+            if data is not None and len(s.read(-m.size % _BLOCK)) != -m.size % _BLOCK:
+                raise _NotPlain
+            b.add(m, _parts(label, m.name), data)
+        s.drain()
+        return _top(label, b.t)
+    except (_NotPlain, SnapshotError, ValueError):
+        return None
 
 
 def _top(label: str, t: MemTree) -> MemTree:

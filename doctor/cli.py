@@ -46,7 +46,7 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     c.add_argument("--rom", metavar="FILE", help="check this dump of the GPU's option ROM (with --gpu); never touches the device")
     c.add_argument("--from", dest="from_paths", metavar="PATH", nargs="+",
                    help="check pasted outputs (files or folders: lspci, dmesg, /proc/cmdline, IOMMU groups, ...) instead of this host")
-    from doctor.fleet import add_check_arguments  # many hosts, --junit, --nfd (doctor/fleet.py)
+    from doctor.fleetcli import add_check_arguments  # many hosts, --junit, --nfd (doctor/fleetcli.py)
 
     add_check_arguments(c)
 
@@ -104,7 +104,10 @@ def _open_host(snapshot: str | None):  # type: ignore[no-untyped-def]
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from doctor.fleet import dispatch, single_host_outputs  # many hosts, --junit, --nfd (doctor/fleet.py)
+    from doctor.fleetcli import (  # many hosts, --junit, --nfd (doctor/fleetcli.py)
+        dispatch,
+        single_host_outputs,
+    )
 
     fleet_code = dispatch(args)  # many snapshots or --hosts; else args.snapshot is one path
     if fleet_code is not None:

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
-import sys
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -183,130 +180,8 @@ def judge_many(items: Iterable[tuple[str, str]], args: argparse.Namespace,
 # the CLI hooks (doctor/cli.py calls these three)
 
 
-def add_check_arguments(c: argparse.ArgumentParser) -> None:
-    """The options `check` gains for many hosts, CI and Kubernetes."""
-    c.add_argument("--junit", metavar="PATH", help="also write JUnit XML (one testsuite per host) for CI dashboards")
-    c.add_argument("--nfd", metavar="PATH", help="also write a node-feature-discovery local feature file (this host)")
-    c.add_argument("--nfd-ttl", metavar="SECONDS", type=int, default=3600,
-                   help="the NFD labels expire this long after the check unless it runs again (default 3600)")
-    c.add_argument("--hosts", metavar="ansible://PATTERN",
-                   help="record the hosts of an Ansible PATTERN over Ansible and judge them here (pip install gpudoctor[fleet])")
-    c.add_argument("-i", "--inventory", metavar="INVENTORY", action="append",
-                   help="Ansible inventory for --hosts (repeatable; default: Ansible's own)")
-    c.add_argument("--jobs", metavar="N", type=int, default=None, help="hosts recorded in parallel with --hosts (Ansible forks)")
-    c.add_argument("--keep", metavar="DIR", help="with --hosts, keep each host's snapshot as DIR/<host>.tar.gz")
-
-
-def dispatch(args: argparse.Namespace) -> int | None:
-    """Run a fleet check when the options ask for one; None means: the single-host `check`
-    (then args.snapshot is one path, exactly as before)."""
-    snaps = args.snapshot
-    if args.nfd_ttl <= 0:
-        raise BadInput(f"--nfd-ttl {args.nfd_ttl}: must be a positive number of seconds")
-    hosts_mode = bool(getattr(args, "hosts", None))
-    for opt in ("inventory", "jobs", "keep"):
-        if getattr(args, opt, None) is not None and not hosts_mode:
-            raise BadInput(f"--{opt} works only with --hosts")
-    if getattr(args, "from_paths", None) and (hosts_mode or args.junit or args.nfd):
-        raise BadInput("--from (pasted outputs) does not work with --hosts, --junit or --nfd")
-    if hosts_mode and snaps:
-        raise BadInput("--hosts and --snapshot cannot be used together: record the hosts or check snapshots")
-    if snaps is not None and not isinstance(snaps, str):
-        paths = expand_snapshot_args(snaps)
-        if len(paths) == 1 and not glob.has_magic(snaps[0]):
-            args.snapshot = paths[0]
-            return None
-        args.snapshot = paths
-    elif not hosts_mode:
-        return None
-    if args.nfd:
-        raise BadInput("--nfd describes one node: run it on each node (check --nfd PATH), not on a fleet")
-    if args.html is not None:
-        raise BadInput("--html covers one host; with many hosts use --json or --junit")
-    if getattr(args, "read_rom", False) or getattr(args, "rom", None):
-        raise BadInput("--read-rom and --rom work on one host, not on a fleet")
-    _validate_only(args.only)
-    if hosts_mode:
-        from doctor.fleet_ansible import cmd_check_hosts
-
-        return cmd_check_hosts(args)
-    return run_fleet([(p, p) for p in args.snapshot], args)
-
-
-def single_host_outputs(args: argparse.Namespace, report: Any) -> None:
-    """--junit and --nfd for the single-host `check` (called with the report while its host is open)."""
-    if not (getattr(args, "junit", None) or getattr(args, "nfd", None)):
-        return
-    from doctor.render import to_json as check_json
-
-    doc = check_json(report, redact=not args.no_redact)
-    if args.junit:
-        from doctor.junit import junit_xml
-
-        name = args.snapshot or "localhost"
-        write_output(args.junit, junit_xml([HostOutcome(name, _state(report.exit_code), "", doc)]), "--junit")
-        print(f"gpudoctor: JUnit XML written to {args.junit}", file=sys.stderr)
-    if args.nfd:
-        from doctor.nfd import nfd_features
-
-        write_output(args.nfd, nfd_features(doc, ttl_s=args.nfd_ttl).encode(), "--nfd")
-        print(f"gpudoctor: NFD features written to {args.nfd}", file=sys.stderr)
-
-
 def _state(code: int) -> str:
     return {0: "pass", 1: "fail"}.get(code, "error")
-
-
-def _validate_only(only: list[str] | None) -> None:
-    if not only:
-        return
-    from doctor.registry import load_checks
-
-    unknown = [c for c in only if c not in load_checks()]
-    if unknown:
-        raise BadInput(f"unknown check id(s): {', '.join(unknown)} (see `gpudoctor list`)")
-
-
-def run_fleet(items: list[tuple[str, str]], args: argparse.Namespace,
-              pre: Iterable[HostOutcome] = (), extra: dict[str, Any] | None = None,
-              order: list[str] | None = None) -> int:
-    """Judge (name, snapshot path) pairs, add hosts already settled (`pre`: unreachable ones),
-    print the tables or the document, write --junit; the exit code."""
-    from rich.console import Console
-
-    t0 = time.perf_counter()
-    console = Console(highlight=False, soft_wrap=False)
-    redact = not args.no_redact
-    on_report = None
-    if not args.json:
-        from doctor.textout import render_terminal
-
-        def on_report(name: str, report: Any) -> None:
-            console.rule(f"[bold]{name}[/bold]", align="left")
-            render_terminal(report, console, verbose=args.verbose, redact=redact)
-            console.print()
-
-    outcomes = judge_many(items, args, on_report) + list(pre)
-    if order:
-        rank = {n: i for i, n in enumerate(order)}
-        outcomes.sort(key=lambda h: rank.get(h.name, len(rank)))
-    fleet = Fleet(tuple(outcomes), redact, time.perf_counter() - t0, extra or {})
-    for h in fleet.hosts:
-        if h.bad_input:
-            print(f"gpudoctor: error: {h.name}: {h.reason}", file=sys.stderr)
-    if args.json:
-        sys.stdout.write(json.dumps(to_json(fleet), indent=2, ensure_ascii=False) + "\n")
-    else:
-        from rich.markup import escape
-
-        for i, line in enumerate(summary_lines(fleet)):
-            console.print(f"[bold]{escape(line)}[/bold]" if i == 0 else escape(line), soft_wrap=True)
-    if args.junit:
-        from doctor.junit import junit_xml
-
-        write_output(args.junit, junit_xml(fleet.hosts), "--junit")
-        print(f"gpudoctor: JUnit XML written to {args.junit}", file=sys.stderr)
-    return fleet.exit_code
 
 
 def write_output(path: str, data: bytes, what: str = "output") -> None:

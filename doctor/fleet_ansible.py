@@ -21,10 +21,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 from doctor.errors import BadInput, DoctorError
-from doctor.fleet import HostOutcome, run_fleet
+from doctor.fleet import HostOutcome
 
 SCHEME = "ansible://"
 MODULE = "gpudoctor.doctor.gpudoctor_record"
@@ -116,7 +117,9 @@ def _safe(name: str, taken: set[str]) -> str:
     return out
 
 
-def cmd_check_hosts(args: argparse.Namespace) -> int:
+def cmd_check_hosts(args: argparse.Namespace,
+                    judge: Callable[[list[tuple[str, str]], list[HostOutcome], list[str]], int]) -> int:
+    """Record the hosts over Ansible and hand their snapshots to `judge` (while they exist)."""
     pattern = parse_pattern(args.hosts)
     if args.jobs is not None and args.jobs < 1:
         raise BadInput(f"--jobs {args.jobs}: must be at least 1")
@@ -158,4 +161,4 @@ def cmd_check_hosts(args: argparse.Namespace) -> int:
                 items.append((name, path))
         if args.keep:
             print(f"gpudoctor: {len(items)} snapshot(s) kept in {args.keep}", file=sys.stderr)
-        return run_fleet(items, args, pre=pre, order=names)
+        return judge(items, pre, names)

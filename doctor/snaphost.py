@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import functools
 import json
 import os
 from typing import Any
@@ -33,13 +34,43 @@ VERSION = 1
 MAX_FILE = 8 * 1024 * 1024
 
 
+@functools.lru_cache(maxsize=4096)
+def _pattern_parts(pattern: str) -> tuple[str, ...]:
+    return tuple(split_path(pattern))
+
+
 def _covers(pattern: str, path: str) -> bool:
-    pp = split_path(pattern)
+    pp = _pattern_parts(pattern)
     cp = split_path(path)
     if pp and pp[-1] == "**":
         base = pp[:-1]
         return len(cp) >= len(base) and all(fnmatch.fnmatchcase(c, p) for c, p in zip(cp, base, strict=False))
     return len(pp) == len(cp) and all(fnmatch.fnmatchcase(c, p) for c, p in zip(cp, pp, strict=True))
+
+
+class _Coverage:
+    """Whether a path is covered by any of a snapshot's captured patterns, remembered per path.
+    Shared by every snapshot that captured the same patterns (one recorder version records the
+    same ones): judging many snapshots matches each path against the patterns once."""
+
+    MAX_MEMO = 65536  # paths remembered (a hostile snapshot's lookups cannot grow it without bound)
+
+    def __init__(self, patterns: tuple[str, ...]) -> None:
+        self.patterns = patterns
+        self.memo: dict[str, bool] = {}
+
+    def __call__(self, path: str) -> bool:
+        hit = self.memo.get(path)
+        if hit is None:
+            hit = any(_covers(p, path) for p in self.patterns)  # a relative path raises, as always
+            if len(self.memo) < self.MAX_MEMO:
+                self.memo[path] = hit
+        return hit
+
+
+@functools.lru_cache(maxsize=16)
+def _coverage(patterns: tuple[str, ...]) -> _Coverage:
+    return _Coverage(patterns)
 
 
 class DirHost(Host):
@@ -124,7 +155,7 @@ class SnapshotHost(Host):
             )
         try:
             self.manifest = m
-            self.captured: list[str] = [str(p) for p in m.get("captured", [])]
+            self.captured = [str(p) for p in m.get("captured", [])]
             self.listed: dict[str, list[str]] = {str(k): [str(x) for x in v] for k, v in m.get("listed", {}).items()}
             self.present: dict[str, str] = {str(k): str(v) for k, v in m.get("present", {}).items()}
             self.unreadable: dict[str, str] = {str(k): str(v) for k, v in m.get("unreadable", {}).items()}
@@ -155,8 +186,19 @@ class SnapshotHost(Host):
                 self._dirs.add("/" + "/".join(parts[:i]))
 
     # -- coverage ------------------------------------------------------------
+    @property
+    def captured(self) -> list[str]:
+        return self._captured
+
+    @captured.setter
+    def captured(self, patterns: list[str]) -> None:
+        self._captured = patterns
+        self._coverage = _coverage(tuple(patterns))
+
     def covered(self, path: str) -> bool:
-        return any(_covers(p, path) for p in self.captured)
+        if tuple(self._captured) != self._coverage.patterns:  # changed in place since it was set
+            self._coverage = _coverage(tuple(self._captured))
+        return self._coverage(path)
 
     def _resolve(self, path: str, follow_last: bool = True) -> str:
         """Resolve symlinks within the mirror tree; returns a logical path. A loop of links

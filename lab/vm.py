@@ -110,8 +110,31 @@ def prepare_firmware(scenario: Scenario, workdir: Path) -> None:
     shutil.copyfile(OVMF_DIR / OVMF_VARS, workdir / OVMF_VARS)
 
 
+NIC_SLOT = "0x0b"  # the NIC's slot on the root bus (00:0b.0)
+
+
+def nic_args(ssh_port: int | None) -> list[str]:
+    """No network at all, or (ssh_port) one e1000e NIC on QEMU's user networking, isolated from
+    the host's networks (restrict=on), whose only way in is the guest's port 22 forwarded from
+    127.0.0.1:ssh_port on the host (lab/guest_ssh.py starts an sshd there)."""
+    if ssh_port is None:
+        return ["-nic", "none"]
+    if isinstance(ssh_port, bool) or not isinstance(ssh_port, int) or not 1 <= ssh_port <= 65535:
+        raise LabError(f"ssh_port {ssh_port!r}: not a TCP port (1-65535)")
+    return [
+        "-netdev", f"user,id=lan0,restrict=on,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
+        # a fixed slot on the root bus, clear of the scenarios' root ports and card
+        "-device", f"e1000e,netdev=lan0,addr={NIC_SLOT}",
+    ]  # fmt: skip
+
+
 def qemu_command(
-    scenario: Scenario, kernel: _cache.Kernel, initrd: Path, workdir: Path, extra_append: str = ""
+    scenario: Scenario,
+    kernel: _cache.Kernel,
+    initrd: Path,
+    workdir: Path,
+    extra_append: str = "",
+    ssh_port: int | None = None,
 ) -> list[str]:
     # no_timer_check: on a loaded host a TCG guest can miss the IO-APIC timer test at boot and
     # panic (`timer doesn't work through Interrupt-remapped IO-APIC`); it says nothing about
@@ -125,7 +148,7 @@ def qemu_command(
         "-smp", "2",
         "-display", "none",
         "-no-reboot",
-        "-nic", "none",
+        *nic_args(ssh_port),
         # std: the host's own boot display at 00:01.0 (-device VGA alone would drop it)
         "-vga", scenario.vga,
         *firmware_args(scenario, workdir),
@@ -180,12 +203,15 @@ class Lab:
         setup: bool = True,
         extra_append: str = "",
         hang: bool = False,
+        ssh_port: int | None = None,
     ) -> Guest:
+        """ssh_port: give the guest a NIC on QEMU's user networking with its port 22 forwarded
+        from 127.0.0.1:ssh_port (nic_args); lab.guest_ssh.start_sshd then serves it."""
         sc = get_scenario(scenario) if isinstance(scenario, str) else scenario
         kernel = Lab.check_setup(cache)
         sweep_stale_workdirs()
         initrd = _cache.build_initramfs(kernel, cache)
-        g = Guest(sc, kernel, initrd, extra_append=extra_append, hang=hang)
+        g = Guest(sc, kernel, initrd, extra_append=extra_append, hang=hang, ssh_port=ssh_port)
         try:
             g._start(timeout)
             if setup:
@@ -204,8 +230,10 @@ class Guest:
         initrd: Path,
         extra_append: str = "",
         hang: bool = False,
+        ssh_port: int | None = None,
     ) -> None:
         self.scenario = scenario
+        self.ssh_port = ssh_port
         self.kernel = kernel
         self.initrd = initrd
         self.extra_append = extra_append
@@ -246,7 +274,7 @@ class Guest:
         (self.workdir / "owner.pid").write_text(f"{os.getpid()}\n")
         (self.share / "boot.env").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
         prepare_firmware(self.scenario, self.workdir)
-        cmd = qemu_command(self.scenario, self.kernel, self.initrd, self.workdir, self.extra_append)
+        cmd = qemu_command(self.scenario, self.kernel, self.initrd, self.workdir, self.extra_append, self.ssh_port)
         (self.workdir / "qemu.cmd").write_text(shlex.join(cmd) + "\n")
         t0 = time.monotonic()
         self.proc = start_qemu(cmd, self.qemu_log)

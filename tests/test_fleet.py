@@ -105,7 +105,7 @@ def test_a_glob_without_match_is_exit_2(capsys: pytest.CaptureFixture[str], tmp_
 
 
 @pytest.mark.parametrize("extra, needle", [
-    (["--html", "x.html"], "--html covers one host"),
+    (["--html", "-", "--json"], "both want standard output"),
     (["--nfd", "x.features"], "--nfd describes one node"),
     (["--only", "no.such"], "unknown check id"),
     (["--keep", "d"], "--keep works only with --hosts"),

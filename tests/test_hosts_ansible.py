@@ -41,8 +41,9 @@ def verdicts(doc: dict) -> list[tuple[str, str | None, str]]:  # type: ignore[ty
 def test_hosts_over_ssh_equal_a_local_check_and_unreachable_is_listed(sshd: Sshd, tmp_path: Path) -> None:
     inv = tmp_path / "inventory.ini"
     inv.write_text(sshd.inventory(["alpha", "beta"], dead=["gamma"]))
-    keep, junit = tmp_path / "keep", tmp_path / "junit.xml"
-    p = gd("check", "--hosts", "ansible://all", "-i", str(inv), "--json", "--keep", str(keep), "--junit", str(junit))
+    keep, junit, report = tmp_path / "keep", tmp_path / "junit.xml", tmp_path / "fleet.html"
+    p = gd("check", "--hosts", "ansible://all", "-i", str(inv), "--json", "--keep", str(keep), "--junit", str(junit),
+           "--html", str(report))
     assert p.returncode == 1, p.stderr
     doc = json.loads(p.stdout)
     assert (doc["format"], doc["version"]) == ("gpudoctor.fleet", 1)
@@ -71,6 +72,15 @@ def test_hosts_over_ssh_equal_a_local_check_and_unreachable_is_listed(sshd: Sshd
     root = etree.parse(str(junit)).getroot()
     etree.XMLSchema(etree.parse(str(REPO / "tests" / "data" / "junit.xsd"))).assertValid(root)
     assert sorted(s.get("name") for s in root.findall("testsuite")) == ["alpha", "beta", "gamma"]
+    # HTML: one report, a section per host; the unreachable one says so
+    from lxml import html
+
+    secs = {s.find("h2").text_content().rsplit(" — ", 1)[0]: s.text_content()
+            for s in html.fromstring(report.read_bytes()).xpath("//section[@class='gd-host-section']")}
+    assert sorted(secs) == ["alpha", "beta", "gamma"]
+    assert "UNREACHABLE" in secs["gamma"] and "127.0.0.1" in secs["gamma"]
+    for name in ("alpha", "beta"):
+        assert all(cid in secs[name] for cid, _, st in want if st not in ("pass", "not_applicable")), name
 
 
 def test_target_python_has_no_gpudoctor() -> None:

@@ -12,6 +12,7 @@ from lab import vm
 from lab.cache import Kernel
 from lab.disk import AMD_PLATFORM, INTEL_PLATFORM, Machine
 from lab.scenarios import MISMATCHED, SCENARIOS, Scenario
+from lab.scenarios_fleet import FLEET_SCENARIOS
 from lab.scenarios_forecast import FORECAST_SCENARIOS, disk_in_group
 
 VENDOR_OF_IOMMU = {"intel-iommu": "GenuineIntel", "amd-iommu": "AuthenticAMD"}
@@ -85,3 +86,39 @@ def test_an_unnamed_vendor_is_a_mismatch_even_on_amd() -> None:
     assert mismatch(["-cpu", "qemu64", "-device", "amd-iommu,intremap=on"]) is not None
     assert mismatch(["-device", "intel-iommu"]) is not None
     assert mismatch(["-cpu", "qemu64,vendor=AuthenticAMD", "-device", "amd-iommu"]) is None
+
+
+@pytest.mark.parametrize("name", sorted(FLEET_SCENARIOS))
+def test_fleet_scenarios_without_an_iommu_still_name_their_platforms_vendor(name: str, tmp_path: Path) -> None:
+    """A scenario with no IOMMU device (VT-d off in firmware) has nothing to disagree with, but its
+    CPU still says the vendor of the platform it stands for."""
+    sc = FLEET_SCENARIOS[name]
+    vendor, iommus = platform(_direct(sc, tmp_path))
+    assert iommus == [] and not sc.iommu_enabled
+    assert vendor == VENDOR_OF_IOMMU[IOMMU_OF_SCENARIO[sc.iommu]]
+
+
+def test_no_network_unless_asked(tmp_path: Path) -> None:
+    argv = _direct(SCENARIOS["intel-partial"], tmp_path)
+    assert _values(argv, "-nic") == ["none"] and "-netdev" not in argv
+
+
+def test_ssh_port_forwards_loopback_only_to_the_guests_port_22(tmp_path: Path) -> None:
+    sc = SCENARIOS["intel-partial"]
+    argv = vm.qemu_command(sc, Kernel("6.1.0-lab", tmp_path / "kernel"), tmp_path / "initrd", tmp_path, ssh_port=40022)
+    assert "-nic" not in argv
+    (netdev,) = _values(argv, "-netdev")
+    opts = netdev.split(",")
+    assert opts[0] == "user" and "restrict=on" in opts
+    assert [o for o in opts if o.startswith("hostfwd=")] == ["hostfwd=tcp:127.0.0.1:40022-:22"]
+    # one NIC at its fixed slot; the scenario's own devices follow unchanged
+    assert _values(argv, "-device") == [f"e1000e,netdev=lan0,addr={vm.NIC_SLOT}", *_values(sc.qemu_devices, "-device")]
+    assert mismatch(argv) is None
+
+
+@pytest.mark.parametrize("port", [0, 65536, -1, "22", True, 22.0])
+def test_ssh_port_must_be_a_tcp_port(port: object, tmp_path: Path) -> None:
+    from lab.errors import LabError
+
+    with pytest.raises(LabError, match="not a TCP port"):
+        vm.nic_args(port)  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ administered MACs) so that nobody mistakes them for real ones.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Iterable
@@ -68,6 +69,36 @@ _PROSE_WORDS = {"vm", "host", "gpu", "guest", "server", "node", "box", "pc", "la
 _PCI_ADDRESS = re.compile(r"(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]")
 _SERIAL_PLACEHOLDERS = {"none", "unknown", "default", "default string", "not specified", "to be filled by o.e.m.",
                         "system serial number", "0", "00000000", "0123456789", "123456789", "n/a", "na"}
+
+
+# Many documents (a fleet of hosts, each report's texts) repeat the same strings: what a string
+# names by context, and whether any pattern finds anything in it, depend on the string alone and
+# are remembered for strings up to this length (what is learnt from them still goes to each Redactor).
+_CACHE_MAX_LEN = 4096
+
+
+def _context_values(s: str) -> tuple[tuple[str, str], ...]:
+    """(kind, value) for every value `s` names by context, in the order Redactor.learn adds them."""
+    out: list[tuple[str, str]] = []
+    out += (("machine-id", m.group(1)) for m in _MID_CONTEXT.finditer(s))
+    out += (("serial", m.group(2)) for m in _SERIAL.finditer(s))
+    for rx in (_MAC, _MAC_DOT):
+        out += (("mac", m.group(0)) for m in rx.finditer(s))
+    out += (("mac", m.group(2)) for m in _BOOTIF.finditer(s))
+    out += (("user", m.group(1)) for m in _HOME.finditer(s))
+    out += (("host", m.group(1)) for m in _SET_HOSTNAME.finditer(s))
+    for m in _PROMPT.finditer(s):
+        out += (("user", m.group(1)), ("host", m.group(2)))
+    return tuple(out)
+
+
+_context_values_cached = functools.lru_cache(maxsize=8192)(_context_values)
+
+
+@functools.lru_cache(maxsize=8192)
+def _nothing_by_shape(s: str) -> bool:
+    """No pattern that Redactor.text substitutes finds anything in `s`."""
+    return not any(rx.search(s) for rx in (_BOOTIF, _DSN, _EUI64, _SERIAL, _UUID, _MAC, _MAC_DOT, _IPV6, _IPV4, _HOME))
 
 
 def mac_key(s: str) -> str | None:
@@ -145,22 +176,11 @@ class Redactor:
         """Register the values `s` names by context, without replacing anything yet."""
         if not self.enabled or not s:
             return
-        for m in _MID_CONTEXT.finditer(s):
-            self.add_machine_id(m.group(1))
-        for m in _SERIAL.finditer(s):
-            self.add_serial(m.group(2))
-        for rx in (_MAC, _MAC_DOT):
-            for m in rx.finditer(s):
-                self.add_mac(m.group(0))
-        for m in _BOOTIF.finditer(s):
-            self.add_mac(m.group(2))
-        for m in _HOME.finditer(s):
-            self.add_user(m.group(1))
-        for m in _SET_HOSTNAME.finditer(s):
-            self.add_hostname(m.group(1))
-        for m in _PROMPT.finditer(s):
-            self.add_user(m.group(1))
-            self.add_hostname(m.group(2))
+        found = _context_values_cached(s) if len(s) <= _CACHE_MAX_LEN else _context_values(s)
+        add = {"machine-id": self.add_machine_id, "serial": self.add_serial, "mac": self.add_mac,
+               "user": self.add_user, "host": self.add_hostname}
+        for kind, value in found:
+            add[kind](value)
 
     def learn_all(self, texts: Iterable[str]) -> None:
         for t in texts:
@@ -287,6 +307,8 @@ class Redactor:
         if not self.enabled or not s:
             return s
         self.learn(s)
+        if len(s) <= _CACHE_MAX_LEN and _nothing_by_shape(s):  # each substitution below would change nothing
+            return self._known_sub(s)
         s = _BOOTIF.sub(lambda m: m.group(1) + self.mac(m.group(2)), s)
         s = _DSN.sub(lambda m: m.group(1) + self.dsn(m.group(2)), s)
         s = _EUI64.sub(lambda m: self.dsn(m.group(0)), s)
