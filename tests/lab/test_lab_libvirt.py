@@ -1,15 +1,28 @@
-"""libvirt inside the guest: the error users actually see, from virsh start with managed hostdevs.
+"""libvirt inside the guest: the error users actually see, from virsh start with managed hostdevs;
+then gpudoctor's own `vm create` / `check` / `vm cleanup` against that real libvirtd.
 
-(libvirtd runs in the guest against the guest's kernel; namespaces = [] in qemu.conf.)
+(libvirtd runs in the guest against the guest's kernel; namespaces = [] in qemu.conf.) All tests
+here share one intel-partial boot, so libvirt's first QEMU capability probe (~30 s) is paid once.
 """
 
 from __future__ import annotations
+
+import json
+import time
 
 import pytest
 
 from lab import CARD, CARD_FUNCTIONS
 
 pytestmark = pytest.mark.lab
+
+V = "virsh -c qemu:///system"
+# The lab card's functions as any guest kernel must list them (lab/scenarios.py: CARD_DEVICES).
+CARD_IDS = {"0": "1234:1111", "1": "8086:293e", "2": "1b36:000d", "3": "1b36:0002"}
+NATIVE = {"0000:01:00.2": "xhci_hcd", "0000:01:00.3": "serial"}  # intel-partial leaves them on the host
+CREATE = ["--gpu", CARD, "--virt-type", "qemu", "--firmware", "bios", "--network", "none", "--memory", "256",
+          "--vcpus", "1"]  # fmt: skip
+VM_CHECKS = ["vm.hostdevs_cover_unit", "vm.machine_q35", "vm.not_wedged", "vm.guest_sees_gpu"]
 
 
 @pytest.mark.parametrize("guest", ["intel-partial"], indirect=True)
@@ -39,3 +52,78 @@ def test_libvirt_managed_hostdev_not_viable_then_whole_card_starts(guest):
     if after != before:
         guest.close()  # leave no surprise for later tests of this scenario (the pool reboots)
     assert after == before, (before, after)
+
+
+def _domains(guest) -> list[str]:
+    r = guest.run(f"{V} list --all --name", timeout=60, check=True)
+    return [n for n in r.stdout.split() if n]
+
+
+def _vm_checks(guest, want_bars: bool = True) -> dict[str, dict]:
+    """`gpudoctor check --json --only vm.*` in the guest; asked again (up to 3 times, 5 s apart) only
+    while vm.guest_sees_gpu says the firmware has not programmed the BARs yet (a guest just started)."""
+    for attempt in range(3):
+        r = guest.gpudoctor(["check", "--json", "--no-redact", "--only", *VM_CHECKS], timeout=180)
+        try:
+            by_id = {x["id"]: x for x in json.loads(r.stdout)["results"]}
+        except (ValueError, KeyError) as e:
+            pytest.fail(f"gpudoctor check --json did not print its JSON ({e}):\n{r}", pytrace=False)
+        if not want_bars or by_id["vm.guest_sees_gpu"]["status"] != "warn" or attempt == 2:
+            return by_id
+        time.sleep(5)
+    raise AssertionError("unreachable")
+
+
+def _assert_sees_whole_card(by_id: dict[str, dict], name: str) -> None:
+    for cid in ("vm.hostdevs_cover_unit", "vm.machine_q35", "vm.not_wedged", "vm.guest_sees_gpu"):
+        assert by_id[cid]["status"] == "pass", json.dumps(by_id[cid], indent=1)
+    # query-pci: each of the four functions on the guest's bus with its ids and a programmed BAR
+    ev = [e["value"] for e in by_id["vm.guest_sees_gpu"]["evidence"]]
+    for fn, ids in CARD_IDS.items():
+        line = [v for v in ev if v.startswith(f"{name}: 0000:01:00.{fn} -> guest ")]
+        assert len(line) == 1, ev
+        assert f"[{ids}]" in line[0] and "BAR" in line[0] and "@0x" in line[0], line
+
+
+def _cleanup(guest, name: str):
+    """`vm cleanup NAME --apply --yes` (asserted by the caller, after its finally: an assertion
+    raised here would hide the test's own failure)."""
+    return guest.gpudoctor(["vm", "cleanup", name, "--apply", "--yes"], timeout=180, keep_children=True)
+
+
+def _assert_cleaned(guest, name: str, r) -> None:
+    assert r.rc == 0, r
+    assert "undefined" in r.stdout and f": {name}" in r.stdout, r
+    assert name not in _domains(guest), r
+
+
+@pytest.mark.parametrize("guest", ["intel-partial"], indirect=True)
+def test_vm_create_start_check_cleanup_moves_and_returns_the_host_functions(guest):
+    """intel-partial: .0/.1 on vfio-pci, .2/.3 on xhci_hcd/serial. `vm create --start` takes the whole
+    card (libvirt moves .2/.3 to vfio-pci), the doctor sees the guest's PCI bus from query-pci, and
+    `vm cleanup` leaves no domain and gives .2/.3 back to their drivers, .0/.1 stay on vfio-pci."""
+    before = guest.drivers()
+    assert {a: before[a] for a in CARD_FUNCTIONS} == {
+        "0000:01:00.0": "vfio-pci", "0000:01:00.1": "vfio-pci", **NATIVE}, before  # fmt: skip
+    guest.start_libvirt()
+    try:
+        t0 = time.monotonic()
+        r = guest.gpudoctor(["vm", "create", "lab-gd", *CREATE, "--apply", "--yes", "--start"], timeout=240,
+                            keep_children=True)
+        print(f"[lab] vm create --apply --yes --start: {time.monotonic() - t0:.1f}s")
+        assert r.rc == 0, r
+        assert "defined lab-gd at qemu:///system" in r.stdout and "started lab-gd (running)" in r.stdout, r
+        during = guest.drivers()
+        assert all(during[a] == "vfio-pci" for a in CARD_FUNCTIONS), during
+        by_id = _vm_checks(guest)
+        _assert_sees_whole_card(by_id, "lab-gd")
+    finally:
+        t0 = time.monotonic()
+        out = _cleanup(guest, "lab-gd")
+        print(f"[lab] vm cleanup --apply --yes: {time.monotonic() - t0:.1f}s")
+    _assert_cleaned(guest, "lab-gd", out)
+    after = guest.drivers()
+    assert after == before, (before, after)
+    for a, drv in NATIVE.items():
+        assert f"{a}: now on {drv}" in out.stdout, out
+    assert "0000:01:00.0: now on vfio-pci" in out.stdout, out
