@@ -1,5 +1,6 @@
 """libvirt inside the guest: the error users actually see, from virsh start with managed hostdevs;
-then gpudoctor's own `vm create` / `check` / `vm cleanup` against that real libvirtd.
+then gpudoctor's own `vm create` / `check` / `vm cleanup` against that real libvirtd, and a nested
+guest kernel that lists the card on its serial console.
 
 (libvirtd runs in the guest against the guest's kernel; namespaces = [] in qemu.conf.) All tests
 here share one intel-partial boot, so libvirt's first QEMU capability probe (~30 s) is paid once.
@@ -12,7 +13,8 @@ import time
 
 import pytest
 
-from lab import CARD, CARD_FUNCTIONS
+from lab import CARD, CARD_FUNCTIONS, load_kernel
+from lab.nested import direct_kernel, parse_probe, probe_initrd
 
 pytestmark = pytest.mark.lab
 
@@ -127,3 +129,51 @@ def test_vm_create_start_check_cleanup_moves_and_returns_the_host_functions(gues
     for a, drv in NATIVE.items():
         assert f"{a}: now on {drv}" in out.stdout, out
     assert "0000:01:00.0: now on vfio-pci" in out.stdout, out
+
+
+@pytest.mark.parametrize("guest", ["intel-partial"], indirect=True)
+def test_nested_guest_kernel_lists_the_card_and_cleanup_keeps_vfio(guest):
+    """intel-bound's state (all four on vfio-pci, bound the way its setup binds them), in the same boot:
+    a domain from `vm create`, turned into a direct-kernel boot of Debian's kernel with a busybox
+    initramfs that prints the PCI ids it enumerated on ttyS0 (a file) and powers off. The nested kernel
+    (TCG inside TCG) lists the card's four functions in one slot; `vm cleanup` leaves all four on vfio-pci."""
+    try:
+        guest.bind_vfio(list(NATIVE))
+        before = guest.drivers()
+        assert all(before[a] == "vfio-pci" for a in CARD_FUNCTIONS), before
+        guest.start_libvirt()
+        kernel = load_kernel().vmlinuz
+        boot, log = "/var/lib/libvirt/boot", "/var/log/libvirt/qemu/lab-nested-serial.log"
+        gpath, hpath = guest.share_path("lab-nested-probe.gz")
+        hpath.write_bytes(probe_initrd())
+        guest.run(f"mkdir -p {boot} && cp -- {kernel} {boot}/vmlinuz && cp -- {gpath} {boot}/probe.gz && rm -f {log}",
+                  timeout=120, check=True)
+        r = guest.gpudoctor(["vm", "create", "lab-nested", *CREATE, "--apply", "--yes"], timeout=240, keep_children=True)
+        assert r.rc == 0, r
+        xml = guest.run(f"{V} dumpxml --inactive lab-nested", timeout=60, check=True).stdout
+        guest.write_file("/tmp/lab-nested.xml", direct_kernel(xml, f"{boot}/vmlinuz", f"{boot}/probe.gz", log))
+        t0 = time.monotonic()
+        s = guest.run(f"{V} define /tmp/lab-nested.xml && {V} start lab-nested", timeout=180, keep_children=True)
+        assert s.rc == 0, s
+        _assert_sees_whole_card(_vm_checks(guest), "lab-nested")
+        w = guest.run(f"for i in $(seq 480); do grep -q '^LAB-NESTED-PCI-END' {log} 2>/dev/null && break; sleep 1; done; "
+                      f"cat {log}", timeout=600)
+        print(f"[lab] nested guest kernel listed its PCI bus {time.monotonic() - t0:.1f}s after start")
+        listed = parse_probe(w.stdout)
+        assert listed is not None, f"the nested guest did not finish its PCI listing; serial log:\n{w.stdout[-4000:]}"
+        slots = {a.rsplit(".", 1)[0] for a, (ids, _) in listed.items() if ids == CARD_IDS["1"]}
+        assert len(slots) == 1, listed
+        slot = slots.pop()
+        got = {fn: listed.get(f"{slot}.{fn}", ("absent", ""))[0] for fn in CARD_IDS}
+        assert got == CARD_IDS, (got, w.stdout)
+        st = guest.run(f"for i in $(seq 60); do {V} domstate lab-nested | grep -q 'shut off' && break; sleep 1; done; "
+                       f"{V} domstate lab-nested", timeout=120)
+        assert "shut off" in st.stdout, st  # /init powered the nested guest off
+    finally:
+        out = _cleanup(guest, "lab-nested")
+        after = guest.drivers()
+        listed_domains = _domains(guest)
+        guest.close()  # .2/.3 are on vfio-pci now: later intel-partial tests get a fresh boot
+    assert out.rc == 0 and "lab-nested" not in listed_domains, (out, listed_domains)
+    # managed hostdevs that were on vfio-pci before start stay there
+    assert all(after[a] == "vfio-pci" for a in CARD_FUNCTIONS), after
