@@ -26,7 +26,7 @@ PROBE_INIT = f"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
-echo "{MARK}-BEGIN $(uname -r)"
+echo "{MARK}-BEGIN $(uname -r) uptime $(cut -d' ' -f1 /proc/uptime)"
 for d in /sys/bus/pci/devices/*; do
   v=$(cat "$d/vendor"); p=$(cat "$d/device"); c=$(cat "$d/class")
   echo "{MARK} ${{d##*/}} ${{v#0x}}:${{p#0x}} ${{c#0x}}"

@@ -9,6 +9,7 @@ here share one intel-partial boot, so libvirt's first QEMU capability probe (~30
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -158,7 +159,9 @@ def test_nested_guest_kernel_lists_the_card_and_cleanup_keeps_vfio(guest):
         _assert_sees_whole_card(_vm_checks(guest), "lab-nested")
         w = guest.run(f"for i in $(seq 480); do grep -q '^LAB-NESTED-PCI-END' {log} 2>/dev/null && break; sleep 1; done; "
                       f"cat {log}", timeout=600)
-        print(f"[lab] nested guest kernel listed its PCI bus {time.monotonic() - t0:.1f}s after start")
+        up = re.search(r"^LAB-NESTED-PCI-BEGIN \S+ uptime ([\d.]+)", w.stdout, re.M)
+        print(f"[lab] nested guest kernel listed its PCI bus {time.monotonic() - t0:.1f}s after start "
+              f"(its uptime then: {up.group(1) if up else '?'}s)")
         listed = parse_probe(w.stdout)
         assert listed is not None, f"the nested guest did not finish its PCI listing; serial log:\n{w.stdout[-4000:]}"
         slots = {a.rsplit(".", 1)[0] for a, (ids, _) in listed.items() if ids == CARD_IDS["1"]}
