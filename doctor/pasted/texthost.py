@@ -40,6 +40,7 @@ from doctor.facts import (
     KernelLog,
     ModprobeLine,
     ModuleState,
+    Observed,
     PciDevice,
     fact,
     normalize_pci_address,
@@ -58,7 +59,11 @@ from doctor.pasted.chunks import (
     parse_lsmod,
     parse_lspci_chunk,
 )
+from doctor.pasted.observe import observe
 from doctor.pasted.segment import _ADDR, KIND_NAMES, Evidence_
+
+# observations that name the device the user tried to pass (a subject when no lspci shows it)
+SUBJECT_KINDS = ("vfio.group_not_viable", "gpu.bar_reserve", "gpu.fb_on_bar")
 
 GROUPS_SETTLE = "find /sys/kernel/iommu_groups/ -type l"
 _DMAR_UNIT = re.compile(r"DMAR: (dmar\d+): reg_base_addr")
@@ -75,6 +80,10 @@ class PastedFacts(Shown, Facts):
         Shown.__init__(self, evidence.chunks)
         self.evidence = evidence
         self._where: dict[str, str] = {}  # fact -> the chunk(s) it was read from
+        self._observed = observe((it.path, it.text) for it in evidence.inputs if it.text)
+        for o in self._observed:
+            if o.address and o.address not in self.devs and o.kind in SUBJECT_KINDS:
+                self.devs[o.address] = DevInfo(o.address, source=o.where)
 
     # -- facts ----------------------------------------------------------------
     @fact
@@ -267,6 +276,18 @@ class PastedFacts(Shown, Facts):
             source=d.source,
         )
 
+    @fact
+    def observed(self) -> tuple[Observed, ...]:
+        """The error and proof lines pasted (doctor.pasted.observe), and a device shown on vfio-pci (vfio-pci
+        binds only a device in an IOMMU group, so that proves the IOMMU active)."""
+        bound = [Observed("iommu.proof", f"{d.address} driver in use: vfio-pci", d.source or "pasted device list", self.group_of.get(d.address),
+                          d.address, "a device on vfio-pci") for d in self.devs.values() if d.driver_known and d.driver == "vfio-pci"]
+        return self._observed + tuple(bound[:4])
+
+    def observed_subjects(self) -> list[str]:
+        """Devices an error names as the one being passed (QEMU's host=, vfio's address)."""
+        return list(dict.fromkeys(o.address for o in self._observed if o.address and o.kind in SUBJECT_KINDS))
+
     def where(self, fact_name: str, path: str) -> str:
         try:
             getattr(self, fact_name)()
@@ -378,7 +399,7 @@ class PastedFacts(Shown, Facts):
         return SourceInfo("pasted", location, details)
 
     def recognised_anything(self) -> bool:
-        return any(c.kind != "unrecognised" for c in self.chunks)
+        return bool(self._observed) or any(c.kind != "unrecognised" for c in self.chunks)
 
     def error_matches(self) -> list[tuple[Match, str]]:
         """(known error, where) for each error text found in the evidence."""
