@@ -271,6 +271,39 @@ class Match:
     text: str  # the matching line (or the whole text if one line)
 
 
+# every alternative of every KB pattern holds one of these words (lower case; tests/test_pasted_observe.py checks it):
+# a line without any cannot match, so a long log is searched for them with str.find and only their lines are read
+KEYWORDS = ("not viable", "iommu_group", "verify all devices", "reserve", "resource busy", "failed to mmap",
+            "container for group", "cannot reset", "reset mechanism", "power state", "stuck in d3", "power on device",
+            "allocate memory", "vfio_dma_map", "memlock", "locked memory", "no iommu", "iommu not", "iommu disabled",
+            "operation not supported", "passthrough", "error -22", "disabled by", "vmx not", "svm not", "outside txt",
+            "svm disabled", "kvm kernel module", "initialize kvm", "/dev/kvm does", "kvm acceleration", "kvm extensions",
+            "kvm is not", "virtualisation configured", "command line param", "unknown option", "malformed early option",
+            "vfio/", "getting device from group", "already in use", "interrupt remapping", "address spaces", "device rom",
+            "rom header", "rmrr", "[dma ", "handling fault", "io_page_fault")
+
+
+def find_errors_in_log(text: str, limit: int = 50) -> list[Match]:
+    """find_errors over a whole log, however long: only the lines that hold a KEYWORD are matched (same result
+    as find_errors on those lines, in the text's order)."""
+    low = text.lower()
+    if len(low) != len(text):
+        return find_errors(text, limit)
+    starts: list[int] = []
+    for kw in KEYWORDS:
+        i = low.find(kw)
+        while i != -1:
+            ls = low.rfind("\n", 0, i) + 1
+            starts.append(ls)
+            nl = low.find("\n", i)
+            i = -1 if nl < 0 else low.find(kw, nl)
+    picked = []
+    for ls in sorted(set(starts)):
+        nl = text.find("\n", ls)
+        picked.append(text[ls:] if nl < 0 else text[ls:nl])
+    return find_errors("\n".join(picked), limit)
+
+
 def find_errors(text: str, limit: int = 50) -> list[Match]:
     """Every known error in text, one Match per (entry, first line that shows it)."""
     out: list[Match] = []

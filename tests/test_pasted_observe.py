@@ -220,3 +220,49 @@ def test_explain_answers_each_text_with_the_right_first_entry(text: str, want: s
 
         first = next(e for e in KB if e.id == want).causes[0]
         assert first.checks == ("iommu.interrupt_remapping",)
+
+
+def _alternatives(pattern: str) -> list[str]:
+    out, depth, cur, esc = [], 0, "", False
+    for ch in pattern:
+        if esc:
+            cur, esc = cur + ch, False
+            continue
+        if ch == "\\":
+            cur, esc = cur + ch, True
+            continue
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "|" and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return out + [cur]
+
+
+def test_every_explain_pattern_alternative_holds_a_keyword() -> None:
+    # find_errors_in_log reads only the lines that hold a KEYWORD: a pattern alternative without one would be missed
+    from doctor.explain import KB, KEYWORDS
+
+    for e in KB:
+        for alt in _alternatives(e.pattern.pattern):
+            plain = alt.replace("\\", "").lower()
+            assert any(k in plain for k in KEYWORDS), (e.id, alt)
+
+
+def test_find_errors_in_log_reads_past_the_explain_cap() -> None:
+    from doctor.explain import MAX_EXPLAIN_CHARS, find_errors_in_log
+
+    filler = "[    1.000000] usb 1-1: new high-speed USB device number 2 using xhci_hcd\n" * (MAX_EXPLAIN_CHARS // 60 + 10)
+    text = filler + "[  412.1] vfio-pci 0000:c3:00.0: BAR 0: can't reserve [mem 0x2800000000-0x2fffffffff 64bit pref]\n"
+    assert [m.error.id for m in find_errors_in_log(text)] == ["vfio.bar_reserve"]
+
+
+def test_every_observe_rule_alternative_holds_a_keyword() -> None:
+    from doctor.pasted.observe import _KEYWORDS, _RULES
+
+    for kind, rx in _RULES:
+        for alt in _alternatives(rx.pattern):
+            plain = alt.replace("\\", "").lower()
+            assert any(k in plain for k in _KEYWORDS), (kind, alt)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 from doctor.facts import CpuInfo, normalize_pci_address, parse_lspci_nnk
@@ -189,19 +190,31 @@ class DmesgFacts:
     hostnames: set[str] = field(default_factory=set)
 
 
+# the words one of parse_dmesg's patterns needs: a line without any is only kept, not parsed
+_DMESG_KEYS = re.compile(r"Linux version|ommand line: |ACPI: |DMAR|AMD-Vi|\] type |group|vgaarb: ")
+
+
 def parse_dmesg(text: str, command: str = "") -> DmesgFacts:
-    """Kernel log lines (any timestamp form) → what they show (pure)."""
+    """Kernel log lines (any timestamp form) → what they show (pure). The lines that matter are found by one
+    search of the whole text (a log may hold 100,000 lines)."""
     f = DmesgFacts()
     grepped = bool(re.search(r"\bgrep\b|\|\s*(?:head|tail|less)|--grep|-g\b", command))
     starts = False
-    for n, raw in enumerate(text.split("\n")):
-        if not raw.strip():
+    raw_lines = text.split("\n")
+    f.lines = [ln for ln in raw_lines if ln.strip()]
+    for jm in re.finditer(_JOURNAL, text, re.M):
+        f.hostnames.add(jm.group("host"))
+    offsets = [0]
+    for ln in raw_lines:
+        offsets.append(offsets[-1] + len(ln) + 1)
+    last = -1
+    for hit in _DMESG_KEYS.finditer(text):
+        i = bisect_right(offsets, hit.start()) - 1
+        if i == last:
             continue
-        f.lines.append(raw)
-        jm = _JOURNAL_RE.match(raw)
-        if jm:
-            f.hostnames.add(jm.group("host"))
-        msg = _DMESG_STRIP.sub("", raw, count=1)
+        last = i
+        msg = _DMESG_STRIP.sub("", raw_lines[i], count=1)
+        n = i  # 0-based line within the chunk, as before
         if "Linux version" in msg:
             m = _LINUX_VERSION.search(msg)
             if m:

@@ -17,6 +17,7 @@ remapping support`), arch/x86/kernel/cpu/feat_ctl.c (`VMX (outside TXT) disabled
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Iterable
 
 from doctor.facts import Observed, normalize_pci_address
@@ -48,12 +49,15 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((k, re.compile(rx, re.I)
                     r"|AMD-Vi: Found IOMMU|AMD-V[Ii]:? IOMMU p(?:er|re)formance counters supported"
                     r"|Detected AMD IOMMU #\d|AMD-Vi: Interrupt remapping enabled"),
 ))
-_TRIGGER = re.compile(
-    r"iommu_group found|IOMMU not found|No IOMMU|doesn't support passthrough|error -22|is not viable|interrupt remapping"
-    r"|BAR \d+: (?:can|assigned)|kvm|VMX|SVM|/dev/vfio/\d|group \d+|iommu group|already attached|VT-d active"
-    r"|IO_PAGE_FAULT|DMAR: |AMD-V[Ii]|AMD IOMMU",
-    re.I,
-)
+# one search tells whether any rule can match a line (most lines a keyword finds match none)
+_ANY_RULE = re.compile("|".join("(?:" + re.sub(r"\(\?P<\w+>", "(", rx.pattern) + ")" for _, rx in _RULES), re.I)
+# a line is read further only if it holds one of these (lower case; found with str.find, C speed, on the whole text)
+_KEYWORDS = ("iommu_group found", "iommu not found", "no iommu", "doesn't support passthrough", "error -22", "not viable",
+             "interrupt remapping", "reserve", "assigned to", "disabled by", "no hardware support",
+             "kvm kernel module", "initialize kvm", "virtualisation configured", "/dev/kvm does", "outside txt", "svm disabled",
+             "vmx not", "svm not", "kvm extensions", "/dev/vfio/", "iommu group", "to group", "container for group",
+             "from group", "devices in group", "address spaces", "already attached", "vt-d active", "io_page_fault", "[dma ",
+             "directed i/o", "found iommu", "formance counters", "amd iommu")
 _MARKUP = re.compile(r"^(?:\s|>|\*\*|`|<pre>|<code>)+|(?:\*\*|`|</pre>|</code>|<br>)+\s*$")
 _STAMP = re.compile(r"^(?:\[\s*[\d.+]+\]\s*)+(?:\[\s*[CT]\d+\]\s*)?|^\S+ \S+ kernel: |^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ kernel: ")
 _DEV_ADDR = re.compile(r"(?:vfio(?:-pci)? |host=|\"host\":\"|pci |BDF:|pci@|vfio_pci |vfio-pci: probe of )(" + _ADDR + r")\b")
@@ -78,10 +82,48 @@ def _address(text: str) -> str | None:
 
 
 def observe_text(text: str, file: str) -> list[Observed]:
-    """Every observation in one pasted file (pure)."""
+    """Every observation in one pasted file (pure). One search of the whole text for a trigger; only the lines
+    it hits are read further (a 100,000-line log costs one regex pass)."""
     out: list[Observed] = []
     seen: set[tuple[str, str | None, str | None]] = set()
     lines = text.split("\n")
+    if "/dev/vfio" in text:
+        _ls_dev_vfio(lines, file, out, seen)
+    for i in _hit_lines(text, lines):
+        msg = clean(lines[i])
+        if not _ANY_RULE.search(msg):
+            continue
+        for kind, rx in _RULES:
+            m = rx.search(msg)
+            if m is None:
+                continue
+            d = m.groupdict()
+            g = next((v for k, v in d.items() if k.startswith("g") and v), None)
+            _add(out, seen, Observed(kind, msg[:400], f"{file}:{i + 1}", g, _address(msg), d.get("bar")))
+    out.sort(key=lambda o: int(o.where.rsplit(":", 1)[1]))
+    return out
+
+
+def _hit_lines(text: str, lines: list[str]) -> list[int]:
+    """Indexes of the lines that hold a keyword."""
+    low = text.lower()
+    if not any(k in low for k in _KEYWORDS):
+        return []
+    starts = [0]
+    for ln in lines:
+        starts.append(starts[-1] + len(ln) + 1)
+    hit: set[int] = set()
+    for kw in _KEYWORDS:
+        i = low.find(kw)
+        while i != -1:
+            li = bisect_right(starts, i) - 1
+            hit.add(li)
+            i = low.find(kw, starts[li + 1]) if li + 1 < len(lines) else -1
+    return sorted(hit)
+
+
+def _ls_dev_vfio(lines: list[str], file: str, out: list[Observed], seen: set[tuple[str, str | None, str | None]]) -> None:
+    """`ls -l /dev/vfio` prints group nodes by number alone: read them only right after that command."""
     ls_vfio_at = -10
     for n, raw in enumerate(lines, 1):
         if "/dev/vfio" in raw and _VFIO_LS.search(raw):
@@ -94,17 +136,6 @@ def observe_text(text: str, file: str) -> list[Observed]:
                 continue
             if not raw.lstrip().startswith(("total", "c", "d", "l")):
                 ls_vfio_at = -10
-        if not _TRIGGER.search(raw):
-            continue
-        msg = clean(raw)
-        for kind, rx in _RULES:
-            m = rx.search(msg)
-            if m is None:
-                continue
-            d = m.groupdict()
-            g = next((v for k, v in d.items() if k.startswith("g") and v), None)
-            _add(out, seen, Observed(kind, msg[:400], f"{file}:{n}", g, _address(msg), d.get("bar")))
-    return out
 
 
 def _add(out: list[Observed], seen: set[tuple[str, str | None, str | None]], o: Observed) -> None:

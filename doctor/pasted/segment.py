@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from doctor.explain import KB
 from doctor.pasted.read import MAX_TOTAL_BYTES, InputText, expand_paths
@@ -58,6 +59,7 @@ LINE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("dmesg", re.compile(_KERNEL_PREFIX)),
 )
 
+_TS_RX = re.compile(_TS)
 _PROMPT = re.compile(
     r"^(?:\S*[@:]\S*)?\s*[$#%>]\s*(?:sudo\s+)?(?P<cmd>(?:lspci|dmesg|journalctl|cat|grep|ls|find|lsmod|lscpu|kvm-ok|"
     r"for|shopt|uname|virsh|qemu\S*|echo|modprobe|egrep|sh|bash|\./\S+|lsiommu|iommu)\b.*)$"
@@ -73,6 +75,8 @@ def classify_line(line: str) -> str:
     s = line.rstrip()
     if not s.strip():
         return "blank"
+    if s[:1] == "[" and _TS_RX.match(s):  # fast path: a kernel log line (no earlier pattern starts with "[")
+        return "dmesg"
     for kind, rx in LINE_PATTERNS:
         if rx.search(s):
             return kind
@@ -112,7 +116,7 @@ class Chunk:
     def where(self) -> str:
         return f"{self.file}:{self.start}" + (f"-{self.end}" if self.end != self.start else "")
 
-    @property
+    @cached_property
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
 
@@ -170,6 +174,9 @@ def segment(text: str, file: str = "<text>") -> list[Chunk]:
         lines.pop()
     for n, raw in enumerate(lines, 1):
         line = raw.rstrip()
+        if cur_kind == "dmesg" and line[:1] == "[" and _TS_RX.match(line):  # fast path: the log goes on
+            cur.append(line)
+            continue
         k = classify_line(line)
         if k in ("group_ls_header", "group_ls_entry"):
             k = "group_ls"

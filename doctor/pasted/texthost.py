@@ -28,7 +28,7 @@ import re
 from dataclasses import replace
 
 from doctor.errors import FactUnknown
-from doctor.explain import Match, find_errors
+from doctor.explain import Match, find_errors_in_log
 from doctor.facts import (
     BootConfig,
     Cmdline,
@@ -59,6 +59,7 @@ from doctor.pasted.chunks import (
     parse_lsmod,
     parse_lspci_chunk,
 )
+from doctor.pasted.fastlog import JoinedLog
 from doctor.pasted.observe import observe
 from doctor.pasted.segment import _ADDR, KIND_NAMES, Evidence_
 
@@ -217,7 +218,7 @@ class PastedFacts(Shown, Facts):
             return super().kernel_log()
         full = any(d.full for _, d in self.dmesg)
         where = ", ".join([c.where for c, _ in self.dmesg] + [c.where for c in self._of("error")])
-        return KernelLog(tuple(lines), where + ("" if full else " (filtered: shows lines, proves no absence)"))
+        return JoinedLog(tuple(lines), where + ("" if full else " (filtered: shows lines, proves no absence)"))
 
     @fact
     def iommu_class(self) -> tuple[str, ...]:
@@ -407,7 +408,7 @@ class PastedFacts(Shown, Facts):
         seen: set[str] = set()
         for c in self.chunks:
             if c.kind in ("error", "dmesg", "kvm_ok", "unrecognised", "groups_absent"):
-                for m in find_errors(c.text):
+                for m in find_errors_in_log(c.text):
                     if m.error.id not in seen:
                         seen.add(m.error.id)
                         out.append((m, c.where))
