@@ -418,6 +418,11 @@ def gpu_rom_readable(ctx: Context) -> Verdict:
     facts = ctx.facts
     gpu = ctx.gpu
     assert gpu is not None
+    seen = [o for o in observed(facts, "gpu.rom_unreadable") if o.address and o.address.rsplit(".", 1)[0] == gpu.slot]
+    if seen and try_fact(lambda: facts.pci_bars(gpu.address)) is None:  # a pasted kernel/QEMU line says the ROM is unreadable
+        return verdict(Status.WARN, f"{gpu.address}'s ROM cannot be read (the kernel or QEMU said so): the guest gets no ROM from the card",
+                       [pci_evidence(gpu)] + observed_evidence(seen), ["Advice: QEMU still starts; a UEFI guest shows no boot screen on "
+                       "this card until its own driver loads."], Remedy("Hide the ROM (rombar=0) or give QEMU a good dump (romfile=)."))
     bars = facts.pci_bars(gpu.address)
     rom = [b for b in bars if b.index == 6]
     ev = [pci_evidence(gpu)] + [Evidence(f"/sys/bus/pci/devices/{gpu.address}/resource", str(b)) for b in rom]

@@ -23,6 +23,8 @@ OBSERVED_KINDS: dict[str, str] = {
     "kvm.no_hardware": "the CPU offers no VT-x / SVM (`kvm: no hardware support`)",
     "kvm.unavailable": "KVM is not available (`Could not access KVM kernel module`, Proxmox `KVM virtualisation "
                        "configured, but not available`)",
+    "gpu.rom_unreadable": "the device's option ROM cannot be read (`Invalid PCI ROM header signature`, QEMU `Cannot read "
+                          "device rom at ADDR`)",
     "iommu.no_interrupt_remapping": "vfio_iommu_type1 refused a group: `No interrupt remapping support`",
 }
 

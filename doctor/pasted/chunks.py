@@ -100,6 +100,7 @@ def _safe_lspci(text: str) -> list:  # type: ignore[type-arg]
 
 
 _LS_IOMMU = re.compile(r"^(" + _ADDR + r" [^:\[]+\[[0-9a-fA-F]{4})\](?!:)")
+_DRIVER_SUFFIX = re.compile(r"\s*\(driver:\s*([\w.-]+)\)\s*$")
 _GROUP_HDR = re.compile(r"^\s*IOMMU [Gg]roup\s+(\d+)\s*:?\s*(.*)$")
 
 
@@ -129,7 +130,27 @@ def parse_group_listing(text: str) -> tuple[dict[str, list[str]], list[DevInfo],
         elif raw[:1].isspace() or s.startswith(("Kernel driver", "Kernel modules", "Subsystem")):
             body.append("\t" + s)
             owner.append(cur)
+    # `IOMMU Group N: <lspci -nn line> (driver: X)` (one product's listing): the driver, when every device line has it
+    dev_lines = [i for i, ln in enumerate(body) if not ln.startswith("\t")]
+    suffixed = {body[i].split(" ", 1)[0] for i in dev_lines if _DRIVER_SUFFIX.search(body[i])}
+    if suffixed:
+        out_body: list[str] = []
+        out_owner: list[str] = []
+        for ln, g in zip(body, owner, strict=True):
+            m = _DRIVER_SUFFIX.search(ln) if not ln.startswith("\t") else None
+            if m:
+                out_body += [ln[:m.start()], "\tKernel driver in use: " + m.group(1) if m.group(1) not in ("none", "-") else "\tKernel modules:"]
+                out_owner += [g, g]
+            else:
+                out_body.append(ln)
+                out_owner.append(g)
+        body, owner = out_body, out_owner
     devs, k = parse_lspci_chunk("\n".join(body))
+    if suffixed:  # a line without the suffix (cut off) leaves its driver unknown
+        short = {normalize_pci_address(a) for a in suffixed if re.fullmatch(_ADDR, a)}
+        for d in devs:
+            if d.address not in short:
+                d.driver, d.driver_known, d.modules_known = None, False, False
     addr_group: dict[str, str] = {}
     for line, g in zip(body, owner, strict=True):
         m = re.match(r"(" + _ADDR + r")\s", line)
@@ -171,7 +192,7 @@ _ACPI_TABLE = re.compile(r"ACPI: ([A-Z0-9]{4}) 0x[0-9A-F]+ ")
 _CMDLINE_LOG = re.compile(r"(?:Kernel command line|Command line): (.*)$")
 _LINUX_VERSION = re.compile(r"Linux version (\S+)")
 _JOURNAL_RE = re.compile(_JOURNAL)
-_DMAR_TABLE = re.compile(r"DMAR: (?:Host address width|DRHD base)")
+_DMAR_TABLE = re.compile(r"DMAR: (?:Host address width|DRHD base)|DMAR-IR: .*under DRHD base")
 _IVRS_TABLE = re.compile(r"AMD-Vi: (?:Found IOMMU|Using IVHD|IVRS)")
 
 

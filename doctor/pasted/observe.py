@@ -38,6 +38,7 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((k, re.compile(rx, re.I)
                         r"|Your CPU does not support KVM extensions"),
     ("kvm.unavailable", r"Could not access KVM kernel module|failed to initialize kvm"
                         r"|KVM virtualisation configured, but not available|/dev/kvm does not exist"),
+    ("gpu.rom_unreadable", r"Invalid PCI ROM header signature|Cannot read device rom at"),
     ("iommu.proof", r"Adding to iommu group (?P<g>\d+)|iommu: Adding device \S+ to group (?P<g2>\d+)"
                     r"|(?:failed to open|error opening) /dev/vfio/(?P<g3>\d+)|HostPath:/dev/vfio/(?P<g4>\d+)"
                     r"|^c[rwx-]{9}\S*\s.*\s/dev/vfio/(?P<g5>\d+)\s*$"
@@ -47,7 +48,9 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((k, re.compile(rx, re.I)
                     r"|: device is already attached|VT-d active for gfx access|IO_PAGE_FAULT|DMAR: \[DMA (?:Read|Write)"
                     r"|DMAR: Intel\(R\) Virtualization Technology for Directed I/O"
                     r"|AMD-Vi: Found IOMMU|AMD-V[Ii]:? IOMMU p(?:er|re)formance counters supported"
-                    r"|Detected AMD IOMMU #\d|AMD-Vi: Interrupt remapping enabled"),
+                    r"|Detected AMD IOMMU #\d|AMD-Vi: Interrupt remapping enabled"
+                    # printed when QEMU opens a device vfio-pci holds (vfio_pci_core_enable, vfio_ecap_init): only with a group
+                    r"|vfio-pci " + _ADDR + r": enabling device|vfio_ecap_init: " + _ADDR + r" hiding ecap"),
 ))
 # one search tells whether any rule can match a line (most lines a keyword finds match none)
 _ANY_RULE = re.compile("|".join("(?:" + re.sub(r"\(\?P<\w+>", "(", rx.pattern) + ")" for _, rx in _RULES), re.I)
@@ -57,10 +60,12 @@ _KEYWORDS = ("iommu_group found", "iommu not found", "no iommu", "doesn't suppor
              "kvm kernel module", "initialize kvm", "virtualisation configured", "/dev/kvm does", "outside txt", "svm disabled",
              "vmx not", "svm not", "kvm extensions", "/dev/vfio/", "iommu group", "to group", "container for group",
              "from group", "devices in group", "address spaces", "already attached", "vt-d active", "io_page_fault", "[dma ",
-             "directed i/o", "found iommu", "formance counters", "amd iommu")
+             "directed i/o", "found iommu", "formance counters", "amd iommu", "rom header", "device rom", "enabling device",
+             "hiding ecap")
 _MARKUP = re.compile(r"^(?:\s|>|\*\*|`|<pre>|<code>)+|(?:\*\*|`|</pre>|</code>|<br>)+\s*$")
 _STAMP = re.compile(r"^(?:\[\s*[\d.+]+\]\s*)+(?:\[\s*[CT]\d+\]\s*)?|^\S+ \S+ kernel: |^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ kernel: ")
-_DEV_ADDR = re.compile(r"(?:vfio(?:-pci)? |host=|\"host\":\"|pci |BDF:|pci@|vfio_pci |vfio-pci: probe of )(" + _ADDR + r")\b")
+_DEV_ADDR = re.compile(r"(?:vfio(?:-pci)? |host=|\"host\":\"|pci |BDF:|pci@|vfio_pci |vfio-pci: probe of |device rom at |vfio_ecap_init: )("
+                      + _ADDR + r")\b")
 _VFIO_LS = re.compile(r"\bls\b.*\s/dev/vfio/?\s*$")
 _LS_NODE = re.compile(r"^c[rwx-]{9}\S*\s+\d+\s+\S+\s+\S+\s+\d+,\s*\d+\s.*\s(\d+)\s*$")
 

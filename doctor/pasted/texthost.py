@@ -64,7 +64,7 @@ from doctor.pasted.observe import observe
 from doctor.pasted.segment import _ADDR, KIND_NAMES, Evidence_
 
 # observations that name the device the user tried to pass (a subject when no lspci shows it)
-SUBJECT_KINDS = ("vfio.group_not_viable", "gpu.bar_reserve", "gpu.fb_on_bar")
+SUBJECT_KINDS = ("vfio.group_not_viable", "gpu.bar_reserve", "gpu.fb_on_bar", "gpu.rom_unreadable")
 
 GROUPS_SETTLE = "find /sys/kernel/iommu_groups/ -type l"
 _DMAR_UNIT = re.compile(r"DMAR: (dmar\d+): reg_base_addr")
@@ -169,6 +169,13 @@ class PastedFacts(Shown, Facts):
         for c in self._of("dev_kvm"):
             self._where["kvm_device"] = c.where
             return "No such file" not in c.text
+        for c in self._of("lsmod", "proc_modules"):
+            # a module in the list or in another's "Used by" column is loaded; the vendor module stays loaded only
+            # when kvm_init() succeeded, which registers /dev/kvm
+            vendor_mods = sorted(set(re.findall(r"\b(kvm_(?:intel|amd))\b", c.text)))
+            if vendor_mods:
+                self._where["kvm_device"] = f"{c.where} ({', '.join(vendor_mods)} loaded)"
+                return True
         for c in self._of("error"):
             if re.search(r"Could not access KVM kernel module: No such file|failed to initialize kvm: No such file", c.text):
                 self._where["kvm_device"] = c.where
@@ -328,7 +335,8 @@ class PastedFacts(Shown, Facts):
     @fact
     def early_load(self) -> EarlyLoadConfig:
         chunks = self._of("initramfs")
-        if not chunks:
+        listed = self._of("etc_modules")
+        if not chunks and not listed:
             return super().early_load()
         init: list[ConfigLine] = []
         tool = "unknown"
@@ -341,12 +349,15 @@ class PastedFacts(Shown, Facts):
                 elif re.match(r"^(add_drivers|force_drivers|drivers)\s*\+?=", s):
                     tool = "dracut"
                     init.append(ConfigLine(c.file, c.start + i, s))
-        if not any(re.search(r"\bvfio[-_]pci\b", ln.text) for ln in init):
-            # modules-load.d and /etc/modules are never in a paste: only vfio-pci in the initramfs decides it
-            raise FactUnknown("early module loading configuration", "modules-load.d is not in the evidence and the pasted "
-                              "initramfs configuration does not load vfio-pci",
+        # /etc/modules or a modules-load.d file, pasted after the command that printed it
+        ml = [ConfigLine(c.file, c.start + i, raw.strip()) for c in listed for i, raw in enumerate(c.lines)
+              if raw.strip() and not raw.strip().startswith("#")]
+        if not any(re.search(r"\bvfio[-_]pci\b", ln.text) for ln in init + ml):
+            # only a pasted file that loads vfio-pci decides it: the other places may be the ones that do
+            raise FactUnknown("early module loading configuration", "the pasted initramfs / modules-load configuration does not "
+                              "load vfio-pci, and the other places are not in the evidence",
                               "cat /etc/modules-load.d/*.conf /etc/modules /etc/initramfs-tools/modules")
-        return EarlyLoadConfig((), tuple(init), tool)
+        return EarlyLoadConfig(tuple(ml), tuple(init), tool)
 
     @fact
     def boot_config(self) -> BootConfig:
