@@ -44,3 +44,12 @@ def test_a_long_text_teaches_the_redactor_what_a_short_one_does() -> None:
     assert len(text) > 4096
     probe = "ABCD1234XYZ 0123456789abcdef0123456789abcdef 52:54:00:12:34:56 0050.56ab.cdef 52:54:00:aa:bb:cc"
     assert long_r.text(probe) == short_r.text(probe) != probe
+
+
+def test_literal_prefixes_are_what_every_match_starts_with() -> None:
+    from doctor.pasted.fastlog import literal_prefixes
+
+    assert literal_prefixes(r"\bDMAR(-IR)?:|AMD-Vi: Found") == ["DMAR", "AMD-Vi: Found"]
+    assert literal_prefixes(r"Intel\(R\) VT|abcd?e") == ["Intel(R) VT", "abc"]  # d? is optional: not part of it
+    assert literal_prefixes(r"ab?c|xyz") is None  # "a" alone is too short to search for
+    assert literal_prefixes(r"(?i)kvm") is None and literal_prefixes(r"\d+ foo") is None

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
 from dataclasses import dataclass, field
 
 from doctor.facts import CpuInfo, normalize_pci_address, parse_lspci_nnk
 from doctor.pasted.segment import _ADDR, _JOURNAL, _TS
+from doctor.pasted.segment_re import keyword_lines
 
 _CLASS_NAMES = {
     "host bridge": "0600", "isa bridge": "0601", "pci bridge": "0604", "vga compatible controller": "0300",
@@ -212,7 +212,8 @@ class DmesgFacts:
 
 
 # the words one of parse_dmesg's patterns needs: a line without any is only kept, not parsed
-_DMESG_KEYS = re.compile(r"Linux version|ommand line: |ACPI: |DMAR|AMD-Vi|\] type |group|vgaarb: ")
+_BLANK = re.compile(r"^[ \t]*$", re.M)
+_DMESG_WORDS = ("Linux version", "ommand line: ", "ACPI: ", "DMAR", "AMD-Vi", "] type ", "group", "vgaarb: ")
 
 
 def parse_dmesg(text: str, command: str = "") -> DmesgFacts:
@@ -222,18 +223,11 @@ def parse_dmesg(text: str, command: str = "") -> DmesgFacts:
     grepped = bool(re.search(r"\bgrep\b|\|\s*(?:head|tail|less)|--grep|-g\b", command))
     starts = False
     raw_lines = text.split("\n")
-    f.lines = [ln for ln in raw_lines if ln.strip()]
+    # a chunk from segment() holds no blank line: the copy without blanks is only needed for other callers
+    f.lines = [ln for ln in raw_lines if ln.strip()] if _BLANK.search(text.rstrip("\n")) else raw_lines[:len(raw_lines) - (raw_lines[-1] == "")]
     for jm in re.finditer(_JOURNAL, text, re.M):
         f.hostnames.add(jm.group("host"))
-    offsets = [0]
-    for ln in raw_lines:
-        offsets.append(offsets[-1] + len(ln) + 1)
-    last = -1
-    for hit in _DMESG_KEYS.finditer(text):
-        i = bisect_right(offsets, hit.start()) - 1
-        if i == last:
-            continue
-        last = i
+    for i in keyword_lines(text, raw_lines, _DMESG_WORDS, lower=False):
         msg = _DMESG_STRIP.sub("", raw_lines[i], count=1)
         n = i  # 0-based line within the chunk, as before
         if "Linux version" in msg:

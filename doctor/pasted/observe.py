@@ -17,11 +17,11 @@ remapping support`), arch/x86/kernel/cpu/feat_ctl.c (`VMX (outside TXT) disabled
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
 from collections.abc import Iterable
 
 from doctor.facts import Observed, normalize_pci_address
 from doctor.pasted.segment import _ADDR
+from doctor.pasted.segment_re import keyword_lines
 
 # (kind, pattern): the named group `g` is the IOMMU group where the line names one
 _RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((k, re.compile(rx, re.I)) for k, rx in (
@@ -60,7 +60,7 @@ _KEYWORDS = ("iommu_group found", "iommu not found", "no iommu", "doesn't suppor
              "kvm kernel module", "initialize kvm", "virtualisation configured", "/dev/kvm does", "outside txt", "svm disabled",
              "vmx not", "svm not", "kvm extensions", "/dev/vfio/", "iommu group", "to group", "container for group",
              "from group", "devices in group", "address spaces", "already attached", "vt-d active", "io_page_fault", "[dma ",
-             "directed i/o", "found iommu", "formance counters", "amd iommu", "rom header", "device rom", "enabling device",
+             "directed i/o", "found iommu", "formance counters", "amd iommu", "rom header", "device rom", "vfio-pci ",
              "hiding ecap")
 _MARKUP = re.compile(r"^(?:\s|>|\*\*|`|<pre>|<code>)+|(?:\*\*|`|</pre>|</code>|<br>)+\s*$")
 _STAMP = re.compile(r"^(?:\[\s*[\d.+]+\]\s*)+(?:\[\s*[CT]\d+\]\s*)?|^\S+ \S+ kernel: |^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ kernel: ")
@@ -94,7 +94,7 @@ def observe_text(text: str, file: str) -> list[Observed]:
     lines = text.split("\n")
     if "/dev/vfio" in text:
         _ls_dev_vfio(lines, file, out, seen)
-    for i in _hit_lines(text, lines):
+    for i in keyword_lines(text, lines, _KEYWORDS):
         msg = clean(lines[i])
         if not _ANY_RULE.search(msg):
             continue
@@ -107,24 +107,6 @@ def observe_text(text: str, file: str) -> list[Observed]:
             _add(out, seen, Observed(kind, msg[:400], f"{file}:{i + 1}", g, _address(msg), d.get("bar")))
     out.sort(key=lambda o: int(o.where.rsplit(":", 1)[1]))
     return out
-
-
-def _hit_lines(text: str, lines: list[str]) -> list[int]:
-    """Indexes of the lines that hold a keyword."""
-    low = text.lower()
-    if not any(k in low for k in _KEYWORDS):
-        return []
-    starts = [0]
-    for ln in lines:
-        starts.append(starts[-1] + len(ln) + 1)
-    hit: set[int] = set()
-    for kw in _KEYWORDS:
-        i = low.find(kw)
-        while i != -1:
-            li = bisect_right(starts, i) - 1
-            hit.add(li)
-            i = low.find(kw, starts[li + 1]) if li + 1 < len(lines) else -1
-    return sorted(hit)
 
 
 def _ls_dev_vfio(lines: list[str], file: str, out: list[Observed], seen: set[tuple[str, str | None, str | None]]) -> None:
