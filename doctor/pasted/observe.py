@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from doctor.explain import KEYWORDS as EXPLAIN_KEYWORDS
 from doctor.facts import Observed, normalize_pci_address
 from doctor.pasted.segment import _ADDR
 from doctor.pasted.segment_re import keyword_lines
@@ -62,6 +63,8 @@ _KEYWORDS = ("iommu_group found", "iommu not found", "no iommu", "doesn't suppor
              "from group", "devices in group", "address spaces", "already attached", "vt-d active", "io_page_fault", "[dma ",
              "directed i/o", "found iommu", "formance counters", "amd iommu", "rom header", "device rom", "vfio-pci ",
              "hiding ecap")
+# the lines worth reading for an observation or for explain's error entries: found once per input
+ALL_KEYWORDS = tuple(dict.fromkeys(_KEYWORDS + EXPLAIN_KEYWORDS))
 _MARKUP = re.compile(r"^(?:\s|>|\*\*|`|<pre>|<code>)+|(?:\*\*|`|</pre>|</code>|<br>)+\s*$")
 _STAMP = re.compile(r"^(?:\[\s*[\d.+]+\]\s*)+(?:\[\s*[CT]\d+\]\s*)?|^\S+ \S+ kernel: |^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ kernel: ")
 _DEV_ADDR = re.compile(r"(?:vfio(?:-pci)? |host=|\"host\":\"|pci |BDF:|pci@|vfio_pci |vfio-pci: probe of |device rom at |vfio_ecap_init: )("
@@ -86,15 +89,15 @@ def _address(text: str) -> str | None:
         return None
 
 
-def observe_text(text: str, file: str) -> list[Observed]:
-    """Every observation in one pasted file (pure). One search of the whole text for a trigger; only the lines
-    it hits are read further (a 100,000-line log costs one regex pass)."""
+def observe_text(text: str, file: str, lines: list[str] | None = None, hits: list[int] | None = None) -> list[Observed]:
+    """Every observation in one pasted file (pure). Only the lines that hold a keyword are read (`hits`: their
+    indexes, found by the caller for a superset of _KEYWORDS; found here otherwise)."""
     out: list[Observed] = []
     seen: set[tuple[str, str | None, str | None]] = set()
-    lines = text.split("\n")
+    lines = text.split("\n") if lines is None else lines
     if "/dev/vfio" in text:
         _ls_dev_vfio(lines, file, out, seen)
-    for i in keyword_lines(text, lines, _KEYWORDS):
+    for i in keyword_lines(text, lines, _KEYWORDS) if hits is None else hits:
         msg = clean(lines[i])
         if not _ANY_RULE.search(msg):
             continue

@@ -30,13 +30,14 @@ def keyword_lines(text: str, lines: list[str], keywords: tuple[str, ...], lower:
     hay = text.lower() if lower else text
     if lower and len(hay) != len(text):  # lower() changed lengths (a few Unicode letters): every line
         return list(range(len(lines)))
-    present = [k for k in keywords if k in hay]
-    if not present:
-        return []
-    starts = line_starts(lines)
+    starts: list[int] | None = None
     hit: set[int] = set()
-    for kw in present:
+    for kw in keywords:
         i = hay.find(kw)
+        if i == -1:
+            continue
+        if starts is None:
+            starts = line_starts(lines)
         while i != -1:
             li = bisect_right(starts, i) - 1
             hit.add(li)

@@ -25,10 +25,11 @@ MAX_LINE chars per line.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from dataclasses import replace
 
 from doctor.errors import FactUnknown
-from doctor.explain import Match, find_errors_in_log
+from doctor.explain import Match, find_errors
 from doctor.facts import (
     BootConfig,
     Cmdline,
@@ -60,8 +61,9 @@ from doctor.pasted.chunks import (
     parse_lspci_chunk,
 )
 from doctor.pasted.fastlog import JoinedLog
-from doctor.pasted.observe import observe
+from doctor.pasted.observe import ALL_KEYWORDS, observe_text
 from doctor.pasted.segment import _ADDR, KIND_NAMES, Evidence_
+from doctor.pasted.segment_re import keyword_lines
 
 # observations that name the device the user tried to pass (a subject when no lspci shows it)
 SUBJECT_KINDS = ("vfio.group_not_viable", "gpu.bar_reserve", "gpu.fb_on_bar", "gpu.rom_unreadable")
@@ -81,7 +83,12 @@ class PastedFacts(Shown, Facts):
         Shown.__init__(self, evidence.chunks)
         self.evidence = evidence
         self._where: dict[str, str] = {}  # fact -> the chunk(s) it was read from
-        self._observed = observe((it.path, it.text) for it in evidence.inputs if it.text)
+        # the lines of each input that hold a keyword of an observation or of an explain entry: found once
+        self._lines = {it.path: it.text.split("\n") for it in evidence.inputs if it.text}
+        self._hits = {p: keyword_lines(evidence_text, ls, ALL_KEYWORDS)
+                      for p, ls, evidence_text in ((it.path, self._lines[it.path], it.text) for it in evidence.inputs if it.text)}
+        self._observed = tuple(o for it in evidence.inputs if it.text
+                               for o in observe_text(it.text, it.path, self._lines[it.path], self._hits[it.path]))
         for o in self._observed:
             if o.address and o.address not in self.devs and o.kind in SUBJECT_KINDS:
                 self.devs[o.address] = DevInfo(o.address, source=o.where)
@@ -419,7 +426,10 @@ class PastedFacts(Shown, Facts):
         seen: set[str] = set()
         for c in self.chunks:
             if c.kind in ("error", "dmesg", "kvm_ok", "unrecognised", "groups_absent"):
-                for m in find_errors_in_log(c.text):
+                # only the chunk's lines that hold a keyword (explain.KEYWORDS is part of ALL_KEYWORDS)
+                hits, lines = self._hits.get(c.file, []), self._lines.get(c.file, [])
+                lo, hi = bisect_left(hits, c.start - 1), bisect_right(hits, c.end - 1)
+                for m in find_errors("\n".join(lines[i] for i in hits[lo:hi])):
                     if m.error.id not in seen:
                         seen.add(m.error.id)
                         out.append((m, c.where))
