@@ -64,7 +64,8 @@ _KEYWORDS = ("iommu_group found", "iommu not found", "no iommu", "doesn't suppor
              "directed i/o", "found iommu", "formance counters", "amd iommu", "rom header", "device rom", "vfio-pci ",
              "hiding ecap")
 # the lines worth reading for an observation or for explain's error entries: found once per input
-ALL_KEYWORDS = tuple(dict.fromkeys(_KEYWORDS + EXPLAIN_KEYWORDS))
+_UNION = tuple(dict.fromkeys(_KEYWORDS + EXPLAIN_KEYWORDS))
+ALL_KEYWORDS = tuple(k for k in _UNION if not any(o != k and o in k for o in _UNION))  # a keyword holding another adds no line
 _MARKUP = re.compile(r"^(?:\s|>|\*\*|`|<pre>|<code>)+|(?:\*\*|`|</pre>|</code>|<br>)+\s*$")
 _STAMP = re.compile(r"^(?:\[\s*[\d.+]+\]\s*)+(?:\[\s*[CT]\d+\]\s*)?|^\S+ \S+ kernel: |^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ kernel: ")
 _DEV_ADDR = re.compile(r"(?:vfio(?:-pci)? |host=|\"host\":\"|pci |BDF:|pci@|vfio_pci |vfio-pci: probe of |device rom at |vfio_ecap_init: )("

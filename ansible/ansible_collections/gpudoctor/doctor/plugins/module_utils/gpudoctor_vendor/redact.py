@@ -185,7 +185,7 @@ class Redactor:
                 self.add_mac(m.group(2))
         for m in _HOME.finditer(s):
             self.add_user(m.group(1))
-        for m in _SET_HOSTNAME.finditer(s):
+        for m in (_SET_HOSTNAME.finditer(s) if low is None or "hostname" in low else ()):
             self.add_hostname(m.group(1))
         for m in _PROMPT.finditer(s):
             self.add_user(m.group(1))
