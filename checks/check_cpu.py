@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from checks.common import try_fact
+from checks.common import observed, observed_evidence, try_fact
 from doctor.checkapi import Context, check
 from doctor.errors import FactUnknown
 from doctor.model import Evidence, Remedy, Status, Verdict, verdict
@@ -11,6 +11,19 @@ from doctor.model import Evidence, Remedy, Status, Verdict, verdict
 @check("cpu.virtualization", "CPU virtualization (VT-x / AMD-V) available")
 def cpu_virtualization(ctx: Context) -> Verdict:
     """The CPU exposes vmx (Intel) or svm (AMD); vendor from vendor_id, not guessed."""
+    bios = observed(ctx.facts, "kvm.disabled_by_bios")
+    shown = try_fact(ctx.facts.cpu)
+    if bios and not (shown and {"vmx", "svm"} & shown.flags):  # flags shown: the CPU has it; kvm.available carries the error
+        return verdict(Status.FAIL, "CPU virtualization is disabled in the firmware (the kernel said so)", observed_evidence(bios),
+                       ["The CPU has VT-x / AMD-V but the firmware leaves it off (or locked off), so KVM cannot load."],
+                       Remedy("Enable 'Intel Virtualization Technology' (VT-x) or 'SVM Mode' in the firmware setup, then "
+                              "power-cycle; if the setting is absent, a firmware update may be needed.",
+                              ("reboot into firmware setup and enable VT-x / SVM",)))
+    nohw = observed(ctx.facts, "kvm.no_hardware")
+    if nohw and try_fact(ctx.facts.cpu) is None:
+        return verdict(Status.FAIL, "no CPU virtualization (the kernel or QEMU said so)", observed_evidence(nohw),
+                       ["Either the CPU has no VT-x / AMD-V or the firmware hides it; collect: grep -m1 -oE 'vmx|svm' /proc/cpuinfo"],
+                       Remedy("Enable VT-x / SVM in the firmware setup (if the CPU has it), then power-cycle."))
     cpu = ctx.facts.cpu()
     src = ctx.facts.where("cpu", "/proc/cpuinfo")
     if not cpu.flags:  # a source that shows the vendor only (a paste's kernel log or lsmod)

@@ -11,6 +11,8 @@ from checks.common import (
     driver_text,
     endpoints,
     mount_controllers,
+    observed,
+    observed_evidence,
     pci_evidence,
     pci_where,
     route_nics,
@@ -258,6 +260,9 @@ def gpu_framebuffer_free(ctx: Context) -> Verdict:
     facts = ctx.facts
     gpu = ctx.gpu
     assert gpu is not None
+    seen = _seen_framebuffer(facts, gpu)
+    if seen is not None:
+        return seen
     bars = [b for b in facts.pci_bars(gpu.address) if b.is_mem and b.index < 6]
     ev = [pci_evidence(gpu)] + [Evidence(f"/sys/bus/pci/devices/{gpu.address}/resource", str(b)) for b in bars]
     cons = try_fact(facts.consoles)
@@ -297,6 +302,34 @@ def gpu_framebuffer_free(ctx: Context) -> Verdict:
     return verdict(Status.FAIL, f"{where} sits in {gpu.address}'s BAR and stays there when vfio-pci binds", ev,
                    [why, "vfio-pci will log `BAR N: can't reserve [mem ...]` and QEMU `Failed to mmap ... BAR` / the guest driver fails."],
                    remedy)
+
+
+def _seen_framebuffer(facts: Facts, gpu: PciDevice) -> Verdict | None:
+    """A pasted `BAR N: can't reserve` on this card fails the check; a framebuffer the kernel log shows on its
+    BAR (`BAR 1: assigned to efifb`) is judged as one found in /proc/iomem."""
+    mine = [o for o in observed(facts, "gpu.bar_reserve", "gpu.fb_on_bar") if o.address and o.address.rsplit(".", 1)[0] == gpu.slot]
+    if not mine:
+        return None
+    ev = [pci_evidence(gpu)] + observed_evidence(mine)
+    names = {n for o in mine for n in ("efifb", "vesafb", "simpledrm", "simplefb") if n in o.text} or {"efifb", "simpledrm"}
+    args, steps = _fb_remedy(names, facts)
+    remedy = Remedy(f"Keep the firmware framebuffer off the GPU: add {args} to the kernel command line and reboot "
+                    "(or boot the host on another display).", tuple(steps), CmdlineEdit(add=tuple(args.split())))
+    reserve = [o for o in mine if o.kind == "gpu.bar_reserve"]
+    if reserve:
+        return verdict(Status.FAIL, f"BAR {reserve[0].detail} of {reserve[0].address} could not be reserved (the kernel said so): "
+                       "something on the host holds it, nearly always the firmware framebuffer", ev,
+                       ["The pasted error settles it; /proc/iomem shows what holds the range: grep -iE -B1 -A1 'bootfb|efifb|simple' /proc/iomem"],
+                       remedy)
+    evicts, why = (None, "the device's class is not shown") if gpu.vendor == "????" else _evicts_on_bind(facts, gpu)
+    what = f"{mine[0].text[:120]} ({mine[0].where})"
+    if gpu.driver == "vfio-pci" or evicts is False:
+        return verdict(Status.FAIL, f"a firmware framebuffer sits in {gpu.address}'s BAR {mine[0].detail} and stays when vfio-pci binds: {what}",
+                       ev, [why], remedy)
+    if evicts:
+        return verdict(Status.PASS, f"a firmware framebuffer sits in {gpu.address}'s BAR; this kernel removes it when vfio-pci binds", ev, [why])
+    return verdict(Status.WARN, f"a firmware framebuffer sits in {gpu.address}'s BAR {mine[0].detail}; whether this kernel evicts it "
+                   f"on bind is unknown ({why})", ev, ["to settle it, collect: uname -r; lspci -nn -s " + gpu.address], remedy)
 
 
 @check("gpu.reset_capable", "The GPU can be reset between guest runs", severity=Severity.ADVICE, per_gpu=True)
@@ -385,6 +418,11 @@ def gpu_rom_readable(ctx: Context) -> Verdict:
     facts = ctx.facts
     gpu = ctx.gpu
     assert gpu is not None
+    seen = [o for o in observed(facts, "gpu.rom_unreadable") if o.address and o.address.rsplit(".", 1)[0] == gpu.slot]
+    if seen and try_fact(lambda: facts.pci_bars(gpu.address)) is None:  # a pasted kernel/QEMU line says the ROM is unreadable
+        return verdict(Status.WARN, f"{gpu.address}'s ROM cannot be read (the kernel or QEMU said so): the guest gets no ROM from the card",
+                       [pci_evidence(gpu)] + observed_evidence(seen), ["Advice: QEMU still starts; a UEFI guest shows no boot screen on "
+                       "this card until its own driver loads."], Remedy("Hide the ROM (rombar=0) or give QEMU a good dump (romfile=)."))
     bars = facts.pci_bars(gpu.address)
     rom = [b for b in bars if b.index == 6]
     ev = [pci_evidence(gpu)] + [Evidence(f"/sys/bus/pci/devices/{gpu.address}/resource", str(b)) for b in rom]

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import re
 
-from checks.common import cmdline_edit_steps, iommu_on, try_fact, unknown_verdict, vendor_of
+from checks.common import (
+    cmdline_edit_steps,
+    iommu_on,
+    observed,
+    observed_evidence,
+    try_fact,
+    unknown_verdict,
+    vendor_of,
+)
 from doctor.checkapi import Context, check
 from doctor.facts import Facts
 from doctor.model import CmdlineEdit, Evidence, Remedy, Status, Verdict, verdict
@@ -22,6 +30,9 @@ def iommu_active(ctx: Context) -> Verdict:
     vendor = vendor_of(facts)
     cls = try_fact(facts.iommu_class)
     groups = try_fact(facts.iommu_groups)
+    seen = _seen_iommu(facts, cls, groups)
+    if seen is not None:
+        return seen
     if cls is None and groups is None:
         facts.iommu_class()  # raises: neither sysfs view is known, so the verdict is unknown
     ev = [Evidence(facts.where("iommu_class", "/sys/class/iommu"), "unknown" if cls is None else " ".join(cls) if cls else "(empty)")]
@@ -68,10 +79,37 @@ def iommu_active(ctx: Context) -> Verdict:
     )
 
 
+def _seen_iommu(facts: Facts, cls: tuple[str, ...] | None, groups: dict[str, tuple[str, ...]] | None) -> Verdict | None:
+    """What the errors and lines a source saw (a paste) settle: an error that only a missing IOMMU prints
+    fails the check; a line that only an active IOMMU prints passes it where sysfs is not known."""
+    missing = observed(facts, "iommu.missing")
+    proof = observed(facts, "iommu.proof")
+    hint = Remedy("Check the firmware setting (firmware.iommu_table) and the command line (cmdline.iommu_enabled).")
+    if missing and (proof or cls or groups):
+        return verdict(Status.WARN, "the evidence disagrees: an error says no IOMMU, other lines show it active (taken at different times?)",
+                       observed_evidence(missing) + observed_evidence(proof, 2),
+                       ["A device outside every IOMMU group (a bus the IOMMU does not cover) also gives this; collect: "
+                        "find /sys/kernel/iommu_groups/ -type l"], hint)
+    if missing:
+        return verdict(Status.FAIL, f"no IOMMU: {missing[0].text[:160]}", observed_evidence(missing),
+                       ["The error itself settles it: QEMU / libvirt / the kernel found no IOMMU group for the device."], hint)
+    if proof and not cls and not groups and (cls is None or groups is None):
+        return verdict(Status.PASS, f"IOMMU active: {proof[0].detail or 'shown by'} {proof[0].text[:160]}", observed_evidence(proof),
+                       ["Only an active IOMMU prints this line (or binds a device to vfio-pci); the number of units is not shown."])
+    return None
+
+
 @check("iommu.groups_present", "IOMMU groups exist")
 def iommu_groups_present(ctx: Context) -> Verdict:
     """/sys/kernel/iommu_groups holds groups (what vfio hands to QEMU)."""
-    groups = ctx.facts.iommu_groups()
+    groups = try_fact(ctx.facts.iommu_groups)
+    if groups is None:
+        named = [o for o in observed(ctx.facts, "iommu.proof") if o.group]
+        if not named:
+            ctx.facts.iommu_groups()  # raises: unknown
+        nums = sorted({o.group for o in named if o.group}, key=int)
+        return verdict(Status.PASS, f"IOMMU group(s) {', '.join(nums[:8])}{' ...' if len(nums) > 8 else ''} named in the evidence",
+                       observed_evidence(named), ["The evidence names these groups; it does not list them all (or their members)."])
     where = ctx.facts.where("iommu_groups", "/sys/kernel/iommu_groups")
     if groups:
         sizes = sorted(len(v) for v in groups.values())
@@ -121,8 +159,9 @@ def iommu_interrupt_remapping(ctx: Context) -> Verdict:
     chips in /proc/interrupts. Without it, and without allow_unsafe_interrupts, vfio_iommu_type1
     refuses the group and QEMU fails with `Failed to set iommu for container: Operation not permitted`."""
     facts = ctx.facts
+    seen_refused = observed(facts, "iommu.no_interrupt_remapping")
     active = iommu_on(facts)
-    if active is False:
+    if active is False and not seen_refused:
         return verdict(Status.NOT_APPLICABLE, "no IOMMU active (see iommu.active): nothing to remap interrupts")
     ev: list[Evidence] = []
     msgs: list[str] = []
@@ -138,6 +177,9 @@ def iommu_interrupt_remapping(ctx: Context) -> Verdict:
         on, off, refused = log.grep(IR_ON), log.grep(IR_OFF), log.grep(VFIO_NO_IR)
         for ln in (on + off + refused)[:5]:
             ev.append(Evidence(log.source, ln.strip()))
+    if seen_refused:
+        refused = refused or [o.text for o in seen_refused]
+        ev += observed_evidence(seen_refused)
     c = try_fact(facts.cmdline)
     cmd_off = c is not None and (c.last("intremap") == "off" or c.has("nointremap"))
     if cmd_off and c is not None:

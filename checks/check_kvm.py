@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from checks.common import try_fact
+from checks.common import observed, observed_evidence, try_fact
 from doctor.checkapi import Context, check
 from doctor.model import Evidence, Remedy, Status, Verdict, verdict
 
@@ -11,6 +11,14 @@ from doctor.model import Evidence, Remedy, Status, Verdict, verdict
 def kvm_available(ctx: Context) -> Verdict:
     """/dev/kvm exists and the kvm module (with kvm_intel or kvm_amd) is loaded."""
     facts = ctx.facts
+    seen = observed(facts, "kvm.disabled_by_bios", "kvm.no_hardware", "kvm.unavailable")
+    if seen and not try_fact(facts.kvm_device):
+        bios = any(o.kind == "kvm.disabled_by_bios" for o in seen)
+        return verdict(Status.FAIL, "KVM is not available: " + ("the firmware leaves CPU virtualization off" if bios else seen[0].text[:160]),
+                       observed_evidence(seen),
+                       ["The pasted error settles it (see cpu.virtualization for the CPU side)."],
+                       Remedy("Enable VT-x / SVM in the firmware setup, power-cycle, then load kvm_intel or kvm_amd.",
+                              ("sudo modprobe kvm_intel  # or kvm_amd", "ls -l /dev/kvm")))
     dev = facts.kvm_device()
     cpu = try_fact(facts.cpu)
     mods = try_fact(facts.modules)

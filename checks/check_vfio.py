@@ -16,6 +16,8 @@ from checks.common import (
     ids_line,
     initramfs_update_command,
     native_modules,
+    observed,
+    observed_evidence,
     override_evidence,
     pci_evidence,
     pci_where,
@@ -255,6 +257,9 @@ def vfio_early_load(ctx: Context) -> Verdict:
 def vfio_group_viable(ctx: Context) -> Verdict:
     """Each endpoint of the group is bound to vfio-pci (or has no driver);
     otherwise QEMU says `group N is not viable`."""
+    seen = _seen_not_viable(ctx)
+    if seen is not None:
+        return seen
     r = _group_or_na(ctx)
     if isinstance(r, Verdict):
         return r
@@ -283,6 +288,29 @@ def vfio_group_viable(ctx: Context) -> Verdict:
          "`Please ensure all devices within the iommu_group are bound to their vfio bus driver.`",
          "Bind with driver_override, never new_id: new_id also grabs every other device with the same id."],
         Remedy("Bind each blocking function to vfio-pci now (lost at reboot: see vfio.binding_persistent).", tuple(steps), PciBind(tuple(d.address for d in blocking))),
+    )
+
+
+def _seen_not_viable(ctx: Context) -> Verdict | None:
+    """QEMU's own `vfio ADDR: group N is not viable` for this GPU's card (or its group) settles it."""
+    gpu = ctx.gpu
+    assert gpu is not None
+    seen = [o for o in observed(ctx.facts, "vfio.group_not_viable")
+            if (o.address and o.address.rsplit(".", 1)[0] == gpu.slot) or (o.group and o.group == gpu.iommu_group)]
+    if not seen:
+        return None
+    group = seen[0].group
+    members = try_fact(lambda: ctx.facts.group_members(gpu))
+    blocking = [d for d in endpoints(ctx.facts, gpu) if d.driver is not None and d.driver not in VIABLE_DRIVERS] if members else []
+    culprits = ", ".join(f"{d.address} on {d.driver}" for d in blocking) or "not shown in the evidence"
+    return verdict(
+        Status.FAIL,
+        f"group {group} not viable (QEMU said so): devices on a host driver: {culprits}",
+        observed_evidence(seen) + [pci_evidence(d) for d in blocking],
+        ["The pasted error settles it: vfio opens a group only when every device in it is on vfio-pci (or no driver)."]
+        + ([] if blocking else [f"to name the culprits, collect: ls -l /sys/kernel/iommu_groups/{group}/devices; lspci -nnk"]),
+        Remedy("Bind every device of the group to vfio-pci (see vfio.ids_configured), or give the VM the whole group.",
+               (f"ls /sys/kernel/iommu_groups/{group}/devices", "lspci -nnk")),
     )
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from doctor.bootstrategy import boot_strategy
 from doctor.errors import FactUnknown, NotCaptured
-from doctor.facts import BootConfig, BootOverride, Cmdline, Facts, ModprobeLine, PciDevice
+from doctor.facts import BootConfig, BootOverride, Cmdline, Facts, ModprobeLine, Observed, PciDevice
 from doctor.model import Evidence, Status, Verdict, verdict
 from doctor.passthrough import (
     VIABLE_DRIVERS,
@@ -35,6 +35,15 @@ def try_fact(fn, default=None):  # type: ignore[no-untyped-def]
         return fn()
     except (FactUnknown, NotCaptured):
         return default
+
+
+def observed(facts: Facts, *kinds: str) -> list[Observed]:
+    """Error (and proof) lines the source saw of these kinds (a pasted QEMU / libvirt / kernel line); [] where unknown."""
+    return [o for o in try_fact(facts.observed, ()) if o.kind in kinds]
+
+
+def observed_evidence(obs: list[Observed], n: int = 3) -> list[Evidence]:
+    return [Evidence(o.where, o.text) for o in obs[:n]]
 
 
 def endpoints(facts: Facts, gpu: PciDevice) -> list[PciDevice]:

@@ -59,7 +59,8 @@ KB: tuple[KnownError, ...] = (
     ),
     _k(
         "vfio.bar_reserve",
-        r"BAR \d+: can't reserve|BAR \d+: can not reserve|cannot reserve video memory",
+        r"BAR \d+: can't reserve|BAR \d+: can not reserve|cannot reserve video memory"
+        r"|vfio_(?:bar|region)_write\(.*Device or resource busy",
         "BAR cannot be reserved",
         "vfio-pci (or a driver) could not claim one of the device's memory windows because something else "
         "holds it: nearly always the firmware framebuffer (efifb, vesafb, simplefb / simpledrm, BOOTFB) "
@@ -89,7 +90,7 @@ KB: tuple[KnownError, ...] = (
     ),
     _k(
         "vfio.container",
-        r"failed to setup container for group \d+|vfio_iommu_type1_attach_group|No interrupt remapping support",
+        r"failed to setup container for group \d+",
         "vfio container setup failed",
         "QEMU could not attach the group to an IOMMU container: the IOMMU is not usable for this group "
         "(not active, no interrupt remapping), the group is not viable, or the DMA mapping of guest memory failed.",
@@ -131,7 +132,7 @@ KB: tuple[KnownError, ...] = (
     _k(
         "iommu.missing",
         r"No IOMMU detected|IOMMU not found|No IOMMU found|host doesn't support passthrough of host PCI devices|"
-        r"IOMMU not enabled|vfio-pci: probe of \S+ failed with error -22|DMAR: IOMMU disabled|"
+        r"IOMMU not enabled|vfio-pci: probe of \S+ failed with error -22|probe with driver vfio-pci failed with error -22|DMAR: IOMMU disabled|"
         r"no iommu_group found|Operation not supported: .*IOMMU",
         "no IOMMU",
         "The running kernel has no active IOMMU, so there are no IOMMU groups and vfio cannot hand a device to a guest.",
@@ -145,6 +146,7 @@ KB: tuple[KnownError, ...] = (
     _k(
         "kvm.disabled_by_bios",
         r"kvm: disabled by bios|KVM \((?:vmx|svm)\) is disabled by your BIOS|VMX not enabled|SVM not enabled|"
+        r"VMX \(outside TXT\) disabled by BIOS|SVM disabled \(by BIOS\)|"
         r"kvm_intel: VMX not supported|kvm_amd: SVM not supported",
         "virtualization disabled in firmware",
         "The CPU supports hardware virtualization but the firmware leaves it off, so KVM cannot load.",
@@ -156,7 +158,8 @@ KB: tuple[KnownError, ...] = (
     _k(
         "kvm.unavailable",
         r"Could not access KVM kernel module|failed to initialize kvm|/dev/kvm does not exist|"
-        r"KVM acceleration can NOT be used|Your CPU does not support KVM extensions|KVM is not available",
+        r"KVM acceleration can NOT be used|Your CPU does not support KVM extensions|KVM is not available|"
+        r"KVM virtualisation configured, but not available",
         "KVM not available",
         "/dev/kvm is missing: the kvm module for this CPU is not loaded, or the CPU/firmware does not offer virtualization.",
         [
@@ -178,7 +181,7 @@ KB: tuple[KnownError, ...] = (
     ),
     _k(
         "vfio.device_busy",
-        r"error opening /dev/vfio/\d+|vfio: error getting device from group|Device or resource busy|"
+        r"error opening /dev/vfio/\d+|vfio: error getting device from group|^(?!.*vfio_(?:bar|region)_write).*Device or resource busy|"
         r"is already in use|vfio: error, group \d+ is not viable",
         "vfio device not available",
         "The group's /dev/vfio node is missing or busy: the device is not bound to vfio-pci, or another guest already holds it.",
@@ -187,6 +190,58 @@ KB: tuple[KnownError, ...] = (
             Cause("another running guest already uses the group", ()),
         ],
         ["ls -l /dev/vfio/", "lspci -nnk -s 0000:01:00.0", "virsh list --all"],
+    ),
+    _k(
+        "iommu.no_interrupt_remapping",
+        r"No interrupt remapping support",
+        "no interrupt remapping",
+        "vfio_iommu_type1 refuses to attach a group when the platform does not remap interrupts (a guest could "
+        "otherwise forge MSIs to the host); QEMU then fails with `Failed to set iommu for container: Operation not permitted`.",
+        [
+            Cause("interrupt remapping is off: firmware setting (VT-d / IOMMU, x2APIC) or intremap=off on the command line",
+                  ("iommu.interrupt_remapping",)),
+            Cause("an old platform without remapping: vfio_iommu_type1 allow_unsafe_interrupts=1 is the (unsafe) workaround",
+                  ("iommu.interrupt_remapping",)),
+        ],
+        ["dmesg | grep -iE 'DMAR-IR|AMD-Vi: Interrupt remapping|x2apic'", "grep -m3 IR- /proc/interrupts", "cat /proc/cmdline"],
+    ),
+    _k(
+        "vfio.no_group_node",
+        r"failed to open /dev/vfio/\d+",
+        "the group's /dev/vfio node is missing",
+        "QEMU found the device's IOMMU group (so the IOMMU is active) but not its /dev/vfio/N node: no device of "
+        "the group is bound to vfio-pci, or the vfio modules are not loaded.",
+        [
+            Cause("the device is not on vfio-pci (a host driver such as nvidia or amdgpu still holds it)",
+                  ("vfio.group_viable", "vfio.ids_configured")),
+            Cause("vfio-pci was not loaded early enough or the binding was lost at reboot", ("vfio.early_load", "vfio.binding_persistent")),
+        ],
+        ["ls -l /dev/vfio/", "lspci -nnk -s 0000:01:00.0", "lsmod | grep vfio"],
+    ),
+    _k(
+        "vfio.multiple_address_spaces",
+        r"group \d+ used in multiple address spaces",
+        "group split across address spaces",
+        "Every device of an IOMMU group shares one DMA address space: QEMU refuses when functions of one group go "
+        "to different VMs (or containers), or sit behind different (virtual) IOMMUs in one guest.",
+        [
+            Cause("functions of one group are assigned to different VMs or containers", ("gpu.group_isolated", "vm.hostdevs_cover_unit")),
+            Cause("a vIOMMU in the guest puts the group's devices in different address spaces (assign them behind one bridge)", ()),
+        ],
+        ["ls /sys/kernel/iommu_groups/*/devices", "virsh dumpxml NAME | grep -A3 '<hostdev'"],
+    ),
+    _k(
+        "gpu.rom_unreadable",
+        r"Cannot read device rom|Invalid PCI ROM header signature",
+        "option ROM unreadable",
+        "QEMU (or the kernel) could not read a valid option ROM from the card: the ROM of the boot GPU is often "
+        "shadowed by the firmware, some cards expose none; the guest firmware then cannot initialise the card.",
+        [
+            Cause("the card's ROM is not readable or not valid (boot GPU, laptop GPU without a ROM)", ("gpu.rom_readable",), ("fail", "warn")),
+            Cause("the card is the host's boot display", ("gpu.candidate",), ("warn", "fail")),
+        ],
+        ["sudo sh -c 'echo 1 > /sys/bus/pci/devices/0000:01:00.0/rom; cat /sys/bus/pci/devices/0000:01:00.0/rom > rom.bin; "
+         "echo 0 > /sys/bus/pci/devices/0000:01:00.0/rom'", "fix: give QEMU a dump with romfile=, or rombar=0"],
     ),
     _k(
         "iommu.rmrr",
@@ -214,6 +269,39 @@ KB: tuple[KnownError, ...] = (
 class Match:
     error: KnownError
     text: str  # the matching line (or the whole text if one line)
+
+
+# every alternative of every KB pattern holds one of these words (lower case; tests/test_pasted_observe.py checks it):
+# a line without any cannot match, so a long log is searched for them with str.find and only their lines are read
+KEYWORDS = ("not viable", "iommu_group", "verify all devices", "reserve", "resource busy", "failed to mmap",
+            "container for group", "cannot reset", "reset mechanism", "power state", "stuck in d3", "power on device",
+            "allocate memory", "vfio_dma_map", "memlock", "locked memory", "no iommu", "iommu not", "iommu disabled",
+            "operation not supported", "passthrough", "error -22", "disabled by", "vmx not", "svm not", "outside txt",
+            "svm disabled", "kvm kernel module", "initialize kvm", "/dev/kvm does", "kvm acceleration", "kvm extensions",
+            "kvm is not", "virtualisation configured", "command line param", "unknown option", "malformed early option",
+            "vfio/", "getting device from group", "already in use", "interrupt remapping", "address spaces", "device rom",
+            "rom header", "rmrr", "[dma ", "handling fault", "io_page_fault")
+
+
+def find_errors_in_log(text: str, limit: int = 50) -> list[Match]:
+    """find_errors over a whole log, however long: only the lines that hold a KEYWORD are matched (same result
+    as find_errors on those lines, in the text's order)."""
+    low = text.lower()
+    if len(low) != len(text):
+        return find_errors(text, limit)
+    starts: list[int] = []
+    for kw in KEYWORDS:
+        i = low.find(kw)
+        while i != -1:
+            ls = low.rfind("\n", 0, i) + 1
+            starts.append(ls)
+            nl = low.find("\n", i)
+            i = -1 if nl < 0 else low.find(kw, nl)
+    picked = []
+    for ls in sorted(set(starts)):
+        nl = text.find("\n", ls)
+        picked.append(text[ls:] if nl < 0 else text[ls:nl])
+    return find_errors("\n".join(picked), limit)
 
 
 def find_errors(text: str, limit: int = 50) -> list[Match]:

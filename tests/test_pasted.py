@@ -43,6 +43,9 @@ def test_corpus_has_at_least_20_real_entries() -> None:
         assert meta["url"].startswith("https://") and meta["date"] and meta["established"]
         for cid, exp in meta["expected"].items():
             assert exp["basis"] in ("confirmed", "inferred"), (s, cid)
+        assert set(meta.get("pending", {})) <= set(meta["expected"]), s
+        assert all(len(why) > 40 for why in meta.get("pending", {}).values()), s  # each says why it is not given yet
+        assert os.path.isfile(os.path.join(CORPUS, s, "SOURCE.md")), s
 
 
 @pytest.mark.parametrize("slug", SLUGS)
@@ -58,6 +61,10 @@ def test_corpus_replay_gives_the_expected_verdicts(slug: str) -> None:
             rs = [r for r in rs if r.subject == exp["subject"]]
             assert rs, f"{slug}: {cid} not run for {exp['subject']} (subjects: {[r.subject for r in by[cid]]})"
         got = {r.result.status.value for r in rs}
+        if cid in meta.get("pending", {}):
+            # a verdict the thread settles that gpudoctor does not give yet, and why: the mark goes when it lands
+            assert got != {exp["status"]}, f"{slug}: {cid} now gives {exp['status']}: remove it from 'pending'"
+            continue
         assert got == {exp["status"]}, f"{slug}: {cid} expected {exp['status']} ({exp['why']}), got {got}: {[r.result.summary for r in rs]}"
     found = {t["error"] for t in run.ties}
     assert set(meta["errors"]) <= found, f"{slug}: errors {meta['errors']} not all found in {found}"

@@ -69,6 +69,7 @@ from doctor.facts.modprobe import (
     parse_modprobe,
     parse_module_list,
 )
+from doctor.facts.observed import OBSERVED_KINDS, Observed
 from doctor.facts.pci import (
     PCI_ADDR_RE,
     PCI_ATTRS,
@@ -91,6 +92,8 @@ from doctor.facts.pci_space import (
 from doctor.facts.read import HostReader, fact
 
 __all__ = [
+    "OBSERVED_KINDS",
+    "Observed",
     "BLS_DIRS",
     "BOOT_TOOLS",
     "BlockDevice",

@@ -21,6 +21,7 @@ from doctor.facts.initramfs import InitramfsImage
 from doctor.facts.kernel import Cmdline, ConsoleState, CpuInfo, KernelLog, ModuleState, SecurityState
 from doctor.facts.libvirt import LibvirtDomain, LibvirtHostdev
 from doctor.facts.modprobe import BootOverride, EarlyLoadConfig, ModprobeLine
+from doctor.facts.observed import Observed
 from doctor.facts.pci import PciDevice
 from doctor.facts.pci_space import IomemRange, PciBar
 
@@ -173,6 +174,10 @@ class Facts:
 
     def libvirt_domains(self) -> tuple[LibvirtDomain, ...]:
         raise self._unknown("libvirt domain definitions", "sudo cat /etc/libvirt/qemu/*.xml")
+
+    def observed(self) -> tuple[Observed, ...]:
+        """Error (and proof) lines QEMU, libvirt or the kernel printed, as a paste shows them (doctor.facts.observed)."""
+        raise self._unknown("errors seen", "the full error QEMU or libvirt printed (virsh start NAME, /var/log/libvirt/qemu/NAME.log)")
 
     def meminfo(self) -> dict[str, int]:
         raise self._unknown("memory and hugepages", "cat /proc/meminfo")

@@ -14,6 +14,7 @@ from doctor.pasted.chunks import (
     parse_group_ls,
     parse_lspci_chunk,
 )
+from doctor.pasted.records import parse_lshw, parse_lspci_vmm
 from doctor.pasted.segment import Chunk
 
 
@@ -42,6 +43,22 @@ class Shown:
                 self.lspci_complete = True
         groups: dict[str, set[str]] | None = None
         self.groups_source = ""
+        for c in self._of("lspci_vmm"):
+            found, g_vmm = parse_lspci_vmm(c.lines)
+            for di in found:
+                di.source = f"{c.file}:{c.start + di.line}"
+                _merge_dev(devs, di)
+            if any(d.address.endswith("00:00.0") for d in found) and len(found) >= 5 and "grep" not in c.command:
+                self.lspci_complete = True
+            if g_vmm:
+                groups = groups or {}
+                for k, v in g_vmm.items():
+                    groups.setdefault(k, set()).update(v)
+                self.groups_source = f"{c.where} (IOMMUGroup fields)"
+        for c in self._of("lshw"):
+            for di in parse_lshw(c.lines):
+                di.source = f"{c.file}:{c.start + di.line}"
+                _merge_dev(devs, di)
         for c in self._of("group"):
             g, found, _k = parse_group_listing(c.text)
             for di in found:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from doctor.facts import CpuInfo, normalize_pci_address, parse_lspci_nnk
 from doctor.pasted.segment import _ADDR, _JOURNAL, _TS
+from doctor.pasted.segment_re import keyword_lines
 
 _CLASS_NAMES = {
     "host bridge": "0600", "isa bridge": "0601", "pci bridge": "0604", "vga compatible controller": "0300",
@@ -99,6 +100,7 @@ def _safe_lspci(text: str) -> list:  # type: ignore[type-arg]
 
 
 _LS_IOMMU = re.compile(r"^(" + _ADDR + r" [^:\[]+\[[0-9a-fA-F]{4})\](?!:)")
+_DRIVER_SUFFIX = re.compile(r"\s*\(driver:\s*([\w.-]+)\)\s*$")
 _GROUP_HDR = re.compile(r"^\s*IOMMU [Gg]roup\s+(\d+)\s*:?\s*(.*)$")
 
 
@@ -128,7 +130,27 @@ def parse_group_listing(text: str) -> tuple[dict[str, list[str]], list[DevInfo],
         elif raw[:1].isspace() or s.startswith(("Kernel driver", "Kernel modules", "Subsystem")):
             body.append("\t" + s)
             owner.append(cur)
+    # `IOMMU Group N: <lspci -nn line> (driver: X)` (one product's listing): the driver, when every device line has it
+    dev_lines = [i for i, ln in enumerate(body) if not ln.startswith("\t")]
+    suffixed = {body[i].split(" ", 1)[0] for i in dev_lines if _DRIVER_SUFFIX.search(body[i])}
+    if suffixed:
+        out_body: list[str] = []
+        out_owner: list[str] = []
+        for ln, g in zip(body, owner, strict=True):
+            m = _DRIVER_SUFFIX.search(ln) if not ln.startswith("\t") else None
+            if m:
+                out_body += [ln[:m.start()], "\tKernel driver in use: " + m.group(1) if m.group(1) not in ("none", "-") else "\tKernel modules:"]
+                out_owner += [g, g]
+            else:
+                out_body.append(ln)
+                out_owner.append(g)
+        body, owner = out_body, out_owner
     devs, k = parse_lspci_chunk("\n".join(body))
+    if suffixed:  # a line without the suffix (cut off) leaves its driver unknown
+        short = {normalize_pci_address(a) for a in suffixed if re.fullmatch(_ADDR, a)}
+        for d in devs:
+            if d.address not in short:
+                d.driver, d.driver_known, d.modules_known = None, False, False
     addr_group: dict[str, str] = {}
     for line, g in zip(body, owner, strict=True):
         m = re.match(r"(" + _ADDR + r")\s", line)
@@ -170,7 +192,7 @@ _ACPI_TABLE = re.compile(r"ACPI: ([A-Z0-9]{4}) 0x[0-9A-F]+ ")
 _CMDLINE_LOG = re.compile(r"(?:Kernel command line|Command line): (.*)$")
 _LINUX_VERSION = re.compile(r"Linux version (\S+)")
 _JOURNAL_RE = re.compile(_JOURNAL)
-_DMAR_TABLE = re.compile(r"DMAR: (?:Host address width|DRHD base)")
+_DMAR_TABLE = re.compile(r"DMAR: (?:Host address width|DRHD base)|DMAR-IR: .*under DRHD base")
 _IVRS_TABLE = re.compile(r"AMD-Vi: (?:Found IOMMU|Using IVHD|IVRS)")
 
 
@@ -189,19 +211,25 @@ class DmesgFacts:
     hostnames: set[str] = field(default_factory=set)
 
 
+# the words one of parse_dmesg's patterns needs: a line without any is only kept, not parsed
+_BLANK = re.compile(r"^[ \t]*$", re.M)
+_DMESG_WORDS = ("Linux version", "ommand line: ", "ACPI: ", "DMAR", "AMD-Vi", "] type ", "group", "vgaarb: ")
+
+
 def parse_dmesg(text: str, command: str = "") -> DmesgFacts:
-    """Kernel log lines (any timestamp form) → what they show (pure)."""
+    """Kernel log lines (any timestamp form) → what they show (pure). The lines that matter are found by one
+    search of the whole text (a log may hold 100,000 lines)."""
     f = DmesgFacts()
     grepped = bool(re.search(r"\bgrep\b|\|\s*(?:head|tail|less)|--grep|-g\b", command))
     starts = False
-    for n, raw in enumerate(text.split("\n")):
-        if not raw.strip():
-            continue
-        f.lines.append(raw)
-        jm = _JOURNAL_RE.match(raw)
-        if jm:
-            f.hostnames.add(jm.group("host"))
-        msg = _DMESG_STRIP.sub("", raw, count=1)
+    raw_lines = text.split("\n")
+    # a chunk from segment() holds no blank line: the copy without blanks is only needed for other callers
+    f.lines = [ln for ln in raw_lines if ln.strip()] if _BLANK.search(text.rstrip("\n")) else raw_lines[:len(raw_lines) - (raw_lines[-1] == "")]
+    for jm in re.finditer(_JOURNAL, text, re.M):
+        f.hostnames.add(jm.group("host"))
+    for i in keyword_lines(text, raw_lines, _DMESG_WORDS, lower=False):
+        msg = _DMESG_STRIP.sub("", raw_lines[i], count=1)
+        n = i  # 0-based line within the chunk, as before
         if "Linux version" in msg:
             m = _LINUX_VERSION.search(msg)
             if m:

@@ -113,7 +113,7 @@ def _input_text(path: str, data: bytes, cut: list[str]) -> InputText:
     if not text.endswith("\n"):
         notes.append("last line has no newline (cut off?)")
     long_lines = 0
-    if any(len(ln) > MAX_LINE for ln in text.split("\n")):
+    if max(map(len, text.split("\n"))) > MAX_LINE:
         out = []
         for ln in text.split("\n"):
             if len(ln) > MAX_LINE:

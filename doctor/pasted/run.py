@@ -46,6 +46,9 @@ def target_gpus(pf: PastedFacts) -> tuple[list[str], str]:
         return [], "no PCI devices in the evidence"
     gpus = [d for d in devs.values() if d.is_display]
     if not gpus:
+        subjects = [a for a in pf.observed_subjects() if a in devs]
+        if subjects:
+            return subjects, "the device(s) a pasted error names (their class is not shown)"
         return [], "no display-class device in the evidence"
     ids = set(configured_ids(pf))
     named = pf.named_devices()

@@ -5,16 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from doctor.explain import KB
+from doctor.pasted.forms import rewrite_group_line, unwrap
 from doctor.pasted.read import MAX_TOTAL_BYTES, InputText, expand_paths
+from doctor.pasted.segment_re import _ADDR, _JOURNAL, _TS, TS_RX
 
-_ADDR = r"(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-1][0-9a-fA-F]\.[0-7]"
-_TS = (
-    r"^(?:\[\s*\d+\.\d+\]|\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}\]"
-    r"|<\d>\[\s*\d+\.\d+\])\s?"
-)
-_JOURNAL = r"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S*) (?P<host>\S+) kernel: "
 _KERNEL_PREFIX = (
     r"^(?:DMAR|DMAR-IR|AMD-Vi|iommu|pci \S+:|pci_bus|pcieport|vfio[-_]pci|vfio|efifb|simplefb|simpledrm|vesafb|vgaarb|"
     r"ACPI|kvm|kvm_intel|kvm_amd|nvidia|NVRM|nouveau|amdgpu|radeon|i915|Command line|Kernel command line|Linux version|"
@@ -28,7 +25,11 @@ LINE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("group_find", re.compile(r"^/sys/kernel/iommu_groups/\d+/devices/" + _ADDR + r"/?$")),
     ("group_ls_header", re.compile(r"^/sys/kernel/iommu_groups/\d+/devices/?:\s*$")),
     ("group_ls_entry", re.compile(r"^l[rwxst-]{9}\S*\s+\d+\s.*\s" + _ADDR + r" -> \S*devices/pci")),
-    ("groups_absent", re.compile(r"^(?:ls|find): (?:cannot access )?'?/sys/kernel/iommu_groups[^:]*'?: No such file")),
+    ("groups_absent", re.compile(r"^(?:ls|find): (?:cannot access )?'?/sys/kernel/iommu_groups[^:]*'?: No such file"
+                                 r"|^\s*IOMMU [Gg]roup \*")),  # a group script whose glob matched nothing
+    ("lspci_vmm", re.compile(r"^(?:Slot|Class|Vendor|Device|SVendor|SDevice|Rev|ProgIf|Driver|Module|IOMMUGroup|PhySlot"
+                             r"|NUMANode):\s")),
+    ("lshw", re.compile(r"^\s*\*-(?:display|network|multimedia|usb|storage|generic|communication|bridge)(?::\d+)?\s*$")),
     ("dmesg", re.compile(_TS)),
     ("dmesg", re.compile(_JOURNAL)),
     ("lspci", re.compile(r"^" + _ADDR + r" [^:\[]+(?:\[[0-9a-fA-F]{4}\])?: \S")),
@@ -58,6 +59,7 @@ LINE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("dmesg", re.compile(_KERNEL_PREFIX)),
 )
 
+_TS_RX = TS_RX
 _PROMPT = re.compile(
     r"^(?:\S*[@:]\S*)?\s*[$#%>]\s*(?:sudo\s+)?(?P<cmd>(?:lspci|dmesg|journalctl|cat|grep|ls|find|lsmod|lscpu|kvm-ok|"
     r"for|shopt|uname|virsh|qemu\S*|echo|modprobe|egrep|sh|bash|\./\S+|lsiommu|iommu)\b.*)$"
@@ -73,6 +75,8 @@ def classify_line(line: str) -> str:
     s = line.rstrip()
     if not s.strip():
         return "blank"
+    if s[:1] == "[" and _TS_RX.match(s):  # fast path: a kernel log line (no earlier pattern starts with "[")
+        return "dmesg"
     for kind, rx in LINE_PATTERNS:
         if rx.search(s):
             return kind
@@ -112,13 +116,16 @@ class Chunk:
     def where(self) -> str:
         return f"{self.file}:{self.start}" + (f"-{self.end}" if self.end != self.start else "")
 
-    @property
+    @cached_property
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
 
 
 KIND_NAMES = {
     "lspci": "lspci",
+    "lspci_vmm": "lspci -vmm records",
+    "lshw": "lshw -c display",
+    "etc_modules": "/etc/modules (or modules-load.d)",
     "group": "IOMMU group listing",
     "group_find": "IOMMU group links (find /sys/kernel/iommu_groups)",
     "group_ls": "IOMMU group links (ls -l /sys/kernel/iommu_groups/*/devices)",
@@ -142,9 +149,11 @@ KIND_NAMES = {
 }
 
 # kinds whose indented (or following, for groups) lines continue the chunk
-_CONTINUES = {"lspci", "group", "group_ls", "error", "dmesg"}
+_CONTINUES = {"lspci", "group", "group_ls", "error", "dmesg", "lshw"}
 # comment lines (#...) belong to these file kinds
-_COMMENTED = {"grub", "modprobe", "initramfs"}
+_COMMENTED = {"grub", "modprobe", "initramfs", "etc_modules"}
+_MODULES_CMD = re.compile(r"/etc/modules\b|modules-load\.d")
+_MODULE_NAME = re.compile(r"^\s*[A-Za-z0-9_-]+\s*$")
 
 
 def segment(text: str, file: str = "<text>") -> list[Chunk]:
@@ -155,6 +164,7 @@ def segment(text: str, file: str = "<text>") -> list[Chunk]:
     start = 0
     last_cmd = ""
     cmd_for_chunk = ""
+    modules_cmd = False  # the last command printed /etc/modules or modules-load.d: bare names are modules
 
     def close(end: int) -> None:
         nonlocal cur, cur_kind, cmd_for_chunk
@@ -170,7 +180,16 @@ def segment(text: str, file: str = "<text>") -> list[Chunk]:
         lines.pop()
     for n, raw in enumerate(lines, 1):
         line = raw.rstrip()
-        k = classify_line(line)
+        if cur_kind == "dmesg" and line[:1] == "[" and _TS_RX.match(line):  # fast path: the log goes on
+            cur.append(line)
+            continue
+        line = unwrap(line)
+        if "roup" in line[:16] or line.lstrip()[:1] == "[":
+            line = rewrite_group_line(line, cur_kind == "group") or line
+        if modules_cmd and _MODULE_NAME.match(line):
+            k = "etc_modules"
+        else:
+            k = classify_line(line)
         if k in ("group_ls_header", "group_ls_entry"):
             k = "group_ls"
         if k == "blank" or k == "fence":
@@ -181,6 +200,7 @@ def segment(text: str, file: str = "<text>") -> list[Chunk]:
         if k == "command":
             close(n - 1)
             last_cmd = line.strip()
+            modules_cmd = bool(_MODULES_CMD.search(last_cmd))
             continue
         indented = line[:1] in (" ", "\t")
         if cur_kind in _CONTINUES and indented and k in ("", "lspci", "error", "dmesg", "lscpu", "cpuinfo"):

@@ -25,6 +25,7 @@ MAX_LINE chars per line.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from dataclasses import replace
 
 from doctor.errors import FactUnknown
@@ -40,6 +41,7 @@ from doctor.facts import (
     KernelLog,
     ModprobeLine,
     ModuleState,
+    Observed,
     PciDevice,
     fact,
     normalize_pci_address,
@@ -58,7 +60,13 @@ from doctor.pasted.chunks import (
     parse_lsmod,
     parse_lspci_chunk,
 )
+from doctor.pasted.fastlog import JoinedLog
+from doctor.pasted.observe import ALL_KEYWORDS, observe_text
 from doctor.pasted.segment import _ADDR, KIND_NAMES, Evidence_
+from doctor.pasted.segment_re import keyword_lines
+
+# observations that name the device the user tried to pass (a subject when no lspci shows it)
+SUBJECT_KINDS = ("vfio.group_not_viable", "gpu.bar_reserve", "gpu.fb_on_bar", "gpu.rom_unreadable")
 
 GROUPS_SETTLE = "find /sys/kernel/iommu_groups/ -type l"
 _DMAR_UNIT = re.compile(r"DMAR: (dmar\d+): reg_base_addr")
@@ -75,6 +83,15 @@ class PastedFacts(Shown, Facts):
         Shown.__init__(self, evidence.chunks)
         self.evidence = evidence
         self._where: dict[str, str] = {}  # fact -> the chunk(s) it was read from
+        # the lines of each input that hold a keyword of an observation or of an explain entry: found once
+        self._lines = {it.path: it.text.split("\n") for it in evidence.inputs if it.text}
+        self._hits = {p: keyword_lines(evidence_text, ls, ALL_KEYWORDS)
+                      for p, ls, evidence_text in ((it.path, self._lines[it.path], it.text) for it in evidence.inputs if it.text)}
+        self._observed = tuple(o for it in evidence.inputs if it.text
+                               for o in observe_text(it.text, it.path, self._lines[it.path], self._hits[it.path]))
+        for o in self._observed:
+            if o.address and o.address not in self.devs and o.kind in SUBJECT_KINDS:
+                self.devs[o.address] = DevInfo(o.address, source=o.where)
 
     # -- facts ----------------------------------------------------------------
     @fact
@@ -159,6 +176,13 @@ class PastedFacts(Shown, Facts):
         for c in self._of("dev_kvm"):
             self._where["kvm_device"] = c.where
             return "No such file" not in c.text
+        for c in self._of("lsmod", "proc_modules"):
+            # a module in the list or in another's "Used by" column is loaded; the vendor module stays loaded only
+            # when kvm_init() succeeded, which registers /dev/kvm
+            vendor_mods = sorted(set(re.findall(r"\b(kvm_(?:intel|amd))\b", c.text)))
+            if vendor_mods:
+                self._where["kvm_device"] = f"{c.where} ({', '.join(vendor_mods)} loaded)"
+                return True
         for c in self._of("error"):
             if re.search(r"Could not access KVM kernel module: No such file|failed to initialize kvm: No such file", c.text):
                 self._where["kvm_device"] = c.where
@@ -208,7 +232,7 @@ class PastedFacts(Shown, Facts):
             return super().kernel_log()
         full = any(d.full for _, d in self.dmesg)
         where = ", ".join([c.where for c, _ in self.dmesg] + [c.where for c in self._of("error")])
-        return KernelLog(tuple(lines), where + ("" if full else " (filtered: shows lines, proves no absence)"))
+        return JoinedLog(tuple(lines), where + ("" if full else " (filtered: shows lines, proves no absence)"))
 
     @fact
     def iommu_class(self) -> tuple[str, ...]:
@@ -267,6 +291,18 @@ class PastedFacts(Shown, Facts):
             source=d.source,
         )
 
+    @fact
+    def observed(self) -> tuple[Observed, ...]:
+        """The error and proof lines pasted (doctor.pasted.observe), and a device shown on vfio-pci (vfio-pci
+        binds only a device in an IOMMU group, so that proves the IOMMU active)."""
+        bound = [Observed("iommu.proof", f"{d.address} driver in use: vfio-pci", d.source or "pasted device list", self.group_of.get(d.address),
+                          d.address, "a device on vfio-pci") for d in self.devs.values() if d.driver_known and d.driver == "vfio-pci"]
+        return self._observed + tuple(bound[:4])
+
+    def observed_subjects(self) -> list[str]:
+        """Devices an error names as the one being passed (QEMU's host=, vfio's address)."""
+        return list(dict.fromkeys(o.address for o in self._observed if o.address and o.kind in SUBJECT_KINDS))
+
     def where(self, fact_name: str, path: str) -> str:
         try:
             getattr(self, fact_name)()
@@ -306,7 +342,8 @@ class PastedFacts(Shown, Facts):
     @fact
     def early_load(self) -> EarlyLoadConfig:
         chunks = self._of("initramfs")
-        if not chunks:
+        listed = self._of("etc_modules")
+        if not chunks and not listed:
             return super().early_load()
         init: list[ConfigLine] = []
         tool = "unknown"
@@ -319,12 +356,15 @@ class PastedFacts(Shown, Facts):
                 elif re.match(r"^(add_drivers|force_drivers|drivers)\s*\+?=", s):
                     tool = "dracut"
                     init.append(ConfigLine(c.file, c.start + i, s))
-        if not any(re.search(r"\bvfio[-_]pci\b", ln.text) for ln in init):
-            # modules-load.d and /etc/modules are never in a paste: only vfio-pci in the initramfs decides it
-            raise FactUnknown("early module loading configuration", "modules-load.d is not in the evidence and the pasted "
-                              "initramfs configuration does not load vfio-pci",
+        # /etc/modules or a modules-load.d file, pasted after the command that printed it
+        ml = [ConfigLine(c.file, c.start + i, raw.strip()) for c in listed for i, raw in enumerate(c.lines)
+              if raw.strip() and not raw.strip().startswith("#")]
+        if not any(re.search(r"\bvfio[-_]pci\b", ln.text) for ln in init + ml):
+            # only a pasted file that loads vfio-pci decides it: the other places may be the ones that do
+            raise FactUnknown("early module loading configuration", "the pasted initramfs / modules-load configuration does not "
+                              "load vfio-pci, and the other places are not in the evidence",
                               "cat /etc/modules-load.d/*.conf /etc/modules /etc/initramfs-tools/modules")
-        return EarlyLoadConfig((), tuple(init), tool)
+        return EarlyLoadConfig(tuple(ml), tuple(init), tool)
 
     @fact
     def boot_config(self) -> BootConfig:
@@ -378,7 +418,7 @@ class PastedFacts(Shown, Facts):
         return SourceInfo("pasted", location, details)
 
     def recognised_anything(self) -> bool:
-        return any(c.kind != "unrecognised" for c in self.chunks)
+        return bool(self._observed) or any(c.kind != "unrecognised" for c in self.chunks)
 
     def error_matches(self) -> list[tuple[Match, str]]:
         """(known error, where) for each error text found in the evidence."""
@@ -386,7 +426,10 @@ class PastedFacts(Shown, Facts):
         seen: set[str] = set()
         for c in self.chunks:
             if c.kind in ("error", "dmesg", "kvm_ok", "unrecognised", "groups_absent"):
-                for m in find_errors(c.text):
+                # only the chunk's lines that hold a keyword (explain.KEYWORDS is part of ALL_KEYWORDS)
+                hits, lines = self._hits.get(c.file, []), self._lines.get(c.file, [])
+                lo, hi = bisect_left(hits, c.start - 1), bisect_right(hits, c.end - 1)
+                for m in find_errors("\n".join(lines[i] for i in hits[lo:hi])):
                     if m.error.id not in seen:
                         seen.add(m.error.id)
                         out.append((m, c.where))

@@ -70,6 +70,7 @@ from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.
     parse_modprobe,
     parse_module_list,
 )
+from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.observed import OBSERVED_KINDS, Observed
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.pci import (
     PCI_ADDR_RE,
     PCI_ATTRS,
@@ -92,6 +93,8 @@ from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.read import HostReader, fact
 
 __all__ = [
+    "OBSERVED_KINDS",
+    "Observed",
     "BLS_DIRS",
     "BOOT_TOOLS",
     "BlockDevice",

@@ -22,6 +22,7 @@ from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.kernel import Cmdline, ConsoleState, CpuInfo, KernelLog, ModuleState, SecurityState
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.libvirt import LibvirtDomain, LibvirtHostdev
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.modprobe import BootOverride, EarlyLoadConfig, ModprobeLine
+from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.observed import Observed
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.pci import PciDevice
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.pci_space import IomemRange, PciBar
 
@@ -174,6 +175,10 @@ class Facts:
 
     def libvirt_domains(self) -> tuple[LibvirtDomain, ...]:
         raise self._unknown("libvirt domain definitions", "sudo cat /etc/libvirt/qemu/*.xml")
+
+    def observed(self) -> tuple[Observed, ...]:
+        """Error (and proof) lines QEMU, libvirt or the kernel printed, as a paste shows them (doctor.facts.observed)."""
+        raise self._unknown("errors seen", "the full error QEMU or libvirt printed (virsh start NAME, /var/log/libvirt/qemu/NAME.log)")
 
     def meminfo(self) -> dict[str, int]:
         raise self._unknown("memory and hugepages", "cat /proc/meminfo")
