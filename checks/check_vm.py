@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from checks.common import try_fact
 from doctor.checkapi import Context, check
-from doctor.facts import Facts
 from doctor.model import Evidence, Remedy, Severity, Status, Verdict, VmCleanup, verdict
 from doctor.vm.domains import STATUS, inventory
 from doctor.vm.domxml import VmDomain
@@ -23,7 +22,7 @@ def vm_memory_pinnable(ctx: Context) -> Verdict:
     hugepages for a hugepage-backed guest, or less RAM than the guest asks for, end in
     `VFIO_MAP_DMA failed: Cannot allocate memory` / `RLIMIT_MEMLOCK` errors at start."""
     facts = ctx.facts
-    doms = [d for d in facts.libvirt_domains() if d.hostdevs]
+    doms = [d for d in facts.libvirt_domains() if d.hostdevs and _asked(ctx, d.name)]
     if not doms:
         return verdict(
             Status.NOT_APPLICABLE,
@@ -72,11 +71,21 @@ def vm_memory_pinnable(ctx: Context) -> Verdict:
     return verdict(Status.PASS, f"{len(doms)} domain(s) with host devices fit in memory and their limits", ev)
 
 
-def _with_hostdevs(facts: Facts) -> list[VmDomain]:
-    return [d for d in inventory(facts).domains if d.hostdevs]
+def _asked(ctx: Context, name: str) -> bool:
+    """check --vm NAME: only that domain is judged."""
+    want = ctx.options.get("vm")
+    return want is None or name == want
 
 
-def _none() -> Verdict:
+def _with_hostdevs(ctx: Context) -> list[VmDomain]:
+    return [d for d in inventory(ctx.facts).domains if d.hostdevs and _asked(ctx, d.name)]
+
+
+def _none(ctx: Context) -> Verdict:
+    want = ctx.options.get("vm")
+    if want is not None:
+        return verdict(Status.NOT_APPLICABLE, f"domain {want} has no PCI host device",
+                       [Evidence("/etc/libvirt/qemu", f"no <hostdev type='pci'> in {want}")])
     return verdict(Status.NOT_APPLICABLE, "no libvirt domain with a PCI host device",
                    [Evidence("/etc/libvirt/qemu", "no <hostdev type='pci'> in any domain")])
 
@@ -96,9 +105,9 @@ def _combine(per: list[tuple[VmDomain, list[Finding]]], ok: str, remedy: Remedy 
 def vm_hostdevs_cover_unit(ctx: Context) -> Verdict:
     """Every function of the card (its slot's functions) is a <hostdev> of the domain, no other
     function of that slot, every source address exists here, and the guest sees one multifunction card."""
-    doms = _with_hostdevs(ctx.facts)
+    doms = _with_hostdevs(ctx)
     if not doms:
-        return _none()
+        return _none(ctx)
     return _combine([(d, judge_cover(ctx.facts, d)) for d in doms], f"{len(doms)} domain(s) take whole cards",
                     Remedy("Recreate the domain from this host's devices.", ("gpudoctor vm create NAME --gpu ADDR",)))
 
@@ -106,18 +115,18 @@ def vm_hostdevs_cover_unit(ctx: Context) -> Verdict:
 @check("vm.machine_q35", "VMs with a GPU use the q35 (PCIe) machine", severity=Severity.ADVICE)
 def vm_machine_q35(ctx: Context) -> Verdict:
     """i440fx has no PCIe: the card's link capability is meaningless to the guest's driver."""
-    doms = _with_hostdevs(ctx.facts)
+    doms = _with_hostdevs(ctx)
     if not doms:
-        return _none()
+        return _none(ctx)
     return _combine([(d, judge_q35(d)) for d in doms], "every domain with a host device is q35")
 
 
 @check("vm.kvm_hidden", "KVM is hidden where the card's driver refuses a VM", severity=Severity.ADVICE)
 def vm_kvm_hidden(ctx: Context) -> Verdict:
     """NVIDIA GeForce/Quadro drivers before R465 stop with Code 43 in a VM they recognise as KVM."""
-    doms = _with_hostdevs(ctx.facts)
+    doms = _with_hostdevs(ctx)
     if not doms:
-        return _none()
+        return _none(ctx)
     return _combine([(d, judge_hidden(ctx.facts, d)) for d in doms], "no card here needs KVM hidden, or it is hidden")
 
 
@@ -126,9 +135,9 @@ def vm_not_wedged(ctx: Context) -> Verdict:
     """A domain paused on an error, crashed, or whose QEMU died keeps its host devices: the card
     cannot go back to the host or to another VM until it is destroyed and undefined."""
     inv = inventory(ctx.facts)
-    doms = [d for d in inv.domains if d.hostdevs]
+    doms = [d for d in inv.domains if d.hostdevs and _asked(ctx, d.name)]
     if not doms:
-        return _none()
+        return _none(ctx)
     if not inv.status_known:
         return verdict(Status.UNKNOWN, f"unknown: {STATUS} could not be read", [Evidence(STATUS, "not readable")],
                        [f"to settle it, collect: sudo ls {STATUS}; virsh list --all"])
@@ -144,7 +153,7 @@ def vm_guest_sees_gpu(ctx: Context) -> Verdict:
     """QEMU's own view of the guest's PCI bus (`query-pci` through libvirt's qemu-monitor-command):
     each hostdev is there, under the alias libvirt gave it, with BARs the guest's firmware assigned."""
     inv = inventory(ctx.facts)
-    doms = [d for d in inv.domains if d.hostdevs and d.state == "running"]
+    doms = [d for d in inv.domains if d.hostdevs and d.state == "running" and _asked(ctx, d.name)]
     if not doms:
         return verdict(Status.NOT_APPLICABLE, "no running libvirt domain with a PCI host device",
                        [Evidence(STATUS, "no active domain with <hostdev type='pci'>")])

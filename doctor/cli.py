@@ -44,6 +44,7 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     c.add_argument("--read-rom", action="store_true",
                    help="read the GPU's option ROM from sysfs (writes 1 to its `rom`, reads, writes 0; needs root)")
     c.add_argument("--rom", metavar="FILE", help="check this dump of the GPU's option ROM (with --gpu); never touches the device")
+    c.add_argument("--vm", metavar="NAME", help="judge only this libvirt domain in the vm.* checks")
     c.add_argument("--from", dest="from_paths", metavar="PATH", nargs="+",
                    help="check pasted outputs (files or folders: lspci, dmesg, /proc/cmdline, IOMMU groups, ...) instead of this host")
     from doctor.fleetcli import add_check_arguments  # many hosts, --junit, --nfd (doctor/fleetcli.py)
@@ -119,6 +120,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     rom_dumps = _rom_options(args)
     check_outputs(args)
+    if getattr(args, "from_paths", None) and getattr(args, "vm", None):
+        from doctor.errors import BadInput
+
+        raise BadInput("--vm works on this host or a snapshot, not on pasted outputs (they show no libvirt domain)")
     if getattr(args, "from_paths", None) and args.snapshot:
         from doctor.errors import BadInput
 
@@ -134,7 +139,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             if getattr(args, "read_rom", False):
                 rom_dumps = _read_roms(host, facts, args.gpu)
             facts.rom_dumps = rom_dumps
-            report = run_checks(facts, host.source_info(), gpu=args.gpu, only=args.only)
+            options = _vm_option(facts, args.vm) if getattr(args, "vm", None) else {}
+            report = run_checks(facts, host.source_info(), gpu=args.gpu, only=args.only, options=options)
         redact = not args.no_redact
         single_host_outputs(args, report)  # --junit, --nfd
 
@@ -187,6 +193,22 @@ def emit_outputs(args: argparse.Namespace, report: object, prefix: str, json_tex
             print(f"gpudoctor: JSON document written to {out}", file=sys.stderr)
     if args.html != "-" and (not args.json or out != "-"):
         table()
+
+
+def _vm_option(facts: Any, name: str) -> dict[str, str]:
+    """check --vm NAME: the domain must be one libvirt defines here (where the definitions can be read)."""
+    from doctor.errors import BadInput, FactUnknown
+    from doctor.vm.args import valid_name
+    from doctor.vm.domains import inventory
+
+    valid_name(name)
+    try:
+        names = sorted(d.name for d in inventory(facts).domains)
+    except FactUnknown:
+        return {"vm": name}  # the vm.* checks say unknown, and how to settle it
+    if name not in names:
+        raise BadInput(f"--vm {name}: no libvirt domain of that name here (defined: {', '.join(names) or 'none'})")
+    return {"vm": name}
 
 
 def _read_roms(host: Any, facts: Any, gpu: str | None) -> dict[str, tuple[str, Any]]:

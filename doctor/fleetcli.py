@@ -62,6 +62,8 @@ def dispatch(args: argparse.Namespace) -> int | None:
         args.snapshot = paths
     elif not hosts_mode:
         return None
+    if getattr(args, "vm", None):
+        raise BadInput("--vm names a domain of one host: not with --hosts or several snapshots")
     if args.nfd:
         raise BadInput("--nfd describes one node: run it on each node (check --nfd PATH), not on a fleet")
     if args.html is not None:

@@ -166,9 +166,11 @@ def run_checks(
     gpu: str | None = None,
     only: list[str] | None = None,
     subjects: list[str] | None = None,
+    options: dict[str, str] | None = None,
 ) -> Report:
     """Every check once (per-GPU checks once per GPU). `subjects`: the GPUs' addresses where the
-    source decides them (pasted evidence names the GPU it is about); otherwise select_gpus."""
+    source decides them (pasted evidence names the GPU it is about); otherwise select_gpus.
+    `options` reach every check's Context (`vm`: the vm.* checks judge only that libvirt domain)."""
     t0 = time.perf_counter()
     specs = load_checks()
     if only:
@@ -187,9 +189,9 @@ def run_checks(
             if not gpus:
                 out.append(SubjectResult(_no_gpu(spec, facts), None))
             for g in gpus:
-                out.append(SubjectResult(_run_one(spec, Context(facts, g)), g.address))
+                out.append(SubjectResult(_run_one(spec, Context(facts, g, dict(options or {}))), g.address))
         else:
-            out.append(SubjectResult(_run_one(spec, Context(facts, gpus[0] if gpus else None))))
+            out.append(SubjectResult(_run_one(spec, Context(facts, gpus[0] if gpus else None, dict(options or {})))))
     return Report(out, source, facts, gpus, time.perf_counter() - t0)
 
 

@@ -175,3 +175,42 @@ def test_no_domains_is_not_applicable_and_no_host_is_unknown(tmp_path: Path) -> 
     load_checks()
     r = _run_one(REGISTRY["vm.machine_q35"], Context(FakeFacts(pci=named_card())))
     assert r.status is Status.UNKNOWN
+
+
+def test_check_vm_judges_only_the_named_domain(tmp_path: Path) -> None:
+    """check --vm NAME: the vm.* checks look at that domain alone (a broken neighbour does not fail it)."""
+    good = domain("good", FOUR, features=HIDDEN)
+    bad = domain("bad", hostdev("0000:01:00.0", 0, "hostdev0"), machine="pc-i440fx-7.2")
+    f = facts_with(tmp_path, {"good": good, "bad": bad})
+    load_checks()
+    for cid in ("vm.hostdevs_cover_unit", "vm.machine_q35"):
+        assert REGISTRY[cid].func(Context(f)).status is not Status.PASS
+        only_good = REGISTRY[cid].func(Context(f, options={"vm": "good"}))
+        assert only_good.status is Status.PASS, (cid, only_good.summary)
+        assert all("bad" not in e.value for e in only_good.evidence)
+        only_bad = REGISTRY[cid].func(Context(f, options={"vm": "bad"}))
+        assert only_bad.status is not Status.PASS and "bad" in only_bad.summary
+
+
+def test_check_vm_refuses_a_domain_that_is_not_defined(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from doctor.snapshot import record
+
+    root = tmp_path / "root"
+    (root / "etc/libvirt/qemu").mkdir(parents=True)
+    (root / "etc/libvirt/qemu/good.xml").write_text(domain("good", FOUR, features=HIDDEN))
+    snap = tmp_path / "snap"
+    record(str(snap), DirHost(str(root), {}), redact=False)
+    repo = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, "-m", "doctor.cli", "check", "--snapshot", str(snap), "--vm", "nope"],
+                       capture_output=True, text=True, cwd=repo)
+    assert r.returncode == 2 and "--vm nope: no libvirt domain of that name here (defined: good)" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "doctor.cli", "check", "--snapshot", str(snap), "--vm", "good", "--json",
+                        "--only", "vm.hostdevs_cover_unit"], capture_output=True, text=True, cwd=repo)
+    assert r.returncode in (0, 1), r.stderr
+    res = json.loads(r.stdout)["results"]
+    assert len(res) == 1 and json.dumps(res[0]).count("vm.hostdevs_cover_unit") >= 1
+    assert "good" in json.dumps(res[0])

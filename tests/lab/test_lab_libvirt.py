@@ -62,11 +62,11 @@ def _domains(guest) -> list[str]:
     return [n for n in r.stdout.split() if n]
 
 
-def _vm_checks(guest, want_bars: bool = True) -> dict[str, dict]:
-    """`gpudoctor check --json --only vm.*` in the guest; asked again (up to 3 times, 5 s apart) only
+def _vm_checks(guest, name: str, want_bars: bool = True) -> dict[str, dict]:
+    """`gpudoctor check --json --vm NAME --only vm.*` in the guest; asked again (up to 3 times, 5 s apart) only
     while vm.guest_sees_gpu says the firmware has not programmed the BARs yet (a guest just started)."""
     for attempt in range(3):
-        r = guest.gpudoctor(["check", "--json", "--no-redact", "--only", *VM_CHECKS], timeout=180)
+        r = guest.gpudoctor(["check", "--json", "--no-redact", "--vm", name, "--only", *VM_CHECKS], timeout=180)
         try:
             by_id = {x["id"]: x for x in json.loads(r.stdout)["results"]}
         except (ValueError, KeyError) as e:
@@ -118,7 +118,7 @@ def test_vm_create_start_check_cleanup_moves_and_returns_the_host_functions(gues
         assert "defined lab-gd at qemu:///system" in r.stdout and "started lab-gd (running)" in r.stdout, r
         during = guest.drivers()
         assert all(during[a] == "vfio-pci" for a in CARD_FUNCTIONS), during
-        by_id = _vm_checks(guest)
+        by_id = _vm_checks(guest, "lab-gd")
         _assert_sees_whole_card(by_id, "lab-gd")
     finally:
         t0 = time.monotonic()
@@ -156,7 +156,7 @@ def test_nested_guest_kernel_lists_the_card_and_cleanup_keeps_vfio(guest):
         t0 = time.monotonic()
         s = guest.run(f"{V} define /tmp/lab-nested.xml && {V} start lab-nested", timeout=180, keep_children=True)
         assert s.rc == 0, s
-        _assert_sees_whole_card(_vm_checks(guest), "lab-nested")
+        _assert_sees_whole_card(_vm_checks(guest, "lab-nested"), "lab-nested")
         w = guest.run(f"for i in $(seq 480); do grep -q '^LAB-NESTED-PCI-END' {log} 2>/dev/null && break; sleep 1; done; "
                       f"cat {log}", timeout=600)
         up = re.search(r"^LAB-NESTED-PCI-BEGIN \S+ uptime ([\d.]+)", w.stdout, re.M)
