@@ -22,6 +22,7 @@ from checks.common import (
     pci_evidence,
     pci_where,
     softdep_line,
+    stub_held_ids,
     try_fact,
     unit_functions,
     unknown_driver,
@@ -108,6 +109,11 @@ def vfio_ids_configured(ctx: Context) -> Verdict:
                    "before udev loads drivers (initramfs-tools: a scripts/init-top script; see vfio.ids_unique_to_card).",
                    params=VfioIds()),
         )
+    held = {i: w for i, w in stub_held_ids(facts).items() if i in missing}
+    if held:
+        msgs.append(f"{', '.join(held)} handed to pci-stub ({', '.join(sorted({x for w in held.values() for x in w}))}): pci-stub keeps the "
+                    "host drivers off (the group is viable), but QEMU's vfio-pci device needs the device on vfio-pci; move "
+                    "these ids to vfio-pci.ids= / `options vfio-pci ids=` and drop pci-stub.ids")
     if missing:
         summary = f"vfio-pci ids miss {', '.join(missing)}"
         if stale:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from doctor.bootstrategy import boot_strategy
 from doctor.errors import FactUnknown, NotCaptured
 from doctor.facts import BootConfig, BootOverride, Cmdline, Facts, ModprobeLine, Observed, PciDevice
+from doctor.kernel_args import stub_ids
 from doctor.model import Evidence, Status, Verdict, verdict
 from doctor.passthrough import (
     VIABLE_DRIVERS,
@@ -195,6 +196,21 @@ def configured_ids(facts: Facts) -> dict[str, list[str]]:
         out.setdefault(i, []).append("/proc/cmdline")
     for i in cfg.cmdline_next or ():
         out.setdefault(i, []).append("next boot command line")
+    return {k: sorted(set(v)) for k, v in out.items()}
+
+
+def stub_held_ids(facts: Facts) -> dict[str, list[str]]:
+    """vendor:device -> where it is handed to pci-stub (`pci-stub.ids=` now / next boot, `options pci_stub ids=`)."""
+    out: dict[str, list[str]] = {}
+    for c in (try_fact(facts.cmdline), next_boot_cmdline(facts)):
+        for i in stub_ids(c):
+            out.setdefault(i, []).append(c.source if c is not None else "")
+    for ln in try_fact(facts.modprobe_config) or ():
+        if ln.command == "options" and ln.module == "pci_stub":
+            for tok in ln.rest.split():
+                if tok.startswith("ids="):
+                    for i in _ids_from_value(tok[4:]):
+                        out.setdefault(i, []).append(ln.where)
     return {k: sorted(set(v)) for k, v in out.items()}
 
 
