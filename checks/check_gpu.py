@@ -11,6 +11,7 @@ from checks.common import (
     driver_text,
     endpoints,
     mount_controllers,
+    no_group_verdict,
     observed,
     observed_evidence,
     pci_evidence,
@@ -80,8 +81,7 @@ def gpu_group_isolated(ctx: Context) -> Verdict:
     assert gpu is not None
     members = facts.group_members(gpu)
     if members is None:
-        return verdict(Status.NOT_APPLICABLE, f"{gpu.address} has no IOMMU group (IOMMU not active: see iommu.active)",
-                       [pci_evidence(gpu)])
+        return no_group_verdict(facts, gpu)
     ev = [Evidence(facts.where("iommu_groups", f"/sys/kernel/iommu_groups/{gpu.iommu_group}/devices"), ", ".join(m.address for m in members))]
     ev += [pci_evidence(m) for m in members]
     unit = passthrough_unit(facts, gpu)
@@ -145,7 +145,7 @@ def gpu_group_safe(ctx: Context) -> Verdict:
     gpu = ctx.gpu
     assert gpu is not None
     if facts.group_members(gpu) is None:  # FactUnknown where the source does not show the group
-        return verdict(Status.NOT_APPLICABLE, f"{gpu.address} has no IOMMU group (IOMMU not active: see iommu.active)", [pci_evidence(gpu)])
+        return no_group_verdict(ctx.facts, gpu)
     plan, notes = _plan_devices(facts, gpu)
     addrs = {d.address for d in plan}
     ev = [pci_evidence(d) for d in plan]

@@ -16,6 +16,7 @@ from checks.common import (
     ids_line,
     initramfs_update_command,
     native_modules,
+    no_group_verdict,
     observed,
     observed_evidence,
     override_evidence,
@@ -49,7 +50,7 @@ def _group_or_na(ctx: Context) -> tuple[PciDevice, list[PciDevice]] | Verdict:
     gpu = ctx.gpu
     assert gpu is not None
     if ctx.facts.group_members(gpu) is None:  # FactUnknown where the source does not show the group
-        return verdict(Status.NOT_APPLICABLE, f"{gpu.address} has no IOMMU group (IOMMU not active: see iommu.active)", [pci_evidence(gpu)])
+        return no_group_verdict(ctx.facts, gpu)
     return gpu, endpoints(ctx.facts, gpu)
 
 

@@ -170,11 +170,23 @@ def vendor_of(facts: Facts) -> str:
 
 
 def iommu_on(facts: Facts) -> bool | None:
+    """Whether the IOMMU is active, from the same evidence iommu.active reads: sysfs (groups, units), then what
+    the source saw (a paste's `Adding to iommu group`, /dev/vfio/N, a device on vfio-pci prove it; QEMU's
+    `no iommu_group found` disproves it where nothing proves it)."""
     groups = try_fact(facts.iommu_groups)
     cls = try_fact(facts.iommu_class)
+    if groups or cls or observed(facts, "iommu.proof"):
+        return True
     if groups is None and cls is None:
-        return None
-    return bool(groups) or bool(cls)
+        return False if observed(facts, "iommu.missing") else None
+    return False
+
+
+def no_group_verdict(facts: Facts, gpu: PciDevice) -> Verdict:
+    """A GPU without an IOMMU group: not applicable, and why (no IOMMU active, or one that does not cover it)."""
+    why = ("the IOMMU is active (see iommu.active) but does not cover this device, or the evidence disagrees"
+           if iommu_on(facts) else "IOMMU not active: see iommu.active")
+    return verdict(Status.NOT_APPLICABLE, f"{gpu.address} has no IOMMU group ({why})", [pci_evidence(gpu)])
 
 
 def unknown_verdict(summary: str, settle: str, ev: list[Evidence] | None = None, msgs: list[str] | None = None) -> Verdict:
