@@ -55,9 +55,9 @@ def gpu_candidate(ctx: Context) -> Verdict:
     chosen = ctx.gpu
     if chosen is None:
         return verdict(Status.FAIL, "no GPU selected", ev)
-    if chosen.boot_vga is None and chosen.class_code >> 8 == 0x0300:  # VGA class: sysfs has boot_vga, the source did not show it
-        raise FactUnknown(f"whether {chosen.address} is the boot display", "not in the evidence",
-                          "grep . /sys/bus/pci/devices/*/boot_vga")
+    # VGA class: sysfs has boot_vga, the source did not show it; that only moves PASS to WARN, so a note
+    note = ([f"whether {chosen.address} is the host's boot display is not shown (if it is, the host loses its console when it is "
+             "handed over); to settle it, collect: grep . /sys/bus/pci/devices/*/boot_vga"] if chosen.boot_vga is None and chosen.class_code >> 8 == 0x0300 else [])
     if chosen.boot_vga:
         return verdict(
             Status.WARN,
@@ -68,7 +68,7 @@ def gpu_candidate(ctx: Context) -> Verdict:
         )
     others = [g.address for g in gpus if g.slot != chosen.slot]
     extra = f" ({len(others)} other GPU(s) stay with the host)" if others else ""
-    return verdict(Status.PASS, f"{chosen.address} {chosen.name or chosen.ident} is a passthrough candidate{extra}", ev)
+    return verdict(Status.PASS, f"{chosen.address} {chosen.name or chosen.ident} is a passthrough candidate{extra}", ev, note)
 
 
 @check("gpu.group_isolated", "GPU's IOMMU group holds only the GPU's own functions", per_gpu=True)

@@ -63,3 +63,14 @@ def test_an_error_that_only_a_missing_iommu_prints_makes_it_inactive() -> None:
     f = facts("qemu-system-x86_64: -device vfio-pci,host=08:00.0,bus=port.1,multifunction=on: vfio 0000:08:00.0: no iommu_group found: "
               "No such file or directory\n")
     assert iommu_on(f) is False
+
+
+def test_a_gpu_whose_boot_display_is_not_shown_is_a_candidate_with_the_question_as_a_note() -> None:
+    # gh-cloud-hypervisor-4353's Quadro, as lspci -k -s showed it (no boot_vga in the paste)
+    text = ("$ lspci -k -s 0000:65:00.0\n"
+            "0000:65:00.0 VGA compatible controller: NVIDIA Corporation TU104GL [Quadro RTX 4000] (rev a1)\n"
+            "        Subsystem: Dell TU104GL [Quadro RTX 4000]\n"
+            "        Kernel driver in use: vfio-pci\n")
+    r = result(text, "gpu.candidate")
+    assert r.status.value == "pass"
+    assert any("boot display is not shown" in m and "boot_vga" in m for m in r.messages)
