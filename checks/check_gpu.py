@@ -6,10 +6,10 @@ import re
 
 from checks.common import (
     VENDOR_RESET_IDS,
-    cmdline_edit_steps,
     configured_ids,
     driver_text,
     endpoints,
+    fb_remedy,
     mount_controllers,
     no_group_verdict,
     observed,
@@ -23,7 +23,7 @@ from checks.common import (
 from doctor.checkapi import Context, check
 from doctor.errors import FactUnknown, NotCaptured, OptionRomUnreadable
 from doctor.facts import Facts, IomemRange, PciDevice, parse_option_rom, parse_pcie_flr
-from doctor.model import CmdlineEdit, Evidence, Remedy, Severity, Status, Verdict, verdict
+from doctor.model import Evidence, Remedy, Severity, Status, Verdict, verdict
 from doctor.passthrough import passthrough_unit
 
 
@@ -241,17 +241,6 @@ def _evicts_on_bind(facts: Facts, gpu: PciDevice) -> tuple[bool | None, str]:
     return True, f"kernel {v[0]}.{v[1]} >= 6.0 and class 0300: vfio-pci evicts firmware framebuffers when it binds"
 
 
-def _fb_remedy(names: set[str], facts: Facts) -> tuple[str, list[str]]:
-    args = []
-    if names & {"bootfb", "simpledrm", "simplefb", "simple-framebuffer"}:
-        args.append("initcall_blacklist=sysfb_init")
-    if "efifb" in names:
-        args.append("video=efifb:off")
-    if "vesafb" in names or "vesa-framebuffer" in names:
-        args.append("video=vesafb:off")
-    return " ".join(args), cmdline_edit_steps(facts, args, [])
-
-
 @check("gpu.framebuffer_free", "No boot framebuffer or console sits in the GPU's memory", per_gpu=True)
 def gpu_framebuffer_free(ctx: Context) -> Verdict:
     """A /proc/iomem range named BOOTFB, efifb, vesafb, simplefb or simpledrm inside one of the
@@ -286,9 +275,7 @@ def gpu_framebuffer_free(ctx: Context) -> Verdict:
         return verdict(Status.PASS, f"no firmware framebuffer in {gpu.address}'s BARs", ev)
     names = {r.name.lower().split(".")[0] for r in hits}
     evicts, why = _evicts_on_bind(facts, gpu)
-    args, steps = _fb_remedy(names, facts)
-    remedy = Remedy(f"Keep the firmware framebuffer off the GPU: add {args} to the kernel command line and reboot "
-                    "(or boot the host on another display).", tuple(steps), CmdlineEdit(add=tuple(args.split())))
+    remedy = fb_remedy(names, facts)
     where = ", ".join(f"{r.name} at {r.start:#x}-{r.end:#x}" for r in hits)
     if gpu.driver == "vfio-pci":
         return verdict(Status.FAIL, f"{where} still sits in {gpu.address}'s BAR while it is on vfio-pci: QEMU cannot reserve it",
@@ -311,10 +298,8 @@ def _seen_framebuffer(facts: Facts, gpu: PciDevice) -> Verdict | None:
     if not mine:
         return None
     ev = [pci_evidence(gpu)] + observed_evidence(mine)
-    names = {n for o in mine for n in ("efifb", "vesafb", "simpledrm", "simplefb") if n in o.text} or {"efifb", "simpledrm"}
-    args, steps = _fb_remedy(names, facts)
-    remedy = Remedy(f"Keep the firmware framebuffer off the GPU: add {args} to the kernel command line and reboot "
-                    "(or boot the host on another display).", tuple(steps), CmdlineEdit(add=tuple(args.split())))
+    names = {n for o in mine for n in ("efifb", "vesafb", "simpledrm", "simplefb", "bootfb") if n in o.text.lower()} or {"efifb", "simpledrm"}
+    remedy = fb_remedy(names, facts)
     reserve = [o for o in mine if o.kind == "gpu.bar_reserve"]
     if reserve:
         return verdict(Status.FAIL, f"BAR {reserve[0].detail} of {reserve[0].address} could not be reserved (the kernel said so): "

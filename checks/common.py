@@ -8,7 +8,7 @@ from doctor.bootstrategy import boot_strategy
 from doctor.errors import FactUnknown, NotCaptured
 from doctor.facts import BootConfig, BootOverride, Cmdline, Facts, ModprobeLine, Observed, PciDevice
 from doctor.kernel_args import stub_ids
-from doctor.model import Evidence, Status, Verdict, verdict
+from doctor.model import CmdlineEdit, Evidence, Remedy, Status, Verdict, verdict
 from doctor.passthrough import (
     VIABLE_DRIVERS,
     driver_text,
@@ -239,3 +239,47 @@ VENDOR_RESET_IDS = frozenset(
     "7310 7312 7318 7319 731a 731b 731e 731f 1681 "  # Navi 10
     "7340 7341 7347 734f 7360 7362 738c".split()  # Navi 14, Navi 12, Arcturus
 )
+
+
+# ---------------------------------------------------------------------------
+# gpu.framebuffer_free: the arguments that keep a firmware framebuffer off the GPU
+
+def fb_args_in_effect(facts: Facts) -> dict[str, str]:
+    """initcall_blacklist=sysfb_init / video=efifb:off / video=vesafb:off on the running command line (or the kernel
+    log's `blacklisting initcall sysfb_init`) -> where it is shown."""
+    out: dict[str, str] = {}
+    c = try_fact(facts.cmdline)
+    if c is not None:
+        if any("sysfb_init" in (v or "").split(",") for v in c.values("initcall_blacklist")):
+            out["initcall_blacklist=sysfb_init"] = c.source
+        for v in c.values("video"):
+            if v in ("efifb:off", "vesafb:off"):
+                out[f"video={v}"] = c.source
+    log = try_fact(facts.kernel_log)
+    if log is not None and "initcall_blacklist=sysfb_init" not in out:
+        shown = log.grep(r"blacklisting initcall sysfb_init")
+        if shown:
+            out["initcall_blacklist=sysfb_init"] = f"the kernel log: {shown[0].strip()}"
+    return out
+
+
+def fb_remedy(names: set[str], facts: Facts) -> Remedy:
+    """Add what keeps these framebuffers off the GPU (BOOTFB / simpledrm / simplefb: the sysfb device; efifb;
+    vesafb), less what the command line already holds; where it holds them all, say so."""
+    args = []
+    if names & {"bootfb", "simpledrm", "simplefb", "simple-framebuffer"}:
+        args.append("initcall_blacklist=sysfb_init")
+    if "efifb" in names:
+        args.append("video=efifb:off")
+    if "vesafb" in names or "vesa-framebuffer" in names:
+        args.append("video=vesafb:off")
+    have = fb_args_in_effect(facts)
+    add = [a for a in args if a not in have]
+    held = "; ".join(f"{a} ({w})" for a, w in have.items() if a in args)
+    if not add:
+        return Remedy(f"The command line already holds {held}, yet a framebuffer sits in the BAR: it was registered anyway (or "
+                      "the evidence was taken before that boot). Boot the host on another display (firmware: primary display "
+                      "on the other GPU or the iGPU), or use a kernel where vfio-pci evicts it (6.0+, VGA class).")
+    return Remedy(f"Keep the firmware framebuffer off the GPU: add {' '.join(add)} to the kernel command line and reboot "
+                  "(or boot the host on another display)." + (f" Already there: {held}." if held else ""),
+                  tuple(cmdline_edit_steps(facts, add, [])), CmdlineEdit(add=tuple(add)))
