@@ -232,7 +232,9 @@ def _findings(live: Cmdline | None, nxt: Cmdline | None, vendor: str, default_on
         if c is None:
             continue
         amd = _amd_on_finding(c, vendor, default_on)
-        for f in kernel_args.findings(c) + ([amd] if amd else []):
+        # intel_iommu= and the x86 iommu= parser exist only on x86 (an ARM host has neither)
+        x86 = kernel_args.findings(c) if vendor in ("intel", "amd", "unknown") else kernel_args.misplaced_findings(c)
+        for f in x86 + ([amd] if amd else []):
             if f.arg not in seen:
                 seen.add(f.arg)
                 out.append((f, c.source))

@@ -109,3 +109,14 @@ def test_pci_stub_ids_are_named_as_held_by_pci_stub_not_vfio_pci() -> None:
     r = result(run_text(text), "vfio.ids_configured")
     assert r.status.value == "fail"
     assert any("handed to pci-stub" in m and "needs the device on vfio-pci" in m for m in r.messages), r.messages
+
+
+def test_the_correction_applied_by_the_fixer_gives_the_line_the_kernel_reads() -> None:
+    from remediations.kernel_cmdline import edit_tokens
+
+    r = result(run_text(GRUB_497), "cmdline.iommu_args_meaningful")
+    assert r.remedy is not None and isinstance(r.remedy.params, CmdlineEdit)
+    toks = GRUB_497.split('"')[1].split()
+    new = edit_tokens(toks, list(r.remedy.params.add), list(r.remedy.params.remove))
+    assert "vfio-pci.ids=8086:9a49,8086:a0c8" in new and not any(t.startswith("vfio-pci-ids") for t in new)
+    assert findings(parse_cmdline(" ".join(new), "t")) == []
