@@ -7,7 +7,7 @@ The parsers this follows (Linux 6.x):
 - `intel_iommu=` (drivers/iommu/intel/iommu.c, intel_iommu_setup): a comma list, each item matched by
   prefix (strncmp) against on, off, igfx_off, forcedac, strict, sp_off, sm_on, sm_off, tboot_noforce; anything
   else logs `DMAR: Unknown option - '...'` and does nothing (older kernels also took ecs_off, pasid28;
-  Debian's kernels intgpu_off).
+  Debian's kernels intgpu_off or igpu_off, by version of its patch).
 - `iommu=` (arch/x86/kernel/pci-dma.c, iommu_setup, and gart_parse_options in amd_gart_64.c): each item is
   tested against every prefix (strncmp, no else): off, force, noforce, biomerge, panic, nopanic, merge, nomerge,
   forcesac, allowdac, nodac, usedac, soft, pt, nopt, and GART's digits (aperture size), fullflush,
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from doctor.facts import Cmdline
 
 INTEL_IOMMU_OPTS = ("on", "off", "igfx_off", "forcedac", "strict", "sp_off", "sm_on", "sm_off", "tboot_noforce",
-                    "ecs_off", "pasid28", "intgpu_off")
+                    "ecs_off", "pasid28", "intgpu_off", "igpu_off")
 X86_IOMMU_OPTS = ("off", "force", "noforce", "biomerge", "panic", "nopanic", "merge", "nomerge", "forcesac", "allowdac",
                   "nodac", "usedac", "soft", "pt", "nopt", "fullflush", "nofullflush", "noagp", "noaperture", "allowed",
                   "memaper", "calgary", "group_mf", "leak")
