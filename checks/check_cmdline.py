@@ -3,10 +3,12 @@ that do not do what they are meant to."""
 
 from __future__ import annotations
 
-from checks.common import cmdline_edit_steps, iommu_on, try_fact, vendor_of
+from checks.common import cmdline_edit_steps, iommu_on, next_boot_cmdline, try_fact, vendor_of
+from doctor import kernel_args
 from doctor.checkapi import Context, check
 from doctor.errors import FactUnknown
 from doctor.facts import Cmdline, Facts
+from doctor.kernel_args import ArgFinding
 from doctor.model import (
     After,
     CmdlineEdit,
@@ -184,9 +186,13 @@ def cmdline_iommu_passthrough(ctx: Context) -> Verdict:
     ev = [Evidence(live.source, live.raw or "(empty)")]
     if nxt is not None:
         ev.append(Evidence(nxt.source, nxt.raw or "(no arguments configured)"))
-    pt_now = live.last("iommu") == "pt" or "pt" in live.option_values("amd_iommu") or "pt" in live.option_values("intel_iommu")
-    pt_next = nxt is not None and (nxt.last("iommu") == "pt")
+    pt_item = kernel_args.iommu_pt_item(live)
+    pt_now = live.last("iommu") == "pt" or pt_item is not None or "pt" in live.option_values("amd_iommu") or "pt" in live.option_values("intel_iommu")
+    pt_next = nxt is not None and (nxt.last("iommu") == "pt" or kernel_args.iommu_pt_item(nxt) is not None)
     if pt_now:
+        if pt_item is not None and pt_item != "pt":
+            return verdict(Status.PASS, f"iommu=pt is set (written `iommu={pt_item}`: the kernel matches iommu= options by prefix, so it "
+                           "is taken as pt)", ev, ["cmdline.iommu_args_meaningful gives the exact spelling"])
         return verdict(Status.PASS, "iommu=pt is set", ev)
     if pt_next:
         return verdict(Status.WARN, f"iommu=pt configured in {nxt.source if nxt else '?'}, reboot pending", ev,
@@ -203,25 +209,80 @@ def cmdline_iommu_passthrough(ctx: Context) -> Verdict:
 # 11. command-line advice that does not do what it says
 
 
+def _amd_on_finding(c: Cmdline, vendor: str, default_on: bool | None) -> ArgFinding | None:
+    """`amd_iommu=on`: no amd_iommu option is called `on` (AMD-Vi logs `Unknown option - 'on'` and is on by
+    default), and on an Intel host amd_iommu= is not read at all: the argument does nothing on any host."""
+    if "on" not in c.option_values("amd_iommu"):
+        return None
+    arg = next(str(a) for a in c.args if a.key.replace("-", "_") == "amd_iommu" and "on" in (a.value or "").split(","))
+    if vendor == "amd":
+        return ArgFinding(arg, f"`{arg}` is not an AMD option (the kernel logs `AMD-Vi: Unknown option - 'on'`); AMD-Vi is on by default", (arg,))
+    need = () if "on" in c.option_values("intel_iommu") or default_on else ("intel_iommu=on",)
+    if vendor == "intel":
+        return ArgFinding(arg, f"`{arg}` does nothing on an Intel host: the Intel IOMMU's argument is intel_iommu=on", (arg,), need)
+    return ArgFinding(arg, f"`{arg}` does nothing on any host: AMD-Vi knows no `on` (it is on by default) and an Intel host "
+                      "does not read amd_iommu= (intel_iommu=on is its argument)", (arg,))
+
+
+def _findings(live: Cmdline | None, nxt: Cmdline | None, vendor: str, default_on: bool | None) -> list[tuple[ArgFinding, str]]:
+    """Each argument that does not do what it is meant to, with where it stands (now, next boot), once."""
+    out: list[tuple[ArgFinding, str]] = []
+    seen: set[str] = set()
+    for c in (live, nxt):
+        if c is None:
+            continue
+        amd = _amd_on_finding(c, vendor, default_on)
+        # intel_iommu= and the x86 iommu= parser exist only on x86 (an ARM host has neither)
+        x86 = kernel_args.findings(c) if vendor in ("intel", "amd", "unknown") else kernel_args.misplaced_findings(c)
+        for f in x86 + ([amd] if amd else []):
+            if f.arg not in seen:
+                seen.add(f.arg)
+                out.append((f, c.source))
+    return out
+
+
 @check("cmdline.iommu_args_meaningful", "IOMMU arguments do what they are meant to", severity=Severity.ADVICE)
 def cmdline_iommu_args_meaningful(ctx: Context) -> Verdict:
-    """`iommu=pt` does not turn the IOMMU on (on Intel with the build default off it needs
-    intel_iommu=on); `amd_iommu=on` is not an AMD option (`AMD-Vi: Unknown option`);
-    intel_iommu=on is not needed where CONFIG_INTEL_IOMMU_DEFAULT_ON=y."""
+    """Misspelled or misplaced arguments (doctor.kernel_args: `vfio-pci-ids=`, values intel_iommu= / iommu=
+    do not accept, `iommu=pti` read as pt, a bare module name, `amd_iommu=on` on any host), each with the exact
+    correction; `iommu=pt` does not turn the IOMMU on (on Intel with the build default off it needs
+    intel_iommu=on); intel_iommu=on is not needed where CONFIG_INTEL_IOMMU_DEFAULT_ON=y."""
     facts = ctx.facts
-    c = facts.cmdline()
+    live = try_fact(facts.cmdline)
+    nxt = next_boot_cmdline(facts)
+    if live is None and nxt is None:
+        facts.cmdline()  # raises: neither the running nor the next boot's command line is known
+    c = live if live is not None else nxt
+    assert c is not None
     vendor = vendor_of(facts)
     ev = [Evidence(c.source, c.raw or "(empty)")]
+    default_on, cfg_ev = _build_default_on(facts) if vendor == "intel" else (None, None)
+    found = _findings(live, nxt, vendor, default_on)
+    if found:
+        if nxt is not None and nxt is not c and any(src == nxt.source for _, src in found):
+            ev.append(Evidence(nxt.source, nxt.raw or "(no arguments configured)"))
+        log = try_fact(facts.kernel_log)
+        ev += [Evidence(log.source, ln.strip()) for ln in (log.grep(r"Unknown (?:kernel command line parameters|option)") if log else [])[:2]]
+        add = tuple(dict.fromkeys(a for f, _ in found for a in f.add))
+        remove = tuple(dict.fromkeys(r for f, _ in found for r in f.remove))
+        msgs = [f.message + ("" if live is not None and src == live.source else f" (in {src})") for f, src in found]
+        summary = msgs[0] if len(found) == 1 else (f"{len(found)} kernel arguments do not do what they are meant to: "
+                                                   + ", ".join(f"`{f.arg}`" for f, _ in found))
+        return verdict(Status.WARN, summary, ev, msgs[1:] if len(found) == 1 else msgs,
+                       Remedy("Correct the kernel command line: " + "; ".join(
+                           [f"remove {' '.join(remove)}"] if remove else []) + ("; " if remove and add else "")
+                              + (f"add {' '.join(add)}" if add else ""),
+                              tuple(cmdline_edit_steps(facts, list(add), list(remove))), CmdlineEdit(add=add, remove=remove)))
+    if live is None:
+        facts.cmdline()  # raises: a wrong argument on the next boot's line is shown above; "none" needs the running one too
     pt_alone = c.last("iommu") == "pt" and "on" not in c.option_values("intel_iommu")
-    if vendor not in ("intel", "amd") and (pt_alone or "on" in c.option_values("amd_iommu")):
+    if vendor not in ("intel", "amd") and pt_alone:
         raise FactUnknown("the IOMMU's vendor (what these arguments do depends on it)", "not in the evidence",
                           "ls /sys/firmware/acpi/tables; grep -m1 vendor_id /proc/cpuinfo")
     if vendor == "intel":
-        default_on, cfg_ev = _build_default_on(facts)
         if cfg_ev is not None:
             ev.append(cfg_ev)
         opts = c.option_values("intel_iommu")
-        pt_alone = c.last("iommu") == "pt" and "on" not in opts
         if pt_alone and default_on is None:
             active = iommu_on(facts)
             if active is None:
@@ -235,10 +296,4 @@ def cmdline_iommu_args_meaningful(ctx: Context) -> Verdict:
         if "on" in opts and default_on:
             return verdict(Status.PASS, "intel_iommu=on is harmless but not needed: this kernel's build default is on", ev,
                            [cfg_ev.value if cfg_ev else "the IOMMU is on by the kernel's build default"])
-    if vendor == "amd" and "on" in c.option_values("amd_iommu"):
-        log = try_fact(facts.kernel_log)
-        ev += [Evidence(log.source, ln.strip()) for ln in (log.grep(r"AMD-Vi: Unknown option") if log else [])[:2]]
-        return verdict(Status.WARN, "amd_iommu=on is not an AMD option (the kernel logs `AMD-Vi: Unknown option - 'on'`); "
-                       "AMD-Vi is on by default", ev, [],
-                       Remedy("Remove amd_iommu=on.", tuple(cmdline_edit_steps(facts, [], ["amd_iommu=on"]))))
     return verdict(Status.PASS, "no IOMMU argument that does something other than intended", ev)

@@ -6,11 +6,12 @@ import re
 
 from checks.common import (
     VENDOR_RESET_IDS,
-    cmdline_edit_steps,
     configured_ids,
     driver_text,
     endpoints,
+    fb_remedy,
     mount_controllers,
+    no_group_verdict,
     observed,
     observed_evidence,
     pci_evidence,
@@ -22,7 +23,7 @@ from checks.common import (
 from doctor.checkapi import Context, check
 from doctor.errors import FactUnknown, NotCaptured, OptionRomUnreadable
 from doctor.facts import Facts, IomemRange, PciDevice, parse_option_rom, parse_pcie_flr
-from doctor.model import CmdlineEdit, Evidence, Remedy, Severity, Status, Verdict, verdict
+from doctor.model import Evidence, Remedy, Severity, Status, Verdict, verdict
 from doctor.passthrough import passthrough_unit
 
 
@@ -54,9 +55,9 @@ def gpu_candidate(ctx: Context) -> Verdict:
     chosen = ctx.gpu
     if chosen is None:
         return verdict(Status.FAIL, "no GPU selected", ev)
-    if chosen.boot_vga is None and chosen.class_code >> 8 == 0x0300:  # VGA class: sysfs has boot_vga, the source did not show it
-        raise FactUnknown(f"whether {chosen.address} is the boot display", "not in the evidence",
-                          "grep . /sys/bus/pci/devices/*/boot_vga")
+    # VGA class: sysfs has boot_vga, the source did not show it; that only moves PASS to WARN, so a note
+    note = ([f"whether {chosen.address} is the host's boot display is not shown (if it is, the host loses its console when it is "
+             "handed over); to settle it, collect: grep . /sys/bus/pci/devices/*/boot_vga"] if chosen.boot_vga is None and chosen.class_code >> 8 == 0x0300 else [])
     if chosen.boot_vga:
         return verdict(
             Status.WARN,
@@ -67,7 +68,7 @@ def gpu_candidate(ctx: Context) -> Verdict:
         )
     others = [g.address for g in gpus if g.slot != chosen.slot]
     extra = f" ({len(others)} other GPU(s) stay with the host)" if others else ""
-    return verdict(Status.PASS, f"{chosen.address} {chosen.name or chosen.ident} is a passthrough candidate{extra}", ev)
+    return verdict(Status.PASS, f"{chosen.address} {chosen.name or chosen.ident} is a passthrough candidate{extra}", ev, note)
 
 
 @check("gpu.group_isolated", "GPU's IOMMU group holds only the GPU's own functions", per_gpu=True)
@@ -80,8 +81,7 @@ def gpu_group_isolated(ctx: Context) -> Verdict:
     assert gpu is not None
     members = facts.group_members(gpu)
     if members is None:
-        return verdict(Status.NOT_APPLICABLE, f"{gpu.address} has no IOMMU group (IOMMU not active: see iommu.active)",
-                       [pci_evidence(gpu)])
+        return no_group_verdict(facts, gpu)
     ev = [Evidence(facts.where("iommu_groups", f"/sys/kernel/iommu_groups/{gpu.iommu_group}/devices"), ", ".join(m.address for m in members))]
     ev += [pci_evidence(m) for m in members]
     unit = passthrough_unit(facts, gpu)
@@ -145,7 +145,7 @@ def gpu_group_safe(ctx: Context) -> Verdict:
     gpu = ctx.gpu
     assert gpu is not None
     if facts.group_members(gpu) is None:  # FactUnknown where the source does not show the group
-        return verdict(Status.NOT_APPLICABLE, f"{gpu.address} has no IOMMU group (IOMMU not active: see iommu.active)", [pci_evidence(gpu)])
+        return no_group_verdict(ctx.facts, gpu)
     plan, notes = _plan_devices(facts, gpu)
     addrs = {d.address for d in plan}
     ev = [pci_evidence(d) for d in plan]
@@ -241,17 +241,6 @@ def _evicts_on_bind(facts: Facts, gpu: PciDevice) -> tuple[bool | None, str]:
     return True, f"kernel {v[0]}.{v[1]} >= 6.0 and class 0300: vfio-pci evicts firmware framebuffers when it binds"
 
 
-def _fb_remedy(names: set[str], facts: Facts) -> tuple[str, list[str]]:
-    args = []
-    if names & {"bootfb", "simpledrm", "simplefb", "simple-framebuffer"}:
-        args.append("initcall_blacklist=sysfb_init")
-    if "efifb" in names:
-        args.append("video=efifb:off")
-    if "vesafb" in names or "vesa-framebuffer" in names:
-        args.append("video=vesafb:off")
-    return " ".join(args), cmdline_edit_steps(facts, args, [])
-
-
 @check("gpu.framebuffer_free", "No boot framebuffer or console sits in the GPU's memory", per_gpu=True)
 def gpu_framebuffer_free(ctx: Context) -> Verdict:
     """A /proc/iomem range named BOOTFB, efifb, vesafb, simplefb or simpledrm inside one of the
@@ -286,9 +275,7 @@ def gpu_framebuffer_free(ctx: Context) -> Verdict:
         return verdict(Status.PASS, f"no firmware framebuffer in {gpu.address}'s BARs", ev)
     names = {r.name.lower().split(".")[0] for r in hits}
     evicts, why = _evicts_on_bind(facts, gpu)
-    args, steps = _fb_remedy(names, facts)
-    remedy = Remedy(f"Keep the firmware framebuffer off the GPU: add {args} to the kernel command line and reboot "
-                    "(or boot the host on another display).", tuple(steps), CmdlineEdit(add=tuple(args.split())))
+    remedy = fb_remedy(names, facts)
     where = ", ".join(f"{r.name} at {r.start:#x}-{r.end:#x}" for r in hits)
     if gpu.driver == "vfio-pci":
         return verdict(Status.FAIL, f"{where} still sits in {gpu.address}'s BAR while it is on vfio-pci: QEMU cannot reserve it",
@@ -311,10 +298,8 @@ def _seen_framebuffer(facts: Facts, gpu: PciDevice) -> Verdict | None:
     if not mine:
         return None
     ev = [pci_evidence(gpu)] + observed_evidence(mine)
-    names = {n for o in mine for n in ("efifb", "vesafb", "simpledrm", "simplefb") if n in o.text} or {"efifb", "simpledrm"}
-    args, steps = _fb_remedy(names, facts)
-    remedy = Remedy(f"Keep the firmware framebuffer off the GPU: add {args} to the kernel command line and reboot "
-                    "(or boot the host on another display).", tuple(steps), CmdlineEdit(add=tuple(args.split())))
+    names = {n for o in mine for n in ("efifb", "vesafb", "simpledrm", "simplefb", "bootfb") if n in o.text.lower()} or {"efifb", "simpledrm"}
+    remedy = fb_remedy(names, facts)
     reserve = [o for o in mine if o.kind == "gpu.bar_reserve"]
     if reserve:
         return verdict(Status.FAIL, f"BAR {reserve[0].detail} of {reserve[0].address} could not be reserved (the kernel said so): "

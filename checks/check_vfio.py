@@ -16,12 +16,14 @@ from checks.common import (
     ids_line,
     initramfs_update_command,
     native_modules,
+    no_group_verdict,
     observed,
     observed_evidence,
     override_evidence,
     pci_evidence,
     pci_where,
     softdep_line,
+    stub_held_ids,
     try_fact,
     unit_functions,
     unknown_driver,
@@ -48,7 +50,7 @@ def _group_or_na(ctx: Context) -> tuple[PciDevice, list[PciDevice]] | Verdict:
     gpu = ctx.gpu
     assert gpu is not None
     if ctx.facts.group_members(gpu) is None:  # FactUnknown where the source does not show the group
-        return verdict(Status.NOT_APPLICABLE, f"{gpu.address} has no IOMMU group (IOMMU not active: see iommu.active)", [pci_evidence(gpu)])
+        return no_group_verdict(ctx.facts, gpu)
     return gpu, endpoints(ctx.facts, gpu)
 
 
@@ -108,6 +110,11 @@ def vfio_ids_configured(ctx: Context) -> Verdict:
                    "before udev loads drivers (initramfs-tools: a scripts/init-top script; see vfio.ids_unique_to_card).",
                    params=VfioIds()),
         )
+    held = {i: w for i, w in stub_held_ids(facts).items() if i in missing}
+    if held:
+        msgs.append(f"{', '.join(held)} handed to pci-stub ({', '.join(sorted({x for w in held.values() for x in w}))}): pci-stub keeps the "
+                    "host drivers off (the group is viable), but QEMU's vfio-pci device needs the device on vfio-pci; move "
+                    "these ids to vfio-pci.ids= / `options vfio-pci ids=` and drop pci-stub.ids")
     if missing:
         summary = f"vfio-pci ids miss {', '.join(missing)}"
         if stale:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from doctor.bootstrategy import boot_strategy
 from doctor.errors import FactUnknown, NotCaptured
 from doctor.facts import BootConfig, BootOverride, Cmdline, Facts, ModprobeLine, Observed, PciDevice
-from doctor.model import Evidence, Status, Verdict, verdict
+from doctor.kernel_args import stub_ids
+from doctor.model import CmdlineEdit, Evidence, Remedy, Status, Verdict, verdict
 from doctor.passthrough import (
     VIABLE_DRIVERS,
     driver_text,
@@ -169,11 +170,23 @@ def vendor_of(facts: Facts) -> str:
 
 
 def iommu_on(facts: Facts) -> bool | None:
+    """Whether the IOMMU is active, from the same evidence iommu.active reads: sysfs (groups, units), then what
+    the source saw (a paste's `Adding to iommu group`, /dev/vfio/N, a device on vfio-pci prove it; QEMU's
+    `no iommu_group found` disproves it where nothing proves it)."""
     groups = try_fact(facts.iommu_groups)
     cls = try_fact(facts.iommu_class)
+    if groups or cls or observed(facts, "iommu.proof"):
+        return True
     if groups is None and cls is None:
-        return None
-    return bool(groups) or bool(cls)
+        return False if observed(facts, "iommu.missing") else None
+    return False
+
+
+def no_group_verdict(facts: Facts, gpu: PciDevice) -> Verdict:
+    """A GPU without an IOMMU group: not applicable, and why (no IOMMU active, or one that does not cover it)."""
+    why = ("the IOMMU is active (see iommu.active) but does not cover this device, or the evidence disagrees"
+           if iommu_on(facts) else "IOMMU not active: see iommu.active")
+    return verdict(Status.NOT_APPLICABLE, f"{gpu.address} has no IOMMU group ({why})", [pci_evidence(gpu)])
 
 
 def unknown_verdict(summary: str, settle: str, ev: list[Evidence] | None = None, msgs: list[str] | None = None) -> Verdict:
@@ -198,6 +211,21 @@ def configured_ids(facts: Facts) -> dict[str, list[str]]:
     return {k: sorted(set(v)) for k, v in out.items()}
 
 
+def stub_held_ids(facts: Facts) -> dict[str, list[str]]:
+    """vendor:device -> where it is handed to pci-stub (`pci-stub.ids=` now / next boot, `options pci_stub ids=`)."""
+    out: dict[str, list[str]] = {}
+    for c in (try_fact(facts.cmdline), next_boot_cmdline(facts)):
+        for i in stub_ids(c):
+            out.setdefault(i, []).append(c.source if c is not None else "")
+    for ln in try_fact(facts.modprobe_config) or ():
+        if ln.command == "options" and ln.module == "pci_stub":
+            for tok in ln.rest.split():
+                if tok.startswith("ids="):
+                    for i in _ids_from_value(tok[4:]):
+                        out.setdefault(i, []).append(ln.where)
+    return {k: sorted(set(v)) for k, v in out.items()}
+
+
 # ---------------------------------------------------------------------------
 # 5. reset
 
@@ -211,3 +239,47 @@ VENDOR_RESET_IDS = frozenset(
     "7310 7312 7318 7319 731a 731b 731e 731f 1681 "  # Navi 10
     "7340 7341 7347 734f 7360 7362 738c".split()  # Navi 14, Navi 12, Arcturus
 )
+
+
+# ---------------------------------------------------------------------------
+# gpu.framebuffer_free: the arguments that keep a firmware framebuffer off the GPU
+
+def fb_args_in_effect(facts: Facts) -> dict[str, str]:
+    """initcall_blacklist=sysfb_init / video=efifb:off / video=vesafb:off on the running command line (or the kernel
+    log's `blacklisting initcall sysfb_init`) -> where it is shown."""
+    out: dict[str, str] = {}
+    c = try_fact(facts.cmdline)
+    if c is not None:
+        if any("sysfb_init" in (v or "").split(",") for v in c.values("initcall_blacklist")):
+            out["initcall_blacklist=sysfb_init"] = c.source
+        for v in c.values("video"):
+            if v in ("efifb:off", "vesafb:off"):
+                out[f"video={v}"] = c.source
+    log = try_fact(facts.kernel_log)
+    if log is not None and "initcall_blacklist=sysfb_init" not in out:
+        shown = log.grep(r"blacklisting initcall sysfb_init")
+        if shown:
+            out["initcall_blacklist=sysfb_init"] = f"the kernel log: {shown[0].strip()}"
+    return out
+
+
+def fb_remedy(names: set[str], facts: Facts) -> Remedy:
+    """Add what keeps these framebuffers off the GPU (BOOTFB / simpledrm / simplefb: the sysfb device; efifb;
+    vesafb), less what the command line already holds; where it holds them all, say so."""
+    args = []
+    if names & {"bootfb", "simpledrm", "simplefb", "simple-framebuffer"}:
+        args.append("initcall_blacklist=sysfb_init")
+    if "efifb" in names:
+        args.append("video=efifb:off")
+    if "vesafb" in names or "vesa-framebuffer" in names:
+        args.append("video=vesafb:off")
+    have = fb_args_in_effect(facts)
+    add = [a for a in args if a not in have]
+    held = "; ".join(f"{a} ({w})" for a, w in have.items() if a in args)
+    if not add:
+        return Remedy(f"The command line already holds {held}, yet a framebuffer sits in the BAR: it was registered anyway (or "
+                      "the evidence was taken before that boot). Boot the host on another display (firmware: primary display "
+                      "on the other GPU or the iGPU), or use a kernel where vfio-pci evicts it (6.0+, VGA class).")
+    return Remedy(f"Keep the firmware framebuffer off the GPU: add {' '.join(add)} to the kernel command line and reboot "
+                  "(or boot the host on another display)." + (f" Already there: {held}." if held else ""),
+                  tuple(cmdline_edit_steps(facts, add, [])), CmdlineEdit(add=tuple(add)))

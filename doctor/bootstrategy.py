@@ -111,9 +111,9 @@ class BootStrategy:
                 steps.append(f"edit /etc/kernel/cmdline: {', '.join(what)}")
             steps += self.regen_steps()
         else:
-            steps.append("add " + " ".join(add) + " to your bootloader's kernel command line"
-                         + (f" and remove {' '.join(remove)}" if remove else "")
-                         + " (no /etc/default/grub, /etc/kernel/cmdline or kernelstub found)")
+            edit = ("add " + " ".join(add) + " to your bootloader's kernel command line" + (f" and remove {' '.join(remove)}" if remove else "")
+                    if add else f"remove {' '.join(remove)} from your bootloader's kernel command line")
+            steps.append(edit + " (no /etc/default/grub, /etc/kernel/cmdline or kernelstub found)")
         steps.append("sudo reboot")
         return steps
 

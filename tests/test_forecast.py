@@ -929,3 +929,14 @@ def test_framebuffer_argument_joins_the_fix_plan(tmp_path) -> None:  # type: ign
     grub = next(a for a in plan.actions if isinstance(a, FileEdit) and a.path == "/etc/default/grub")
     assert "video=efifb:off" in grub.new.decode() or "initcall_blacklist=sysfb_init" in grub.new.decode()
     assert "gpu.framebuffer_free" in grub.checks
+
+
+def test_x86_iommu_arguments_are_not_judged_on_an_arm_host() -> None:
+    from doctor.facts import CpuInfo
+
+    arm = CpuInfo("ARM", "Cortex-A76", frozenset(), 4)
+    r = result(host(cpu=arm, cmdline="root=/dev/sda1 iommu=on vfio-pci-ids=10de:1c82", kernel_log="", iommu_class=()),
+               "cmdline.iommu_args_meaningful")
+    # iommu=on means nothing to the x86 parser, but this host has none; the misspelled vfio-pci ids stay wrong everywhere
+    assert r.status is Status.WARN and "vfio-pci-ids" in r.summary and "`iommu=on`" not in " ".join([r.summary, *r.messages])
+    assert r.remedy is not None and r.remedy.params is not None and r.remedy.params.remove == ("vfio-pci-ids=10de:1c82",)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from doctor.facts import parse_iommu_group_links
@@ -70,10 +71,12 @@ class Shown:
             for k, v in g.items():
                 groups.setdefault(k, set()).update(v)
             self.groups_source = c.where
+        whole_listing = False  # a group-link listing nothing filtered: it names every device
         for c in self._of("group_find"):
             g2: dict[str, Any] = dict(parse_iommu_group_links([ln.strip() for ln in c.lines]))
             if not g2:
                 continue
+            whole_listing = whole_listing or _unfiltered(c, g2)
             groups = groups or {}
             for k, v in g2.items():
                 groups.setdefault(k, set()).update(v)
@@ -82,6 +85,7 @@ class Shown:
             g2 = {k: v for k, v in parse_group_ls(c.text).items() if v}
             if not g2:
                 continue  # entries without a /sys/kernel/iommu_groups/N/devices: header name no group
+            whole_listing = whole_listing or _unfiltered(c, g2)
             groups = groups or {}
             for k, v in g2.items():
                 groups.setdefault(k, set()).update(v)
@@ -115,13 +119,22 @@ class Shown:
                     if a not in devs:
                         devs[a] = DevInfo(a, source=self.groups_source)
         if self.groups is not None and self.groups:
-            self.lspci_complete = self.lspci_complete or bool(self._of("group_find", "group_ls"))
+            self.lspci_complete = self.lspci_complete or whole_listing
         self.devs = devs
         # boot display
         self.boot_vga_known: set[str] = set()
         for _, d in dm:
             self.boot_vga_known |= d.boot_vga
 
+
+
+def _unfiltered(c: Chunk, groups: dict[str, Any]) -> bool:
+    """A group-link listing shows every device only where nothing filtered it: no grep, not one group's folder
+    (`find .../iommu_groups/1/ ...`), and its groups run 0..N without a gap (a filtered paste seldom does)."""
+    if "grep" in c.command or re.search(r"iommu_groups/\d", c.command):
+        return False
+    nums = sorted(int(k) for k in groups if k.isdigit())
+    return len(nums) > 1 and nums == list(range(len(nums)))
 
 
 def _merge_dev(devs: dict[str, DevInfo], d: DevInfo) -> None:

@@ -98,6 +98,8 @@ def observe_text(text: str, file: str, lines: list[str] | None = None, hits: lis
     lines = text.split("\n") if lines is None else lines
     if "/dev/vfio" in text:
         _ls_dev_vfio(lines, file, out, seen)
+    if _IOMEM_FB.search(text):
+        _iomem_fb(lines, file, out, seen)
     for i in keyword_lines(text, lines, _KEYWORDS) if hits is None else hits:
         msg = clean(lines[i])
         if not _ANY_RULE.search(msg):
@@ -111,6 +113,30 @@ def observe_text(text: str, file: str, lines: list[str] | None = None, hits: lis
             _add(out, seen, Observed(kind, msg[:400], f"{file}:{i + 1}", g, _address(msg), d.get("bar")))
     out.sort(key=lambda o: int(o.where.rsplit(":", 1)[1]))
     return out
+
+
+_IOMEM_FB = re.compile(r"^\s*(?:>\s*)?[0-9a-fA-F]{5,16}-[0-9a-fA-F]{5,16} : (?:BOOTFB|efifb|vesafb|simplefb|simpledrm)\s*$", re.M)
+_IOMEM = re.compile(r"^(?:>\s?)?( *)([0-9a-fA-F]{5,16})-([0-9a-fA-F]{5,16}) : (.*?)\s*$")
+_BDF = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
+
+
+def _iomem_fb(lines: list[str], file: str, out: list[Observed], seen: set[tuple[str, str | None, str | None]]) -> None:
+    """A pasted /proc/iomem: a firmware framebuffer (BOOTFB, efifb, vesafb, simplefb, simpledrm) nested inside a
+    range a PCI device holds (its BAR) is the framebuffer on that device's BAR, as `BAR 1: assigned to efifb` says."""
+    stack: list[tuple[int, int, int, str, str]] = []  # indent, start, end, name, line
+    for n, raw in enumerate(lines, 1):
+        m = _IOMEM.match(raw)
+        if m is None:
+            continue
+        indent, start, end, name = len(m.group(1)), int(m.group(2), 16), int(m.group(3), 16), m.group(4)
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        if name in ("BOOTFB", "efifb", "vesafb", "simplefb", "simpledrm"):
+            bar = next((x for x in reversed(stack) if _BDF.match(x[3]) and x[1] <= start and end <= x[2]), None)
+            if bar is not None:
+                _add(out, seen, Observed("gpu.fb_on_bar", f"{raw.strip()} inside {bar[4].strip()} (/proc/iomem)", f"{file}:{n}", None,
+                                         normalize_pci_address(bar[3]), f"[mem {bar[1]:#x}-{bar[2]:#x}]"))
+        stack.append((indent, start, end, name, raw))
 
 
 def _ls_dev_vfio(lines: list[str], file: str, out: list[Observed], seen: set[tuple[str, str | None, str | None]]) -> None:
