@@ -1,18 +1,6 @@
-"""Snapshots: recording a host so that it replays like a live one (the replaying hosts are in
-doctor/snaphost.py and re-exported here).
-
-Layout (a folder, or the same packed as .tar.gz):
-
-    manifest.json   format, version, provenance, redaction flag, captured
-                    patterns, directory listings, presence-only paths and the
-                    index of commands (argv, exit code, found, output)
-    root/           mirror tree of the files read; symlinks kept as links
-
-`SnapshotHost` answers only what the recording covered: a covered path that is
-not in the tree is absent (FileNotFoundError); anything else raises
-NotCaptured. Symlinks are resolved inside the mirror, never by the OS, so a
-hostile snapshot cannot make us read outside it.
-"""
+"""Snapshots: recording a host so that it replays like a live one. The layout (manifest.json and a
+root/ mirror tree) and the hosts that replay it (`SnapshotHost`, `DirHost`) are in doctor/snaphost.py,
+re-exported here; what is captured is declared in doctor/collect.py."""
 
 from __future__ import annotations
 
