@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from doctor.bootstrategy import boot_strategy
+from doctor.datarecord import record
 from doctor.errors import FactUnknown, NotCaptured
 from doctor.facts import BootConfig, BootOverride, Cmdline, Facts, ModprobeLine, Observed, PciDevice
 from doctor.kernel_args import stub_ids
@@ -70,7 +69,7 @@ def pci_evidence(dev: PciDevice) -> Evidence:
     return Evidence(pci_where(dev), dev.label())
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class IdsConfig:
     ids: tuple[str, ...]  # in order, lowercase vendor:device (duplicates kept)
     lines: tuple[ModprobeLine, ...]  # modprobe.d options lines with ids=

@@ -9,8 +9,8 @@ kernel_release), never assumed.
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
 
+from doctor.datarecord import record
 from doctor.facts import BootConfig, Facts
 from doctor.passthrough import try_fact
 
@@ -31,7 +31,7 @@ def sudo(argv: tuple[str, ...]) -> str:
     return "sudo " + shlex.join(argv)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BootStrategy:
     # grub (edit /etc/default/grub + regenerate), grubby, kernelstub, systemd-boot (/etc/kernel/cmdline
     # + kernel-install), unknown

@@ -14,9 +14,9 @@ Terminal, JSON and HTML rendering all read it; `headline()` is the one sentence 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
+from doctor.datarecord import record
 from doctor.model import Status
 from doctor.runner import SubjectResult
 
@@ -62,7 +62,7 @@ def upstream_of(check_id: str) -> tuple[str, ...]:
     return tuple(up for up, downs in EXPLAINS.items() if check_id in downs)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Cause:
     """A root cause: a result nothing upstream explains, and what follows from it."""
 
@@ -95,7 +95,7 @@ class Cause:
         }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Analysis:
     causes: tuple[Cause, ...]
     follows: dict[str, tuple[str, ...]]  # result name -> the root causes it follows from

@@ -5,13 +5,13 @@ and pairs each check with its fix (the arrows go one way: registry -> checks -> 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
+from doctor.datarecord import field, record
 from doctor.facts import Facts, PciDevice
 from doctor.model import Severity, Verdict
 
 
-@dataclass
+@record
 class Context:
     """What a check sees: the facts, and the GPU it is about (per-GPU checks)."""
 
@@ -23,7 +23,7 @@ class Context:
 CheckFunc = Callable[[Context], Verdict]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CheckSpec:
     id: str
     title: str

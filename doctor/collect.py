@@ -7,8 +7,7 @@ not on the host is absent; any other path is "not captured".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from doctor.datarecord import record
 from doctor.facts import (
     BLS_DIRS,
     BOOT_TOOLS,
@@ -20,7 +19,7 @@ from doctor.facts import (
 )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Spec:
     kind: str  # "file" (glob, copy), "list" (directory listing), "exists" (presence only)
     pattern: str

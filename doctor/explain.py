@@ -12,19 +12,20 @@ Pure data and pure functions: no I/O here.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from doctor.datarecord import record
 
 MAX_EXPLAIN_CHARS = 200_000  # one error text; longer input is cut (and said so)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Cause:
     text: str
     checks: tuple[str, ...]  # check ids whose verdict settles this cause ("" none)
     confirm_on: tuple[str, ...] = ("fail",)  # statuses of those checks that confirm the cause
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KnownError:
     id: str
     pattern: re.Pattern[str]
@@ -265,7 +266,7 @@ KB: tuple[KnownError, ...] = (
 )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Match:
     error: KnownError
     text: str  # the matching line (or the whole text if one line)

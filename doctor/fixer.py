@@ -3,9 +3,9 @@ per-check outcomes (fixed now, pending reboot, still failing)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from doctor.datarecord import record
 from doctor.errors import BadInput, FactUnknown, NotCaptured
 from doctor.facts import Facts, PciDevice
 from doctor.host import Host
@@ -201,7 +201,7 @@ def _guard(plan: Plan, facts: Facts, units: list, force: bool) -> None:  # type:
     plan.actions = [a for i, a in enumerate(plan.actions) if i not in drop]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Outcome:
     check_id: str
     subject: str | None
@@ -243,7 +243,7 @@ def outcomes(plan: Plan, before: Report, after: Report) -> list[Outcome]:
     return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ManualStep:
     """A failing check the plan does not answer: what a person must do, or which cause it follows from."""
 

@@ -17,10 +17,10 @@ import argparse
 import glob
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from doctor import __version__
+from doctor.datarecord import field, record
 from doctor.errors import BadInput, DoctorError
 
 FLEET_FORMAT = "gpudoctor.fleet"
@@ -28,7 +28,7 @@ FLEET_VERSION = 1
 STATES = ("pass", "fail", "error", "unreachable")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HostOutcome:
     """One host of a fleet: its name (snapshot path or inventory alias), its state, why (for an
     unreachable or broken host) and its `gpudoctor.check` document (None when never judged)."""
@@ -43,7 +43,7 @@ class HostOutcome:
         return {"name": self.name, "state": self.state, "reason": self.reason or None, "check": self.check}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Fleet:
     hosts: tuple[HostOutcome, ...]
     redacted: bool = True

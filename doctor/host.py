@@ -17,8 +17,8 @@ import fnmatch
 import os
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from doctor.datarecord import record
 from doctor.errors import NotCaptured
 from doctor.model import SourceInfo
 
@@ -26,7 +26,7 @@ MAX_READ = 64 * 1024 * 1024
 MAX_OUTPUT = 32 * 1024 * 1024
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CommandResult:
     argv: tuple[str, ...]
     rc: int | None

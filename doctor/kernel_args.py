@@ -21,8 +21,8 @@ The parsers this follows (Linux 6.x):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from doctor.datarecord import record
 from doctor.facts import Cmdline
 
 INTEL_IOMMU_OPTS = ("on", "off", "igfx_off", "forcedac", "strict", "sp_off", "sm_on", "sm_off", "tboot_noforce",
@@ -39,7 +39,7 @@ _BARE_MODULES = ("vfio_pci", "vfio", "vfio_iommu_type1", "vfio_virqfd", "pci_stu
 _ID_LIST = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{4}(?::[0-9a-fA-F]{4}){0,4}(?:,[0-9a-fA-F]{4}:[0-9a-fA-F]{4}(?::[0-9a-fA-F]{4}){0,4})*,?$")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ArgFinding:
     """One argument that does not do what it is meant to: what is wrong, and the exact edit."""
 

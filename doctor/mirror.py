@@ -21,9 +21,9 @@ import errno
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Protocol
 
+from doctor.datarecord import field, record
 from doctor.host import resolve_links, split_path
 
 MAX_FILE_READ = 64 * 1024 * 1024  # one file of a snapshot or a folder host
@@ -107,7 +107,7 @@ def open_regular(path: str, dir_fd: int | None = None, follow: bool = True) -> i
     return fd
 
 
-@dataclass
+@record
 class MemTree:
     """An in-memory mirror: file contents, link targets and folders by '/a/b' key."""
 
@@ -335,7 +335,7 @@ def _walk_resolve(path: str, follow_last: bool, lookup: Callable[[str], os.stat_
     return "/" + "/".join(cur)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Entry:
     """One thing met by `walk`: its path below the top, what lstat said, and the open
     descriptor of its folder (valid until the walk moves on)."""

@@ -1,11 +1,12 @@
-"""Results are data: frozen dataclasses that every renderer reads."""
+"""Results are data: frozen records (doctor.datarecord) that every renderer reads."""
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
 from typing import Any
+
+from doctor.datarecord import field, fields, record, replace
 
 
 class Status(str, enum.Enum):
@@ -46,7 +47,7 @@ class Severity(str, enum.Enum):
     ADVICE = "advice"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Evidence:
     """One thing a verdict was decided on: where it was read, and what it said."""
 
@@ -89,7 +90,7 @@ class FixParams:
         return replace(self, **new)  # type: ignore[type-var]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CmdlineEdit(FixParams):
     """kernel_cmdline: arguments to put on and take off the next boot's command line; `regenerate`
     rebuilds the bootloader's generated configuration even when no argument changes."""
@@ -100,14 +101,14 @@ class CmdlineEdit(FixParams):
     regenerate: bool = False
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RebootPending(FixParams):
     """kernel_cmdline: already configured for the next boot; only a reboot is missing (nothing to write)."""
 
     family = "kernel_cmdline"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class VfioIds(FixParams):
     """vfio_conf: the vendor:device ids vfio-pci must claim for the GPU's passthrough unit."""
 
@@ -115,7 +116,7 @@ class VfioIds(FixParams):
     ids: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BindByAddress(FixParams):
     """vfio_conf: no ids= line (it would take identical devices from the host); the functions go to
     vfio-pci by address at boot (driver_override), and `remove_ids` leave the ids= lines."""
@@ -125,7 +126,7 @@ class BindByAddress(FixParams):
     remove_ids: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class EarlyLoad(FixParams):
     """early_load: vfio-pci in the initramfs, softdeps for these native drivers, the image rebuilt."""
 
@@ -133,7 +134,7 @@ class EarlyLoad(FixParams):
     softdeps: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PciBind(FixParams):
     """pci_bind: the functions to move to vfio-pci now; `remove_ids` are ids= entries that would grab
     devices outside the card (bound by address instead)."""
@@ -143,14 +144,14 @@ class PciBind(FixParams):
     remove_ids: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class GuestGetty(FixParams):
     """guest_getty: enable serial-getty@ttyS0 in the guest image, offline."""
 
     family = "guest_getty"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class VmCleanup(FixParams):
     """vm_cleanup: `gpudoctor vm cleanup NAME` for each wedged domain."""
 
@@ -158,14 +159,14 @@ class VmCleanup(FixParams):
     domains: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class After(FixParams):
     """No fix runs: the remedy waits for another check's (named) to pass first."""
 
     after: str = ""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Remedy:
     """The exact fix a person would apply, derived from this host.
 
@@ -190,7 +191,7 @@ class Remedy:
         }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Result:
     check_id: str
     title: str
@@ -214,7 +215,7 @@ class Result:
         }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Verdict:
     """What a check function returns; the runner adds id, title and timing."""
 
@@ -235,7 +236,7 @@ def verdict(
     return Verdict(status, summary, tuple(evidence), tuple(messages), remedy)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SourceInfo:
     """Where the facts came from: a live host, a snapshot or pasted text."""
 

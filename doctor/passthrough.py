@@ -21,8 +21,8 @@ passthrough unit, what the host runs on, and the one guard every fix plan goes t
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from doctor.datarecord import record
 from doctor.errors import FactUnknown, NotCaptured
 from doctor.facts import Facts, PciDevice, parse_modprobe
 
@@ -130,7 +130,7 @@ def outsider_reason(gpu: PciDevice, dev: PciDevice) -> str:
     return f"same slot, but a {class_name(dev)} is not a graphics card's function"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Unit:
     """The functions that go to the guest as the GPU, and what else its group holds."""
 
@@ -257,7 +257,7 @@ def route_nics(facts: Facts, chain: bool = False, configured: bool = False) -> d
     return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Kept:
     """A device the host runs on. certain: a mounted filesystem, a configured interface, the
     only display (never configured for vfio-pci). Otherwise a possibility --force may override."""
@@ -402,7 +402,7 @@ def configured_targets(path: str, text: str, devs: dict[str, PciDevice], old: st
     return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Blocked:
     index: int  # the action's index in the plan
     address: str
@@ -447,7 +447,7 @@ _DMAR_LOG = re.compile(r"\bDMAR(-IR)?:")
 _AMDVI_LOG = re.compile(r"\bAMD-Vi:")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class IommuVendor:
     """Which IOMMU a host has: decided by the firmware table (DMAR: Intel VT-d, IVRS: AMD-Vi),
     then by the kernel log's DMAR / AMD-Vi lines, the CPU vendor only as a fallback (QEMU's

@@ -13,9 +13,9 @@ import base64
 import difflib
 import os
 import time
-from dataclasses import dataclass, field, fields
 from typing import Any
 
+from doctor.datarecord import field, fields, record
 from doctor.errors import DoctorError
 from doctor.system import FileState, System, run_sh_print_var, temp_path
 
@@ -36,7 +36,7 @@ class UndoConflict(DoctorError):
     exit_code = 1
 
 
-@dataclass
+@record
 class Action:
     checks: tuple[str, ...]  # the check ids this action answers
     reason: str
@@ -97,7 +97,7 @@ def _unb64(s: str | None) -> bytes | None:
     return None if s is None else base64.b64decode(s)
 
 
-@dataclass
+@record
 class FileEdit(Action):
     path: str = ""
     old: bytes | None = None  # the content the plan was made from (None: absent)
@@ -191,7 +191,7 @@ def _sha(b: bytes | None) -> str:
     return "absent" if b is None else hashlib.sha256(b).hexdigest()
 
 
-@dataclass
+@record
 class Command(Action):
     argv: tuple[str, ...] = ()
     undo_argv: tuple[str, ...] | None = None  # run on rollback (e.g. regenerate again)
@@ -263,7 +263,7 @@ def _q(a: str) -> str:
     return shlex.quote(a)
 
 
-@dataclass
+@record
 class LoadModule(Action):
     module: str = ""
 
@@ -287,7 +287,7 @@ class LoadModule(Action):
         return f"left as is: module {self.module} stays loaded (harmless; undo does not unload it)"
 
 
-@dataclass
+@record
 class Bind(Action):
     address: str = ""
     driver: str = "vfio-pci"
@@ -372,7 +372,7 @@ class Bind(Action):
 ACTION_TYPES: dict[str, type[Action]] = {c.kind: c for c in (FileEdit, Command, LoadModule, Bind)}
 
 
-@dataclass
+@record
 class Plan:
     actions: list[Action] = field(default_factory=list)
     explanations: list[tuple[str, str]] = field(default_factory=list)  # (check id, why no automatic fix)

@@ -6,10 +6,10 @@ Nothing else in `doctor/` imports `checks/` or `remediations/`: it asks here."""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from types import ModuleType
 
+from doctor import datarecord
 from doctor.checkapi import REGISTRY, CheckFunc, CheckSpec, Context
 
 __all__ = ["CHECK_MODULES", "FIXES", "MANUAL", "ORDER", "CheckSpec", "Context", "check_func", "check_table", "load_checks", "remediation"]
@@ -61,7 +61,7 @@ def load_checks() -> dict[str, CheckSpec]:
         importlib.import_module(f"checks.check_{m}")
     if set(REGISTRY) != set(ORDER):
         raise RuntimeError(f"doctor.registry.ORDER and the registered checks differ: {sorted(set(REGISTRY) ^ set(ORDER))}")
-    return {cid: dataclasses.replace(REGISTRY[cid], fix_id="/".join(FIXES.get(cid, ())), order=i) for i, cid in enumerate(ORDER)}
+    return {cid: datarecord.replace(REGISTRY[cid], fix_id="/".join(FIXES.get(cid, ())), order=i) for i, cid in enumerate(ORDER)}
 
 
 def check_func(check_id: str) -> CheckFunc:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
 from typing import Any
 
 from doctor import __version__
 from doctor.causes import Analysis, analyse, headline
+from doctor.datarecord import replace
 from doctor.facts import HostSummary
 from doctor.model import Evidence, Remedy
 from doctor.redact import Redactor

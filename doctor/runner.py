@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
 from typing import Any
 
+from doctor.datarecord import field, record, replace
 from doctor.errors import BadInput, DoctorError, FactUnknown, NotCaptured
 from doctor.facts import Facts, HostSummary, PciDevice, normalize_pci_address
 from doctor.host import Host
@@ -17,7 +17,7 @@ from doctor.redact_host import host_secrets
 from doctor.registry import CheckSpec, Context, load_checks
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SubjectResult:
     """A Result plus the GPU it is about (None for host-wide checks)."""
 
@@ -25,7 +25,7 @@ class SubjectResult:
     subject: str | None = None
 
 
-@dataclass
+@record
 class Report:
     results: list[SubjectResult]
     source: SourceInfo

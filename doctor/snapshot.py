@@ -14,10 +14,10 @@ import stat
 import tarfile
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
-from doctor import __version__
+from doctor import __version__, datarecord
 from doctor.collect import COMMANDS, SPECS, Spec
+from doctor.datarecord import field
 from doctor.errors import NotCaptured, SnapshotError
 from doctor.host import Host, LiveHost, has_magic, resolve_links, split_path
 from doctor.redact import Redactor
@@ -30,7 +30,7 @@ __all__ = ["FORMAT", "MAX_FILE", "VERSION", "DirHost", "SnapshotHost", "_covers"
 # recording
 
 
-@dataclass
+@datarecord.record
 class _Recorder:
     host: Host
     out: str

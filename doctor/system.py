@@ -8,12 +8,12 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
+from doctor.datarecord import field, record
 from doctor.host import CommandResult, Host, LiveHost
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FileState:
     data: bytes | None  # None: the file did not exist
     mode: int = 0o644
@@ -114,7 +114,7 @@ class LiveSystem(System):
             f.write(text)
 
 
-@dataclass
+@record
 class RootedSystem(System):
     """A folder standing for a machine's `/`; commands are recorded, not run.
 

@@ -13,11 +13,11 @@ import os
 import shutil
 import sys
 import textwrap
-from dataclasses import dataclass
 from typing import Any, TextIO
 
 from doctor import __version__
 from doctor.causes import Analysis, headline, name
+from doctor.datarecord import record
 from doctor.model import Result, Status
 from doctor.redact import Redactor
 from doctor.runner import Report, SubjectResult
@@ -29,7 +29,7 @@ ANSI = {
 LONG = 60  # evidence values at least this long are printed once, then referred to
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Line:
     text: str
     indent: int = 0  # where continuation lines start when wrapped

@@ -5,9 +5,9 @@ fix: undo removes the link (and the folder, if the fix made it and it is empty a
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
+from doctor.datarecord import record
 from doctor.plan import ACTION_TYPES, Action, ApplyError, Plan, UndoConflict
 from doctor.system import System
 from doctor.vm.guestfs import LINK, TEMPLATES, GuestfsError, Session, env_prefix
@@ -15,7 +15,7 @@ from doctor.vm.guestfs import LINK, TEMPLATES, GuestfsError, Session, env_prefix
 TARGET = TEMPLATES[0]  # /lib/systemd/system/serial-getty@.service, as `systemctl enable` writes it on Debian
 
 
-@dataclass
+@record
 class GuestLink(Action):
     image: str = ""
     image_format: str = "raw"

@@ -10,9 +10,9 @@ configuration is regenerated with the tool the host uses (detected).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from doctor.bootstrategy import boot_strategy
+from doctor.datarecord import record
 from doctor.facts import BootConfig, Facts, parse_shell_assignments
 from doctor.host import Host
 from doctor.plan import NEXT_BOOT, Action, Command, FileEdit
@@ -21,7 +21,7 @@ VAR = "GRUB_CMDLINE_LINUX"
 _ASSIGN = re.compile(rf"^(\s*(?:export\s+)?{VAR}=)(.*)$")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Edited:
     path: str
     old: str

@@ -23,5 +23,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q -e ".[test]"
+# editable in "compat" mode: a .pth that puts this checkout on sys.path. The default ("strict") mode
+# installs an import hook whose module pulls pathlib and importlib.util into every start of the tool
+# (10 ms of CPU per `gpudoctor check`, measured with benchmarks/bench_startup.py).
+.venv/bin/python -m pip install -q --config-settings editable_mode=compat -e ".[test]"
 echo "setup: gpudoctor installed in .venv ($(.venv/bin/gpudoctor --version))"

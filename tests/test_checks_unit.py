@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
+from doctor.datarecord import replace
 from doctor.facts import BootConfig, ConfigLine, EarlyLoadConfig, ModuleState, PciDevice, parse_cmdline
 from doctor.model import SourceInfo, Status
 from doctor.runner import run_checks

@@ -14,11 +14,11 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from doctor.datarecord import replace
 from doctor.facts import HostFacts
 from doctor.htmlparts import summary_html
 from doctor.htmlreport import write_html

@@ -58,7 +58,7 @@ def facts_with(tmp_path: Path, defs: dict[str, str], status: dict[str, str] | No
 
 
 def named_card() -> list[PciDevice]:
-    from dataclasses import replace
+    from doctor.datarecord import replace
 
     devs = card(drivers=("vfio-pci",) * 4)
     return [replace(devs[0], name="NVIDIA Corporation TU106 [GeForce RTX 2060 Rev. A]"), *devs[1:]]

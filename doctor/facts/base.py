@@ -11,9 +11,9 @@ a Host (live or snapshot); other sources override what they know.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
+from doctor.datarecord import field, record
 from doctor.errors import FactUnknown, NotCaptured
 from doctor.facts.boot import BootConfig, BootEntry
 from doctor.facts.host_use import BlockDevice, Mount, NetInterface
@@ -26,7 +26,7 @@ from doctor.facts.pci import PciDevice
 from doctor.facts.pci_space import IomemRange, PciBar
 
 
-@dataclass
+@record
 class HostSummary:
     """Environment facts for report headers; every field may be unknown (None)."""
 

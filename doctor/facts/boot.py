@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from doctor.datarecord import record
 from doctor.errors import FactUnknown, NotCaptured
 from doctor.facts.kernel import Cmdline, parse_cmdline
 from doctor.facts.read import HostReader, _exists_quiet, fact
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BootConfig:
     """What the bootloader will give the kernel at the next boot, as configured."""
 
@@ -111,7 +111,7 @@ def parse_grub_cfg_default_linux(text: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BootEntry:
     """A Boot Loader Specification entry (/boot/loader/entries/*.conf)."""
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from doctor.datarecord import record
 from doctor.errors import FactUnknown, NotCaptured
 from doctor.facts.read import HostReader, fact
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Mount:
     source: str
     target: str
@@ -26,7 +26,7 @@ def parse_mounts(text: str) -> tuple[Mount, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BlockDevice:
     name: str  # nvme0n1p2, sda1, dm-0
     sysfs: str  # /sys/devices/... (the class link's target)
@@ -38,7 +38,7 @@ class BlockDevice:
         return last_pci_address(self.sysfs)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NetInterface:
     name: str
     sysfs: str

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from doctor.datarecord import record
 from doctor.errors import FactUnknown, NotCaptured
 from doctor.facts.read import HostReader, fact
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class InitramfsImage:
     path: str
     segments: tuple[str, ...]  # "cpio", "gzip", "zstd", ... in order

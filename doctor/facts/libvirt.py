@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from doctor.datarecord import record
 from doctor.errors import FactUnknown, NotCaptured
 from doctor.facts.read import HostReader, fact
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LibvirtHostdev:
     domain: str  # the domain's <name>
     file: str
@@ -56,7 +56,7 @@ def _kib(el: Any) -> int | None:
         return None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LibvirtDomain:
     """What a libvirt domain asks of host memory (for VFIO all guest RAM is pinned)."""
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
+from doctor.datarecord import field, record
 from doctor.facts.read import HostReader, fact
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ModprobeLine:
     file: str
     lineno: int
@@ -22,7 +22,7 @@ class ModprobeLine:
         return f"{self.file}:{self.lineno}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ConfigLine:
     file: str
     lineno: int
@@ -33,14 +33,14 @@ class ConfigLine:
         return f"{self.file}:{self.lineno}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class EarlyLoadConfig:
     modules_load: tuple[ConfigLine, ...]  # modules-load.d and /etc/modules entries
     initramfs: tuple[ConfigLine, ...]  # initramfs-tools / dracut / mkinitcpio mentions
     initramfs_tool: str  # initramfs-tools, dracut, mkinitcpio, unknown
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BootOverride:
     """A PCI device that configuration hands to vfio-pci by address at boot (driver_override
     written by an initramfs script, a udev rule or a modprobe install command): the per-device

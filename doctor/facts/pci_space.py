@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from doctor.datarecord import record
 from doctor.errors import FactUnknown, NotCaptured
 from doctor.facts.read import HostReader, fact
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class IomemRange:
     start: int
     end: int
@@ -32,7 +32,7 @@ def parse_iomem(text: str) -> tuple[IomemRange, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PciBar:
     index: int  # 0-5 BARs, 6 the expansion ROM
     start: int

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
+from doctor.datarecord import field, record
 from doctor.facts import CpuInfo, normalize_pci_address, parse_lspci_nnk
 from doctor.pasted.segment import _ADDR, _JOURNAL, _TS
 from doctor.pasted.segment_re import keyword_lines
@@ -24,7 +24,7 @@ _LSPCI_PLAIN = re.compile(
 )
 
 
-@dataclass
+@record
 class DevInfo:
     address: str
     class_code: int | None = None
@@ -196,7 +196,7 @@ _DMAR_TABLE = re.compile(r"DMAR: (?:Host address width|DRHD base)|DMAR-IR: .*und
 _IVRS_TABLE = re.compile(r"AMD-Vi: (?:Found IOMMU|Using IVHD|IVRS)")
 
 
-@dataclass
+@record
 class DmesgFacts:
     lines: list[str] = field(default_factory=list)
     full: bool = False  # an unfiltered log from the start of boot

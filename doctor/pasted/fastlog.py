@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from dataclasses import dataclass
 from functools import cached_property
 
+from doctor.datarecord import record
 from doctor.facts import KernelLog
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class JoinedLog(KernelLog):
     @cached_property
     def _joined(self) -> tuple[str, list[int]]:

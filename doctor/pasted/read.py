@@ -7,8 +7,8 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 
+from doctor.datarecord import record
 from doctor.errors import BadInput
 from doctor.mirror import Entry, NotRegular, describe_mode, open_regular, read_fd, walk
 
@@ -20,7 +20,7 @@ MAX_LINE = 4096
 MAX_FILES = 500
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class InputText:
     path: str
     text: str
@@ -125,7 +125,7 @@ def _input_text(path: str, data: bytes, cut: list[str]) -> InputText:
     return InputText(path, text, tuple(cut + notes))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Found:
     """One input to read: `read()` opens it (only while its folder is being walked), or
     `skip` says why it is listed and not read (a link inside a folder, a FIFO)."""

@@ -4,9 +4,9 @@ then each known error found in the evidence is tied to the checks that settle it
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
+from doctor.datarecord import record
 from doctor.errors import BadInput, FactUnknown
 from doctor.facts import normalize_pci_address
 from doctor.model import Result, Status
@@ -83,7 +83,7 @@ def target_gpus(pf: PastedFacts) -> tuple[list[str], str]:
     return out, why
 
 
-@dataclass
+@record
 class PastedRun:
     report: Report
     facts: PastedFacts

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from functools import cached_property
 
+from doctor.datarecord import field, record
 from doctor.explain import KB
 from doctor.pasted.forms import rewrite_group_line, unwrap
 from doctor.pasted.read import MAX_TOTAL_BYTES, InputText, expand_paths
@@ -103,7 +103,7 @@ def _looks_cmdline(s: str) -> bool:
                for t in toks) and any("=" in t for t in toks)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Chunk:
     kind: str
     file: str
@@ -242,7 +242,7 @@ def segment(text: str, file: str = "<text>") -> list[Chunk]:
 
 
 
-@dataclass
+@record
 class Evidence_:
     """Everything recognised in the inputs, before it becomes facts."""
 

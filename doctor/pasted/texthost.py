@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from dataclasses import replace
 
+from doctor.datarecord import replace
 from doctor.errors import FactUnknown
 from doctor.explain import Match, find_errors
 from doctor.facts import (

@@ -4,8 +4,7 @@ No libvirt connection: a snapshot or a test feeds the same XML files."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
+from doctor.datarecord import record, replace
 from doctor.errors import FactUnknown, NotCaptured
 from doctor.facts import Facts
 from doctor.vm.domxml import VmDomain, parse_domain, parse_status
@@ -14,7 +13,7 @@ DEFS = "/etc/libvirt/qemu"
 STATUS = "/run/libvirt/qemu"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Inventory:
     domains: tuple[VmDomain, ...]
     status_known: bool  # False: /run/libvirt/qemu could not be read (which domains run is unknown)

@@ -4,7 +4,8 @@ and `vm cleanup` need. Pure parsers: the text comes from a Host (live, snapshot,
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+
+from doctor.datarecord import record
 
 # gpudoctor's own element in <metadata>: the volumes `vm create` made for this domain
 META_NS = "https://gpudoctor.invalid/xmlns/libvirt/1"
@@ -12,7 +13,7 @@ META_PREFIX = "gpudoctor"
 MAX_XML = 4 * 1024 * 1024
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class GuestHostdev:
     source: str  # host PCI address 0000:01:00.0
     guest: str | None  # guest address "bus:slot.function" (hex), None where libvirt picks it
@@ -21,13 +22,13 @@ class GuestHostdev:
     alias: str | None  # libvirt's qdev id (live status only): hostdev0 ...
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CreatedVolume:
     pool: str
     name: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class VmDomain:
     name: str
     file: str

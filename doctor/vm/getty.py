@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from doctor.datarecord import record
 from doctor.facts import parse_grub_cfg_default_linux, parse_shell_assignments
 from doctor.model import Status
 from doctor.vm.guestfs import LINK, MASK, GuestView
@@ -12,7 +12,7 @@ from doctor.vm.guestfs import LINK, MASK, GuestView
 CONSOLE = re.compile(r"(?:^|\s)console=ttyS0(?:,\S*)?(?=\s|$)")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class GettyJudgement:
     status: Status
     summary: str

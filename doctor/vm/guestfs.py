@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from doctor.datarecord import record
 from doctor.host import CommandResult
 
 UNIT = "serial-getty@ttyS0.service"
@@ -60,7 +60,7 @@ def read_argv(image: str, fmt: str, prefix: tuple[str, ...] = ()) -> tuple[str, 
     return tuple(argv)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class GuestView:
     link: str | None  # where getty.target.wants/serial-getty@ttyS0.service points (None: no link)
     masked: bool

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from typing import Any
 
+from doctor.datarecord import record
 from doctor.errors import BadInput, DoctorError
 from doctor.vm.domxml import CreatedVolume, VmDomain, parse_domain
 
@@ -159,7 +159,7 @@ def other_domains_using(conn: Any, name: str, path_or_vol: str) -> list[str]:
     return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Record:
     """What `vm create` wrote down beside the domain's own metadata (a second witness: a volume is
     deleted only where both say gpudoctor created it for this domain)."""

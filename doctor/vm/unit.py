@@ -7,8 +7,8 @@ Pure decisions over Facts, shared by `vm create` (doctor/vm/cli.py) and the vm.*
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from doctor.datarecord import record
 from doctor.errors import FactUnknown, NotCaptured, OptionRomUnreadable
 from doctor.facts import Facts, PciDevice, parse_option_rom
 
@@ -33,7 +33,7 @@ _DATACENTER = re.compile(r"\b(Tesla|A100|A800|A30|A40|A16|A10G?|A2|H100|H200|H80
 _CONSUMER = re.compile(r"\b(GeForce|Quadro|TITAN|NVS|RTX)\b", re.I)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HidingNeed:
     needed: bool
     reason: str

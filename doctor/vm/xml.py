@@ -15,21 +15,21 @@ Layout, and why:
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 
+from doctor.datarecord import record
 from doctor.vm.domxml import META_NS, META_PREFIX, CreatedVolume
 
 VENDOR_ID = "gpudoctor"  # Hyper-V vendor_id (at most 12 characters): anything but KVM's "KVMKVMKVM"
 UNIT_BUS = 1  # the index of the pcie-root-port the unit sits behind
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class UnitFunction:
     address: str  # host PCI address
     label: str  # for the XML comment
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DomainSpec:
     name: str
     memory_mib: int

@@ -77,8 +77,7 @@ def test_guest_that_never_boots_reports_console_tail(lab_ready):
 
 
 def test_qemu_that_cannot_start_reports_its_error(lab_ready, monkeypatch):
-    from dataclasses import replace
-
+    from doctor.datarecord import replace
     from lab import SCENARIOS
 
     broken = replace(SCENARIOS[SCENARIO], qemu_devices=["-device", "no-such-device"])

@@ -8,8 +8,7 @@ not on the host is absent; any other path is "not captured".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.datarecord import record
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts import (
     BLS_DIRS,
     BOOT_TOOLS,
@@ -21,7 +20,7 @@ from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.
 )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Spec:
     kind: str  # "file" (glob, copy), "list" (directory listing), "exists" (presence only)
     pattern: str

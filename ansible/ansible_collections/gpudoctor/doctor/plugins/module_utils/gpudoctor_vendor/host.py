@@ -18,8 +18,8 @@ import fnmatch
 import os
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.datarecord import record
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.errors import NotCaptured
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.model import SourceInfo
 
@@ -27,7 +27,7 @@ MAX_READ = 64 * 1024 * 1024
 MAX_OUTPUT = 32 * 1024 * 1024
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CommandResult:
     argv: tuple[str, ...]
     rc: int | None

@@ -15,10 +15,10 @@ import stat
 import tarfile
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
-from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor import __version__
+from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor import __version__, datarecord
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.collect import COMMANDS, SPECS, Spec
+from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.datarecord import field
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.errors import NotCaptured, SnapshotError
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.host import Host, LiveHost, has_magic, resolve_links, split_path
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.redact import Redactor
@@ -31,7 +31,7 @@ __all__ = ["FORMAT", "MAX_FILE", "VERSION", "DirHost", "SnapshotHost", "_covers"
 # recording
 
 
-@dataclass
+@datarecord.record
 class _Recorder:
     host: Host
     out: str

@@ -12,9 +12,9 @@ a Host (live or snapshot); other sources override what they know.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
+from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.datarecord import field, record
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.errors import FactUnknown, NotCaptured
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.boot import BootConfig, BootEntry
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.host_use import BlockDevice, Mount, NetInterface
@@ -27,7 +27,7 @@ from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.pci_space import IomemRange, PciBar
 
 
-@dataclass
+@record
 class HostSummary:
     """Environment facts for report headers; every field may be unknown (None)."""
 

@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.datarecord import record
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.errors import FactUnknown, NotCaptured
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.kernel import Cmdline, parse_cmdline
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.read import HostReader, _exists_quiet, fact
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BootConfig:
     """What the bootloader will give the kernel at the next boot, as configured."""
 
@@ -112,7 +112,7 @@ def parse_grub_cfg_default_linux(text: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BootEntry:
     """A Boot Loader Specification entry (/boot/loader/entries/*.conf)."""
 

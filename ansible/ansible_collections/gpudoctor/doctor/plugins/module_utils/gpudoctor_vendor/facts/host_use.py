@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.datarecord import record
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.errors import FactUnknown, NotCaptured
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.read import HostReader, fact
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Mount:
     source: str
     target: str
@@ -27,7 +27,7 @@ def parse_mounts(text: str) -> tuple[Mount, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BlockDevice:
     name: str  # nvme0n1p2, sda1, dm-0
     sysfs: str  # /sys/devices/... (the class link's target)
@@ -39,7 +39,7 @@ class BlockDevice:
         return last_pci_address(self.sysfs)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NetInterface:
     name: str
     sysfs: str

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.datarecord import record
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.errors import FactUnknown, NotCaptured
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.read import HostReader, fact
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class InitramfsImage:
     path: str
     segments: tuple[str, ...]  # "cpio", "gzip", "zstd", ... in order

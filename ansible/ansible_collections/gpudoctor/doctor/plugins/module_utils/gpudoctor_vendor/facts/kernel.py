@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass
 
+from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.datarecord import record
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.errors import FactUnknown, NotCaptured
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.read import HostReader, fact
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CpuInfo:
     vendor: str  # "GenuineIntel", "AuthenticAMD", ...
     model_name: str
@@ -27,7 +27,7 @@ class CpuInfo:
         return self.vendor in ("AuthenticAMD", "HygonGenuine")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KernelArg:
     key: str
     value: str | None  # None for a bare flag
@@ -36,7 +36,7 @@ class KernelArg:
         return self.key if self.value is None else f"{self.key}={self.value}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Cmdline:
     raw: str
     args: tuple[KernelArg, ...]
@@ -101,7 +101,7 @@ def _split_cmdline(raw: str) -> list[str]:
     return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KernelLog:
     lines: tuple[str, ...]
     source: str
@@ -111,7 +111,7 @@ class KernelLog:
         return [ln for ln in self.lines if rx.search(ln)]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ModuleState:
     loaded: frozenset[str]  # from /proc/modules
     sysfs: frozenset[str]  # /sys/module entries (also built-ins with parameters)
@@ -176,7 +176,7 @@ def parse_os_release(text: str) -> dict[str, str]:
     return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ConsoleState:
     vtconsoles: tuple[tuple[str, str, bool], ...]  # (vtconN, name, bound)
     framebuffers: tuple[str, ...]  # /proc/fb lines ("0 EFI VGA")
@@ -205,7 +205,7 @@ def parse_interrupt_chips(text: str) -> frozenset[str]:
     return frozenset(chips)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SecurityState:
     secure_boot: bool | None  # efivars SecureBoot-*; None: not an EFI boot or unreadable
     lockdown: str | None  # "none", "integrity", "confidentiality"; None: no lockdown LSM

@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.datarecord import record
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.errors import FactUnknown, NotCaptured
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.read import HostReader, fact
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LibvirtHostdev:
     domain: str  # the domain's <name>
     file: str
@@ -57,7 +57,7 @@ def _kib(el: Any) -> int | None:
         return None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LibvirtDomain:
     """What a libvirt domain asks of host memory (for VFIO all guest RAM is pinned)."""
 

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
+from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.datarecord import field, record
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.read import HostReader, fact
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ModprobeLine:
     file: str
     lineno: int
@@ -23,7 +23,7 @@ class ModprobeLine:
         return f"{self.file}:{self.lineno}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ConfigLine:
     file: str
     lineno: int
@@ -34,14 +34,14 @@ class ConfigLine:
         return f"{self.file}:{self.lineno}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class EarlyLoadConfig:
     modules_load: tuple[ConfigLine, ...]  # modules-load.d and /etc/modules entries
     initramfs: tuple[ConfigLine, ...]  # initramfs-tools / dracut / mkinitcpio mentions
     initramfs_tool: str  # initramfs-tools, dracut, mkinitcpio, unknown
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BootOverride:
     """A PCI device that configuration hands to vfio-pci by address at boot (driver_override
     written by an initramfs script, a udev rule or a modprobe install command): the per-device

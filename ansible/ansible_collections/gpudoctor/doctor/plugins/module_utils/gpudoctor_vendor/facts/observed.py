@@ -9,7 +9,7 @@ this fact (it is unknown there; their checks read sysfs and the kernel log inste
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.datarecord import record
 
 # kinds, and what each one means
 OBSERVED_KINDS: dict[str, str] = {
@@ -30,7 +30,7 @@ OBSERVED_KINDS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Observed:
     kind: str  # a key of OBSERVED_KINDS
     text: str  # the line as shown (markup stripped)

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
+from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.datarecord import field, record
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.errors import FactUnknown, NotCaptured
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.pci_ids import MODULES_ALIAS, PCI_IDS, modalias_modules, parse_pci_aliases, pci_ids_name
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.read import HostReader, fact
@@ -25,7 +25,7 @@ def normalize_pci_address(text: str) -> str:
     return f"{dom}:{m.group(2).lower()}:{m.group(3).lower()}.{m.group(4)}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PciDevice:
     address: str
     class_code: int  # 24-bit, e.g. 0x030000
@@ -97,7 +97,7 @@ _LSPCI_LINE = re.compile(
 )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LspciEntry:
     address: str
     class_id: str

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.datarecord import record
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.errors import FactUnknown, NotCaptured
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.read import HostReader, fact
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class IomemRange:
     start: int
     end: int
@@ -33,7 +33,7 @@ def parse_iomem(text: str) -> tuple[IomemRange, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PciBar:
     index: int  # 0-5 BARs, 6 the expansion ROM
     start: int
