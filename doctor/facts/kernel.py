@@ -297,7 +297,7 @@ class KernelHostFacts(HostReader):
     @fact
     def kernel_log(self) -> KernelLog:
         try:
-            r = self.host.run(["dmesg"], timeout=10)
+            r = self.host.dmesg()
         except NotCaptured as e:
             raise FactUnknown("kernel log", str(e), "sudo dmesg") from e
         if r.ok and r.stdout.strip():
