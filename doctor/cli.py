@@ -22,14 +22,22 @@ def _stamp() -> str:
     return f"{datetime.datetime.now():%Y%m%d-%H%M%S}"
 
 
-def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The parser. `vm`'s subcommands are built only when the command line asks for `vm` (or for the
-    overall help): their module costs start-up time that `check` should not pay."""
-    p = argparse.ArgumentParser(prog="gpudoctor", description="Preflight doctor for KVM GPU passthrough.")
-    p.add_argument("--version", action="version", version=f"gpudoctor {__version__}")
-    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, with the terminal width read the way `shutil.get_terminal_size` does but
+    without importing shutil (with bz2, lzma and fnmatch: 3 ms of every start, for help text that a
+    `check` run never prints)."""
 
-    c = sub.add_parser("check", help="run every check on this host or a snapshot")
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None) -> None:
+        if width is None:
+            try:
+                width = int(os.environ.get("COLUMNS", "0")) or os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+            except (AttributeError, ValueError, OSError):
+                width = 80
+            width -= 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+def _add_check(c: argparse.ArgumentParser) -> None:
     c.add_argument("--snapshot", metavar="PATH", nargs="+",
                    help="check recorded snapshots (folders or .tar.gz, globs) instead of this host; several: a fleet")
     c.add_argument("--gpu", metavar="ADDR", help="the GPU to check, e.g. 0000:01:00.0 (default: every non-boot GPU)")
@@ -51,14 +59,16 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     add_check_arguments(c)
 
-    r = sub.add_parser("record", help="snapshot this host into a replayable, redacted fixture")
+
+def _add_record(r: argparse.ArgumentParser) -> None:
     r.add_argument("-o", "--output", metavar="PATH",
                    help="folder, a path ending in .tar.gz, or '-' for the .tar.gz on standard output "
                         "(default: gpudoctor-snapshot-<time>.tar.gz)")
     r.add_argument("--no-redact", action="store_true", help="keep hostnames, addresses, serials and UUIDs")
     r.add_argument("--provenance", metavar="TEXT", default="", help="where this snapshot comes from (kept in the manifest)")
 
-    f = sub.add_parser("fix", help="plan (default) or apply the remediations of failing checks")
+
+def _add_fix(f: argparse.ArgumentParser) -> None:
     f.add_argument("checks", metavar="CHECK_ID", nargs="*", help="fix only these checks")
     f.add_argument("--all", action="store_true", help="every failing or warning check that has a remediation")
     f.add_argument("--gpu", metavar="ADDR", help="the GPU to prepare (default: every non-boot GPU)")
@@ -70,27 +80,54 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     f.add_argument("--json", action="store_true", help="print the plan (and outcomes) as a versioned JSON document")
     f.add_argument("--root", metavar="DIR", help=argparse.SUPPRESS)  # apply into a folder (tests)
 
-    u = sub.add_parser("undo", help="revert the last (or the named) applied fix")
+
+def _add_undo(u: argparse.ArgumentParser) -> None:
     u.add_argument("id", nargs="?", help="the fix id (see --list)")
     u.add_argument("--list", action="store_true", help="list applied fixes")
     u.add_argument("--force", action="store_true", help="undo even where a file changed after the fix")
     u.add_argument("--root", metavar="DIR", help=argparse.SUPPRESS)
 
-    ls = sub.add_parser("list", help="list the checks")
+
+def _add_list(ls: argparse.ArgumentParser) -> None:
     ls.add_argument("--markdown", action="store_true", help="print the table the README carries")
 
-    e = sub.add_parser("explain", help="explain a QEMU/libvirt/kernel error text (exit 0 recognised, 1 not)")
+
+def _add_explain(e: argparse.ArgumentParser) -> None:
     e.add_argument("text", nargs="*", metavar="TEXT", help="the error text; '-' or nothing reads stdin")
     e.add_argument("--json", action="store_true", help="print JSON")
 
+
+_SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "check": ("run every check on this host or a snapshot", _add_check),
+    "record": ("snapshot this host into a replayable, redacted fixture", _add_record),
+    "fix": ("plan (default) or apply the remediations of failing checks", _add_fix),
+    "undo": ("revert the last (or the named) applied fix", _add_undo),
+    "list": ("list the checks", _add_list),
+    "explain": ("explain a QEMU/libvirt/kernel error text (exit 0 recognised, 1 not)", _add_explain),
+}
+
+
+def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser. Only the command the command line names gets its options (all of them when it names
+    none, for the overall help): building argparse actions for commands that do not run is start-up
+    time that `check` should not pay. `vm`'s subcommands live in doctor.vm.cli, imported only for `vm`."""
+    p = argparse.ArgumentParser(prog="gpudoctor", description="Preflight doctor for KVM GPU passthrough.",
+                                formatter_class=_Formatter)
+    p.add_argument("--version", action="version", version=f"gpudoctor {__version__}")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
     words = list(sys.argv[1:] if argv is None else argv)
     first = next((w for w in words if not w.startswith("-")), None)
+    for name, (text, add) in _SUBCOMMANDS.items():
+        sp = sub.add_parser(name, help=text, formatter_class=_Formatter)
+        if first in (name, None):
+            add(sp)
     if first in (None, "vm"):
         from doctor.vm.cli import add_parser as add_vm_parser
 
         add_vm_parser(sub)
     else:
-        sub.add_parser("vm", help="create, check and clean up the VM that gets the GPU (see `gpudoctor vm -h`)")
+        sub.add_parser("vm", help="create, check and clean up the VM that gets the GPU (see `gpudoctor vm -h`)",
+                       formatter_class=_Formatter)
     return p
 
 
@@ -116,7 +153,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     from doctor.facts import HostFacts
     from doctor.render import dumps_json
     from doctor.runner import run_checks
-    from doctor.textout import render_terminal
 
     rom_dumps = _rom_options(args)
     check_outputs(args)
@@ -145,6 +181,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         single_host_outputs(args, report)  # --junit, --nfd
 
         def table() -> None:
+            from doctor.textout import render_terminal
+
             render_terminal(report, sys.stdout, verbose=args.verbose, redact=redact)
 
         emit_outputs(args, report, "gpudoctor" if host is not None else "gpudoctor-pasted", lambda: dumps_json(report, redact=redact), table)

@@ -11,19 +11,12 @@ import json
 import sys
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from doctor.errors import BadInput
-from doctor.fleet import (
-    Fleet,
-    HostOutcome,
-    _state,
-    expand_snapshot_args,
-    judge_many,
-    summary_lines,
-    to_json,
-    write_output,
-)
+
+if TYPE_CHECKING:
+    from doctor.fleet import HostOutcome
 
 
 def add_check_arguments(c: argparse.ArgumentParser) -> None:
@@ -55,6 +48,9 @@ def dispatch(args: argparse.Namespace) -> int | None:
     if hosts_mode and snaps:
         raise BadInput("--hosts and --snapshot cannot be used together: record the hosts or check snapshots")
     if snaps is not None and not isinstance(snaps, str):
+        # imported here: a single-host check does not pay for doctor.fleet
+        from doctor.fleet import expand_snapshot_args
+
         paths = expand_snapshot_args(snaps)
         if len(paths) == 1 and not glob.has_magic(snaps[0]):
             args.snapshot = paths[0]
@@ -86,6 +82,7 @@ def single_host_outputs(args: argparse.Namespace, report: Any) -> None:
     """--junit and --nfd for the single-host `check` (called with the report while its host is open)."""
     if not (getattr(args, "junit", None) or getattr(args, "nfd", None)):
         return
+    from doctor.fleet import HostOutcome, _state, write_output
     from doctor.render import to_json as check_json
 
     doc = check_json(report, redact=not args.no_redact)
@@ -118,6 +115,8 @@ def run_fleet(items: list[tuple[str, str]], args: argparse.Namespace,
     """Judge (name, snapshot path) pairs, add hosts already settled (`pre`: unreachable ones),
     print the tables or the document, write --junit; the exit code."""
     from rich.console import Console
+
+    from doctor.fleet import Fleet, judge_many, summary_lines, to_json, write_output
 
     t0 = time.perf_counter()
     console = Console(highlight=False, soft_wrap=False)

@@ -4,7 +4,6 @@ the others: a check that raises becomes an `error` result."""
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -133,6 +132,8 @@ def _run_one(spec: CheckSpec, ctx: Context) -> Result:
     except NotCaptured as e:
         res = Result(spec.id, spec.title, Status.UNKNOWN, f"unknown: {e}", (str(e),))
     except Exception as e:  # noqa: BLE001 - one broken probe never hides the others
+        import traceback
+
         tb = traceback.format_exception(type(e), e, e.__traceback__)
         res = Result(
             spec.id,

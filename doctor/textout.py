@@ -10,9 +10,7 @@ copied and pasted.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import textwrap
 from typing import Any, TextIO
 
 from doctor import __version__
@@ -189,7 +187,7 @@ def width_of(stream: TextIO) -> int | None:
         return int(cols)
     try:
         if stream.isatty():
-            return shutil.get_terminal_size().columns
+            return os.get_terminal_size(stream.fileno()).columns
     except (AttributeError, ValueError, OSError):
         pass
     return None
@@ -210,6 +208,8 @@ def render(lines: list[Line], width: int | None, colour: bool) -> str:
         parts = [ln.text]
         if width and ln.wrap and len(ln.text) > width:
             lead = len(ln.text) - len(ln.text.lstrip(" "))
+            import textwrap
+
             parts = textwrap.wrap(ln.text, width=width, initial_indent="", subsequent_indent=" " * ln.indent,
                                   break_long_words=False, break_on_hyphens=False, drop_whitespace=True) or [ln.text]
             parts[0] = " " * lead + parts[0].lstrip(" ") if lead else parts[0]

@@ -3,9 +3,12 @@ and `vm cleanup` need. Pure parsers: the text comes from a Host (live, snapshot,
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING
 
 from doctor.datarecord import record
+
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
 
 # gpudoctor's own element in <metadata>: the volumes `vm create` made for this domain
 META_NS = "https://gpudoctor.invalid/xmlns/libvirt/1"
@@ -124,6 +127,8 @@ def _root(text: str, file: str) -> ET.Element:
         raise ValueError(f"{file}: larger than {MAX_XML} bytes")
     if "<!DOCTYPE" in text or "<!ENTITY" in text:
         raise ValueError(f"{file}: document type declarations are not accepted")
+    import xml.etree.ElementTree as ET  # here: a host without domains never pays for it
+
     try:
         return ET.fromstring(text)
     except ET.ParseError as e:

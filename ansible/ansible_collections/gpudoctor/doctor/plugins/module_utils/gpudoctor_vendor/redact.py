@@ -18,7 +18,6 @@ administered MACs) so that nobody mistakes them for real ones.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import re
 from collections.abc import Callable, Iterable, Iterator
 
@@ -227,7 +226,7 @@ class Redactor:
                 "host": f"host-{n}",
                 "mac": f"020000{n & 0xFFFFFF:06x}",
                 # TEST-NET-1 first; past 254 values, the benchmarking range 198.18.0.0/15 (unique)
-                "ipv4": f"192.0.2.{n}" if n < 255 else str(ipaddress.IPv4Address(0xC6120000 + n)),
+                "ipv4": f"192.0.2.{n}" if n < 255 else _dotted(0xC6120000 + n),
                 "ipv6": f"2001:db8::{n:x}",
                 "uuid": f"00000000-0000-4000-8000-{n:012x}",
                 "serial": f"SERIAL-{n:04d}",
@@ -261,20 +260,24 @@ class Redactor:
         return self._fake("dsn", value.lower())
 
     def ipv4(self, t: str) -> str:
-        try:
-            ip = ipaddress.IPv4Address(t)
-        except ValueError:
+        """A dotted quad as `ipaddress.IPv4Address` accepts it (no leading zeros), checked by hand:
+        version numbers look like addresses, and importing ipaddress for them cost 1 ms of every start."""
+        parts = t.split(".")
+        if len(parts) != 4 or not all(p.isascii() and p.isdigit() and len(p) <= 3 and (p == "0" or p[0] != "0")
+                                      and int(p) <= 255 for p in parts):
             return t
-        if ip.is_loopback or ip.is_unspecified or t.startswith("255.") or ip in _DOC4:
+        if parts[0] in ("127", "255") or t == "0.0.0.0" or t.startswith("192.0.2."):  # loopback, broadcast, docs
             return t
-        return self._fake("ipv4", str(ip))
+        return self._fake("ipv4", t)
 
     def ipv6(self, t: str) -> str:
+        import ipaddress
+
         try:
             ip = ipaddress.IPv6Address(t)
         except ValueError:
             return t
-        if ip.is_loopback or ip.is_unspecified or ip in _DOC6:
+        if ip.is_loopback or ip.is_unspecified or ip.packed[:4] == b"\x20\x01\x0d\xb8":  # 2001:db8::/32
             return t
         return self._fake("ipv6", ip.compressed)
 
@@ -377,5 +380,6 @@ _FAKE_SHAPE = {k: re.compile(v, re.I) for k, v in {
     "uuid": r"00000000-0000-4000-8000-[0-9a-f]{12}", "serial": r"SERIAL-\d{4,}", "dsn": r"fa-6e(?:-[0-9a-f]{2}){6}",
     "machine-id": r"fa6e[0-9a-f]{28}", "user": r"user-\d+"}.items()}
 
-_DOC4 = ipaddress.IPv4Network("192.0.2.0/24")
-_DOC6 = ipaddress.IPv6Network("2001:db8::/32")
+
+def _dotted(n: int) -> str:
+    return ".".join(str(n >> s & 255) for s in (24, 16, 8, 0))

@@ -13,7 +13,6 @@ files, and text; bytes that are not UTF-8 are redacted as Latin-1 text.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Any
 
@@ -139,6 +138,8 @@ def redact_file(red: Redactor, logical: str, data: bytes) -> bytes | None:
 
 def _fake4_hex(red: Redactor, h: str) -> str:
     """A /proc/net/route address: 8 hex digits, the address in host (little-endian) order."""
+    import ipaddress
+
     if not re.fullmatch(r"[0-9A-Fa-f]{8}", h):
         return h
     ip = ipaddress.IPv4Address(bytes.fromhex(h)[::-1])
@@ -147,6 +148,8 @@ def _fake4_hex(red: Redactor, h: str) -> str:
 
 
 def _fake6_hex(red: Redactor, h: str) -> str:
+    import ipaddress
+
     if not re.fullmatch(r"[0-9A-Fa-f]{32}", h):
         return h
     ip = ipaddress.IPv6Address(int(h, 16))
