@@ -10,10 +10,13 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from doctor import __version__
 from doctor.errors import DoctorError
+
+TYPE_CHECKING = False  # `typing` only for the type checker: importing it costs 2.4 ms of every start
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _stamp() -> str:

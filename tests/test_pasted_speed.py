@@ -7,7 +7,7 @@ import re
 import pytest
 
 from doctor.facts import KernelLog
-from doctor.pasted.fastlog import JoinedLog
+from doctor.facts.logsearch import JoinedLog
 from doctor.redact import Redactor
 
 LINES = (
@@ -47,7 +47,7 @@ def test_a_long_text_teaches_the_redactor_what_a_short_one_does() -> None:
 
 
 def test_literal_prefixes_are_what_every_match_starts_with() -> None:
-    from doctor.pasted.fastlog import literal_prefixes
+    from doctor.facts.logsearch import literal_prefixes
 
     assert literal_prefixes(r"\bDMAR(-IR)?:|AMD-Vi: Found") == ["DMAR", "AMD-Vi: Found"]
     assert literal_prefixes(r"Intel\(R\) VT|abcd?e") == ["Intel(R) VT", "abc"]  # d? is optional: not part of it

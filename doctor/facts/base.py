@@ -11,8 +11,6 @@ a Host (live or snapshot); other sources override what they know.
 
 from __future__ import annotations
 
-from typing import Any
-
 from doctor.datarecord import field, record
 from doctor.errors import FactUnknown, NotCaptured
 from doctor.facts.boot import BootConfig, BootEntry
@@ -24,6 +22,10 @@ from doctor.facts.modprobe import BootOverride, EarlyLoadConfig, ModprobeLine
 from doctor.facts.observed import Observed
 from doctor.facts.pci import PciDevice
 from doctor.facts.pci_space import IomemRange, PciBar
+
+TYPE_CHECKING = False  # `typing` only for the type checker: importing it costs 2.4 ms of every start
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @record

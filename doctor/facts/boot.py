@@ -166,7 +166,6 @@ BOOT_TOOLS = (
 GRUB_CFGS = ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg")
 
 
-
 class BootHostFacts(HostReader):
     @fact
     def boot_config(self) -> BootConfig:

@@ -7,6 +7,7 @@ import shlex
 
 from doctor.datarecord import record
 from doctor.errors import FactUnknown, NotCaptured
+from doctor.facts.logsearch import JoinedLog, KernelLog
 from doctor.facts.read import HostReader, fact
 
 
@@ -98,16 +99,6 @@ def _split_cmdline(raw: str) -> list[str]:
     if cur:
         out.append("".join(cur))
     return out
-
-
-@record(frozen=True)
-class KernelLog:
-    lines: tuple[str, ...]
-    source: str
-
-    def grep(self, pattern: str | re.Pattern[str]) -> list[str]:
-        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
-        return [ln for ln in self.lines if rx.search(ln)]
 
 
 @record(frozen=True)
@@ -212,7 +203,6 @@ class SecurityState:
     sources: tuple[tuple[str, str], ...] = ()
 
 
-
 class KernelHostFacts(HostReader):
     @fact
     def kernel_release(self) -> str:
@@ -301,7 +291,7 @@ class KernelHostFacts(HostReader):
         except NotCaptured as e:
             raise FactUnknown("kernel log", str(e), "sudo dmesg") from e
         if r.ok and r.stdout.strip():
-            return KernelLog(tuple(r.stdout.splitlines()), "dmesg")
+            return JoinedLog(tuple(r.stdout.splitlines()), "dmesg")
         why = r.describe()
         if r.ok:
             why = "`dmesg` printed nothing"

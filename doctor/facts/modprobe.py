@@ -125,7 +125,6 @@ MODPROBE_DIRS = ("/etc/modprobe.d", "/run/modprobe.d", "/usr/local/lib/modprobe.
 MODULES_LOAD_DIRS = ("/etc/modules-load.d", "/run/modules-load.d", "/usr/local/lib/modules-load.d", "/usr/lib/modules-load.d", "/lib/modules-load.d")
 
 
-
 MODPROBE_SETTLE = "grep -rs . " + " ".join(MODPROBE_DIRS)
 EARLY_LOAD_SETTLE = "cat /etc/modules-load.d/*.conf /etc/modules /etc/initramfs-tools/modules"
 OVERRIDES_SETTLE = "grep -rl driver_override /etc/initramfs-tools/scripts /etc/udev/rules.d /etc/modprobe.d"

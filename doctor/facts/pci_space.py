@@ -113,7 +113,6 @@ def parse_option_rom(data: bytes) -> list[str]:
     return images
 
 
-
 class PciSpaceHostFacts(HostReader):
     @fact
     def iomem(self) -> tuple[IomemRange, ...]:

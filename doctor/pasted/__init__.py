@@ -4,7 +4,7 @@ read.py reads the inputs within bounds, forms.py takes off quoting and markup an
 scripts' shapes, segment.py cuts them into chunks of one recognised kind, chunks.py and records.py
 parse each kind, observe.py finds the QEMU / libvirt / kernel error (and proof) lines, texthost.py
 turns what they show into the typed (partial) facts the checks read (the error lines as
-`Facts.observed()`, fastlog.py's kernel log), run.py runs the suite once on them; the report renders
+`Facts.observed()`, doctor/facts/logsearch.py's kernel log), run.py runs the suite once on them; the report renders
 as any other."""
 
 from __future__ import annotations

@@ -241,7 +241,6 @@ def segment(text: str, file: str = "<text>") -> list[Chunk]:
     return merged
 
 
-
 @record
 class Evidence_:
     """Everything recognised in the inputs, before it becomes facts."""

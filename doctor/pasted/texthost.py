@@ -51,6 +51,7 @@ from doctor.facts import (
     parse_os_release,
     parse_shell_assignments,
 )
+from doctor.facts.logsearch import JoinedLog
 from doctor.model import SourceInfo
 from doctor.pasted.assemble import Shown
 from doctor.pasted.chunks import (
@@ -60,7 +61,6 @@ from doctor.pasted.chunks import (
     parse_lsmod,
     parse_lspci_chunk,
 )
-from doctor.pasted.fastlog import JoinedLog
 from doctor.pasted.observe import ALL_KEYWORDS, observe_text
 from doctor.pasted.segment import _ADDR, KIND_NAMES, Evidence_
 from doctor.pasted.segment_re import keyword_lines

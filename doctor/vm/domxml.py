@@ -3,10 +3,9 @@ and `vm cleanup` need. Pure parsers: the text comes from a Host (live, snapshot,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from doctor.datarecord import record
 
+TYPE_CHECKING = False  # `typing` only for the type checker: importing it costs 2.4 ms of every start
 if TYPE_CHECKING:
     import xml.etree.ElementTree as ET
 

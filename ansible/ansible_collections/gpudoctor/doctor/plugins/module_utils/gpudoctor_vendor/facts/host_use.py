@@ -101,7 +101,6 @@ def parse_default_route_ifaces(route: str | None, route6: str | None) -> tuple[s
     return tuple(out)
 
 
-
 class HostUseHostFacts(HostReader):
     @fact
     def mounts(self) -> tuple[Mount, ...]:

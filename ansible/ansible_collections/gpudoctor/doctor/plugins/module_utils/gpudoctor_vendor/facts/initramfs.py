@@ -166,7 +166,6 @@ def _walk_cpio(buf: bytes, pos: int, names: set[str], files: list[tuple[str, byt
 INITRAMFS_IMAGES = ("/boot/initrd.img-{release}", "/boot/initramfs-{release}.img", "/boot/initrd-{release}")
 
 
-
 class InitramfsHostFacts(HostReader):
     @fact
     def initramfs(self) -> InitramfsImage:

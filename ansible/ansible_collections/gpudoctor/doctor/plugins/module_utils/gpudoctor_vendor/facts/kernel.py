@@ -8,6 +8,7 @@ import shlex
 
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.datarecord import record
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.errors import FactUnknown, NotCaptured
+from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.logsearch import JoinedLog, KernelLog
 from ansible_collections.gpudoctor.doctor.plugins.module_utils.gpudoctor_vendor.facts.read import HostReader, fact
 
 
@@ -99,16 +100,6 @@ def _split_cmdline(raw: str) -> list[str]:
     if cur:
         out.append("".join(cur))
     return out
-
-
-@record(frozen=True)
-class KernelLog:
-    lines: tuple[str, ...]
-    source: str
-
-    def grep(self, pattern: str | re.Pattern[str]) -> list[str]:
-        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
-        return [ln for ln in self.lines if rx.search(ln)]
 
 
 @record(frozen=True)
@@ -213,7 +204,6 @@ class SecurityState:
     sources: tuple[tuple[str, str], ...] = ()
 
 
-
 class KernelHostFacts(HostReader):
     @fact
     def kernel_release(self) -> str:
@@ -302,7 +292,7 @@ class KernelHostFacts(HostReader):
         except NotCaptured as e:
             raise FactUnknown("kernel log", str(e), "sudo dmesg") from e
         if r.ok and r.stdout.strip():
-            return KernelLog(tuple(r.stdout.splitlines()), "dmesg")
+            return JoinedLog(tuple(r.stdout.splitlines()), "dmesg")
         why = r.describe()
         if r.ok:
             why = "`dmesg` printed nothing"
