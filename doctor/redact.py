@@ -300,7 +300,8 @@ class Redactor:
             forms = [v, ":".join(pairs), "-".join(pairs), ".".join(v[i : i + 4] for i in range(0, 12, 4))]
             return rf"(?<![0-9a-f:.-])(?:{'|'.join(re.escape(f) for f in forms)})(?![0-9a-f]|[:.-][0-9a-f])"
         if kind in ("host", "user") and v in _PROSE_WORDS:
-            return rf"(?-i:(?<![\w.-]){e}(?:(?![\w-]|\.\w)|(?=\.(?:local|lan|home|localdomain|internal)\b)))"
+            # never gpudoctor's own command words ("gpudoctor vm getty" on a host named vm)
+            return rf"(?-i:(?<![\w.-])(?<!gpudoctor ){e}(?:(?![\w-]|\.\w)|(?=\.(?:local|lan|home|localdomain|internal)\b)))"
         if kind == "host":
             dm = e.replace("\\-", "--")  # device-mapper doubles dashes: host--vg-root
             # a short name followed by `.word` is a sysctl or a file ("vm.swappiness") unless the word

@@ -140,6 +140,9 @@ def test_a_host_named_vm_with_user_ubuntu_keeps_the_prose() -> None:
     out = r.text("This host is a VM guest running Ubuntu 24.04; root@vm:~# ls /home/ubuntu; Set hostname to <vm>.")
     assert "VM guest" in out and "Ubuntu 24.04" in out
     assert "@vm" not in out and "/home/ubuntu" not in out and "<vm>" not in out
+    # gpudoctor's own commands are not the host's name (seen on the H200: "gpudoctor host-1 getty")
+    cmd = r.text("fix it with: gpudoctor vm getty --image guest.qcow2; the vm login: prompt")
+    assert "gpudoctor vm getty" in cmd and "the vm login" not in cmd
 
 
 def test_a_usb_root_hubs_serial_number_is_a_pci_address_not_a_secret() -> None:
