@@ -32,7 +32,7 @@ from checks.common import (
 from doctor.bootstrategy import boot_strategy
 from doctor.checkapi import Context, check
 from doctor.errors import FactUnknown, NotCaptured
-from doctor.facts import Facts, PciDevice
+from doctor.facts import Facts, ModuleState, PciDevice
 from doctor.model import (
     BindByAddress,
     EarlyLoad,
@@ -235,15 +235,19 @@ def vfio_early_load(ctx: Context) -> Verdict:
     remedy = Remedy("Load vfio-pci before the native drivers: put it in the initramfs and add a softdep for each native driver.",
                     tuple(steps), EarlyLoad(tuple(missing_softdep)))
     unseen = [d for d in eps if not d.driver_known and not d.kernel_modules]
-    if not in_initramfs and natives and not missing_softdep and unseen:
-        raise unknown_driver(unseen[0])  # its native driver may need a softdep too
-    if in_initramfs or (natives and not missing_softdep):
+    # on vfio-pci with no module listed: its native driver is not shown (vfio.binding_persistent reads it the same way)
+    hidden = [d for d in eps if d.driver == "vfio-pci" and not native_modules(d)]
+    if not in_initramfs and unseen and (natives and not missing_softdep or not natives and in_modules_load):
+        raise unknown_driver(unseen[0])  # its native driver may need a softdep too; none competes is not shown
+    if in_initramfs or (natives and not missing_softdep and not hidden):
         how = "in the initramfs configuration" if in_initramfs else "softdep for every native driver"
         if missing_softdep and in_initramfs:
             msgs.append("no softdep for " + ", ".join(missing_softdep) + ": fine while those drivers are not in the initramfs too")
         return verdict(Status.PASS, f"vfio-pci loads early ({how})", ev, msgs)
-    if not natives and (in_modules_load or in_initramfs):
+    if not natives and not hidden and (in_modules_load or in_initramfs):
         return verdict(Status.PASS, "vfio-pci is loaded at boot and no native driver competes for the group", ev, msgs)
+    if natives and not missing_softdep:
+        raise unknown_driver(hidden[0])  # a softdep for every native shown, but this function's native is not shown
     if el is None:
         facts.early_load()  # unknown, not absent: raises the FactUnknown that says what would settle it
     if in_modules_load:
@@ -254,10 +258,52 @@ def vfio_early_load(ctx: Context) -> Verdict:
             + " can claim their functions first",
             ev, msgs, remedy,
         )
+    won = _native_won(facts, eps, mods)
+    if _vfio_builtin(mods):
+        if won:
+            return verdict(Status.FAIL, f"vfio-pci is built into the kernel, yet the native driver won at this boot: {won}", ev, msgs)
+        return verdict(Status.PASS, "vfio-pci is built into the kernel: it is there before any module loads", ev, msgs)
+    if won is None and _vfio_builtin(mods) is None:
+        raise FactUnknown("whether vfio-pci is built into the kernel (then nothing needs to load it)", "not in the evidence",
+                          "grep vfio /lib/modules/$(uname -r)/modules.builtin")
     summary = "nothing loads vfio-pci at boot (no initramfs entry, softdep or modules-load.d entry)"
+    if won:
+        summary += f"; the native driver won at this boot: {won}"
     if bound_at_runtime(facts, gpu, eps):
         return verdict(Status.WARN, summary + RUNTIME_NOTE, ev, msgs, remedy)
     return verdict(Status.FAIL, summary, ev, msgs, remedy)
+
+
+def _vfio_builtin(mods: ModuleState | None) -> bool | None:
+    """Whether vfio-pci is built into the kernel: modules.builtin; not built in where it is loaded as a module, or where
+    /sys/module is known and has no vfio_pci (a built-in vfio-pci has parameters, so it is there); None: not shown."""
+    if mods is None:
+        return None
+    b = mods.is_builtin("vfio_pci")
+    if b is not None:
+        return b
+    if "vfio_pci" in mods.loaded or (mods.sysfs and "vfio_pci" not in mods.sysfs):
+        return False
+    return None
+
+
+def _native_won(facts: Facts, eps: list[PciDevice], mods: ModuleState | None) -> str | None:
+    """'ADDR on DRIVER, ...' where a function whose id vfio-pci is given (vfio-pci.ids= on the running command line, or
+    modprobe.d options while vfio-pci is a loadable module) is on its native driver: vfio-pci did not claim it first
+    at this boot. None where none is. FactUnknown where the ids are only in modprobe.d and whether vfio-pci is built in
+    (a built-in vfio-pci never reads them) is not known."""
+    cfg = ids_config(facts)
+    on_native = [d for d in eps if d.driver_known and d.driver is not None and d.driver not in VIABLE_DRIVERS]
+    held = [d for d in on_native if d.ident in set(cfg.cmdline_now)]
+    by_modprobe = [d for d in on_native if d.ident in set(cfg.ids) and d not in held]
+    if by_modprobe:
+        builtin = _vfio_builtin(mods)
+        if builtin is False:
+            held += by_modprobe
+        elif not held and builtin is None:
+            raise FactUnknown("whether vfio-pci is built into the kernel (then it loads first, but never reads modprobe.d's ids)",
+                              "not in the evidence", "grep vfio /lib/modules/$(uname -r)/modules.builtin; lsmod | grep vfio")
+    return ", ".join(f"{d.address} on {d.driver}" for d in held) or None
 
 
 @check("vfio.group_viable", "Every device in the GPU's group is on vfio-pci", per_gpu=True)
@@ -334,6 +380,7 @@ def vfio_binding_persistent(ctx: Context) -> Verdict:
     mods = try_fact(facts.modules)
     vfio_builtin = mods.is_builtin("vfio_pci") if mods else None
     next_ids = set(cfg.cmdline_next if cfg.cmdline_next is not None else cfg.cmdline_now)
+    cfg_cmd = set(next_ids)
     if not vfio_builtin:
         next_ids |= set(cfg.ids)
     ev_early, in_initramfs, in_ml = _early_sources(facts)
@@ -372,7 +419,8 @@ def vfio_binding_persistent(ctx: Context) -> Verdict:
         if not configured:
             why.append("id not in vfio-pci ids")
         elif not early_ok:
-            why.append("vfio-pci not loaded early enough")
+            why.append("vfio-pci not loaded early enough" + (
+                " (or built in, and then modprobe.d's ids are never read)" if vfio_builtin is None and d.ident not in cfg_cmd else ""))
         if builtin_native:
             why.append(f"native driver {', '.join(builtin_native)} is built in")
         entry = f"{d.address} ({d.ident}, {'; '.join(why)})"

@@ -152,7 +152,7 @@ KIND_NAMES = {
 _CONTINUES = {"lspci", "group", "group_ls", "error", "dmesg", "lshw"}
 # comment lines (#...) belong to these file kinds
 _COMMENTED = {"grub", "modprobe", "initramfs", "etc_modules"}
-_MODULES_CMD = re.compile(r"/etc/modules\b|modules-load\.d")
+_MODULES_CMD = re.compile(r"/etc/modules\b|modules-load\.d|initramfs-tools/modules")
 _MODULE_NAME = re.compile(r"^\s*[A-Za-z0-9_-]+\s*$")
 
 

@@ -73,6 +73,9 @@ _DMAR_UNIT = re.compile(r"DMAR: (dmar\d+): reg_base_addr")
 _IOMMU_ON = re.compile(r"Intel\(R\) Virtualization Technology for Directed I/O|AMD-Vi: Found IOMMU|Adding to iommu group")
 
 
+# a command that printed every modules-load list: /etc/modules, or modules-load.d by glob or folder (not one named file)
+_WHOLE_ML = re.compile(r"/etc/modules(?:\s|$)|modules-load\.d/?(?:\*[^/\s]*)?(?:\s|$)")
+
 class PastedFacts(Shown, Facts):
     """Facts decided only from pasted evidence; the rest stays unknown."""
 
@@ -356,11 +359,23 @@ class PastedFacts(Shown, Facts):
                 elif re.match(r"^(add_drivers|force_drivers|drivers)\s*\+?=", s):
                     tool = "dracut"
                     init.append(ConfigLine(c.file, c.start + i, s))
-        # /etc/modules or a modules-load.d file, pasted after the command that printed it
-        ml = [ConfigLine(c.file, c.start + i, raw.strip()) for c in listed for i, raw in enumerate(c.lines)
-              if raw.strip() and not raw.strip().startswith("#")]
-        if not any(re.search(r"\bvfio[-_]pci\b", ln.text) for ln in init + ml):
-            # only a pasted file that loads vfio-pci decides it: the other places may be the ones that do
+        # /etc/modules, modules-load.d or /etc/initramfs-tools/modules, pasted after the command that printed it
+        ml: list[ConfigLine] = []
+        init_shown = bool(chunks)
+        whole_ml = False  # /etc/modules or all of modules-load.d (a glob or the folder), not one file of it
+        for c in listed:
+            lines = [ConfigLine(c.file, c.start + i, raw.strip()) for i, raw in enumerate(c.lines)
+                     if raw.strip() and not raw.strip().startswith("#")]
+            if "initramfs-tools/modules" in c.command:
+                tool = "initramfs-tools"
+                init += lines
+                init_shown = True
+            else:
+                ml += lines
+                whole_ml = whole_ml or bool(_WHOLE_ML.search(c.command))
+        if not any(re.search(r"\bvfio[-_]pci\b", ln.text) for ln in init + ml) and not (init_shown and whole_ml):
+            # only a pasted file that loads vfio-pci decides it, or the initramfs configuration and the module lists
+            # both shown without it: otherwise the other places may be the ones that do
             raise FactUnknown("early module loading configuration", "the pasted initramfs / modules-load configuration does not "
                               "load vfio-pci, and the other places are not in the evidence",
                               "cat /etc/modules-load.d/*.conf /etc/modules /etc/initramfs-tools/modules")
