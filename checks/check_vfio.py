@@ -8,6 +8,7 @@ from checks.common import (
     VIABLE_DRIVERS,
     IdsConfig,
     boot_overrides,
+    cmdline_edit_steps,
     configured_ids,
     driver_text,
     endpoints,
@@ -35,6 +36,7 @@ from doctor.errors import FactUnknown, NotCaptured
 from doctor.facts import Facts, ModuleState, PciDevice
 from doctor.model import (
     BindByAddress,
+    CmdlineEdit,
     EarlyLoad,
     Evidence,
     PciBind,
@@ -64,6 +66,9 @@ def vfio_ids_configured(ctx: Context) -> Verdict:
     assert gpu is not None
     eps = unit_functions(facts, gpu)
     want = wanted_ids(eps)
+    stubbed = _on_pci_stub(ctx, eps, want)
+    if stubbed is not None:
+        return stubbed
     cfg = ids_config(facts)
     mods = try_fact(facts.modules)
     builtin = mods.is_builtin("vfio_pci") if mods else None
@@ -145,6 +150,37 @@ def vfio_ids_configured(ctx: Context) -> Verdict:
 
 
 RUNTIME_NOTE = "; bound to vfio-pci now (QEMU accepts the group), a reboot loses it"
+_STUB_ARG = re.compile(r"(?<!\S)pci[-_]stub\.ids=\S*")
+
+
+def _on_pci_stub(ctx: Context, eps: list[PciDevice], want: list[str]) -> Verdict | None:
+    """Functions of the unit shown bound to pci-stub: they are not on vfio-pci, whatever the modprobe.d files say
+    (pci-stub claimed them first at this boot). QEMU's `-device vfio-pci` cannot take them (`error getting device from
+    group N` / `Verify all devices in group N are bound to vfio-<bus> or pci-stub`); libvirt's managed hostdevs rebind
+    them itself. The correction: the same ids to vfio-pci, pci-stub.ids= off the command line."""
+    stubbed = [d for d in eps if d.driver_known and d.driver == "pci-stub"]
+    if not stubbed:
+        return None
+    facts = ctx.facts
+    now = try_fact(facts.cmdline)
+    ev = [pci_evidence(d) for d in stubbed]
+    tokens = _STUB_ARG.findall(now.raw) if now is not None else []
+    if now is not None and tokens:
+        ev.append(Evidence(now.source, " ".join(tokens)))
+    add = [f"vfio-pci.ids={','.join(want)}"]
+    steps = cmdline_edit_steps(facts, add, tokens) if tokens else [
+        f"echo 'options vfio-pci ids={','.join(want)}' | sudo tee -a /etc/modprobe.d/vfio.conf", initramfs_update_command(facts),
+        "# and take the ids off pci-stub wherever they are given to it (pci-stub.ids= on the command line, options pci_stub ids=)"]
+    where = f" ({' '.join(tokens)} on the running command line)" if tokens else ""
+    return verdict(
+        Status.FAIL, f"{', '.join(d.address for d in stubbed)} on pci-stub, not vfio-pci{where}", ev,
+        [f"pci-stub keeps the host drivers off (group {stubbed[0].iommu_group or 'N'} stays viable), but QEMU's vfio-pci device "
+         "needs the device on vfio-pci: by hand QEMU fails with `vfio: error getting device from group N` "
+         "(libvirt's managed='yes' hostdevs rebind it to vfio-pci at start)",
+         f"correction: replace pci-stub.ids= by vfio-pci.ids={','.join(want)} (or `options vfio-pci ids={','.join(want)}`)"],
+        Remedy(f"Give the ids to vfio-pci instead of pci-stub: vfio-pci.ids={','.join(want)}" + (f", and remove {' '.join(tokens)}" if tokens else ""),
+               tuple(steps), CmdlineEdit(add=tuple(add), remove=tuple(tokens)) if tokens else VfioIds(tuple(want))),
+    )
 
 
 def bound_at_runtime(facts: Facts, gpu: PciDevice, eps: list[PciDevice]) -> bool:
@@ -324,7 +360,10 @@ def vfio_group_viable(ctx: Context) -> Verdict:
         raise unknown_driver(unseen[0])
     if not blocking:
         on = sum(1 for d in eps if d.driver == "vfio-pci")
-        return verdict(Status.PASS, f"group {gpu.iommu_group} viable: {on} of {len(eps)} function(s) on vfio-pci, the rest unbound", ev)
+        stub = sum(1 for d in eps if d.driver == "pci-stub")
+        return verdict(Status.PASS, f"group {gpu.iommu_group} viable: {on} of {len(eps)} function(s) on vfio-pci"
+                       + (f", {stub} on pci-stub (vfio-pci must take them before QEMU can: see vfio.ids_configured)" if stub else "")
+                       + (", the rest unbound" if on + stub < len(eps) else ""), ev)
     names = ", ".join(f"{d.address} [{d.class_hex}] {d.ident} on {d.driver}" for d in blocking)
     steps = ["sudo modprobe vfio-pci"]
     for d in blocking:
