@@ -73,6 +73,8 @@ _DMAR_UNIT = re.compile(r"DMAR: (dmar\d+): reg_base_addr")
 _IOMMU_ON = re.compile(r"Intel\(R\) Virtualization Technology for Directed I/O|AMD-Vi: Found IOMMU|Adding to iommu group")
 
 
+# `lsmod | grep kvm` (or -i, -w, an alternation with kvm): every kvm module's line holds "kvm"
+_GREP_KVM = re.compile(r"\blsmod\b.*\|\s*e?grep\s+(?:-[A-Za-z]+\s+)*['\"]?(?:[^'\"\s]*\|)?\^?kvm(?![\w-])")
 # a command that printed every modules-load list: /etc/modules, or modules-load.d by glob or folder (not one named file)
 _WHOLE_ML = re.compile(r"/etc/modules(?:\s|$)|modules-load\.d/?(?:\*[^/\s]*)?(?:\s|$)")
 
@@ -300,7 +302,21 @@ class PastedFacts(Shown, Facts):
         binds only a device in an IOMMU group, so that proves the IOMMU active)."""
         bound = [Observed("iommu.proof", f"{d.address} driver in use: vfio-pci", d.source or "pasted device list", self.group_of.get(d.address),
                           d.address, "a device on vfio-pci") for d in self.devs.values() if d.driver_known and d.driver == "vfio-pci"]
-        return self._observed + tuple(bound[:4])
+        return self._observed + tuple(bound[:4]) + self._kvm_without_vendor()
+
+    def _kvm_without_vendor(self) -> tuple[Observed, ...]:
+        """`kvm` loaded with neither kvm_intel nor kvm_amd, in a full lsmod or in `lsmod | grep kvm` (which lists every
+        kvm module): the vendor module failed to load (firmware leaves VT-x / SVM off, or no CPU support)."""
+        out: list[Observed] = []
+        for c in self._of("lsmod", "proc_modules"):
+            names, complete = parse_lsmod(c.text)
+            whole = complete or (c.kind == "proc_modules" and len(names) >= 10 and "grep" not in c.command)
+            if "kvm" not in names or names & {"kvm_intel", "kvm_amd"} or not (whole or _GREP_KVM.search(c.command)):
+                continue
+            i = next(i for i, ln in enumerate(c.lines) if re.match(r"^\s*kvm\s", ln))
+            out.append(Observed("kvm.vendor_module_missing", c.lines[i].strip(), f"{c.file}:{c.start + i}", None, None,
+                                "full lsmod" if whole else c.command))
+        return tuple(out[:1])
 
     def observed_subjects(self) -> list[str]:
         """Devices an error names as the one being passed (QEMU's host=, vfio's address)."""
