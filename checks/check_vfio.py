@@ -174,7 +174,9 @@ def _on_pci_stub(ctx: Context, eps: list[PciDevice], want: list[str]) -> Verdict
     where = f" ({' '.join(tokens)} on the running command line)" if tokens else ""
     return verdict(
         Status.FAIL, f"{', '.join(d.address for d in stubbed)} on pci-stub, not vfio-pci{where}", ev,
-        [f"pci-stub keeps the host drivers off (group {stubbed[0].iommu_group or 'N'} stays viable), but QEMU's vfio-pci device "
+        [f"{', '.join(sorted({d.ident for d in stubbed}))} handed to pci-stub"
+         + (f" ({now.source})" if now is not None and tokens else "")
+         + f": pci-stub keeps the host drivers off (group {stubbed[0].iommu_group or 'N'} stays viable), but QEMU's vfio-pci device "
          "needs the device on vfio-pci: by hand QEMU fails with `vfio: error getting device from group N` "
          "(libvirt's managed='yes' hostdevs rebind it to vfio-pci at start)",
          f"correction: replace pci-stub.ids= by vfio-pci.ids={','.join(want)} (or `options vfio-pci ids={','.join(want)}`)"],
