@@ -19,6 +19,16 @@ def kvm_available(ctx: Context) -> Verdict:
                        ["The pasted error settles it (see cpu.virtualization for the CPU side)."],
                        Remedy("Enable VT-x / SVM in the firmware setup, power-cycle, then load kvm_intel or kvm_amd.",
                               ("sudo modprobe kvm_intel  # or kvm_amd", "ls -l /dev/kvm")))
+    novendor = observed(facts, "kvm.vendor_module_missing")
+    if novendor and not try_fact(facts.kvm_device):
+        return verdict(Status.FAIL, "KVM is not available: kvm is loaded but neither kvm_intel nor kvm_amd (the vendor module did not load)",
+                       observed_evidence(novendor),
+                       ["Most likely CPU virtualization is off in the firmware (kvm_intel / kvm_amd refuse to load and log "
+                        "`kvm: disabled by bios` or `VMX (outside TXT) disabled by BIOS`); otherwise the CPU lacks VT-x / SVM or "
+                        "the module failed for another reason.",
+                        "to settle it, collect: dmesg | grep -i kvm; grep -m1 -oE 'vmx|svm' /proc/cpuinfo"],
+                       Remedy("Enable VT-x / SVM in the firmware setup, power-cycle, then load kvm_intel or kvm_amd.",
+                              ("sudo modprobe kvm_intel  # or kvm_amd; its error names the cause", "dmesg | grep -i kvm")))
     dev = facts.kvm_device()
     cpu = try_fact(facts.cpu)
     mods = try_fact(facts.modules)

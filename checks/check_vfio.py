@@ -8,6 +8,7 @@ from checks.common import (
     VIABLE_DRIVERS,
     IdsConfig,
     boot_overrides,
+    cmdline_edit_steps,
     configured_ids,
     driver_text,
     endpoints,
@@ -32,9 +33,10 @@ from checks.common import (
 from doctor.bootstrategy import boot_strategy
 from doctor.checkapi import Context, check
 from doctor.errors import FactUnknown, NotCaptured
-from doctor.facts import Facts, PciDevice
+from doctor.facts import Facts, ModuleState, PciDevice
 from doctor.model import (
     BindByAddress,
+    CmdlineEdit,
     EarlyLoad,
     Evidence,
     PciBind,
@@ -64,6 +66,9 @@ def vfio_ids_configured(ctx: Context) -> Verdict:
     assert gpu is not None
     eps = unit_functions(facts, gpu)
     want = wanted_ids(eps)
+    stubbed = _on_pci_stub(ctx, eps, want)
+    if stubbed is not None:
+        return stubbed
     cfg = ids_config(facts)
     mods = try_fact(facts.modules)
     builtin = mods.is_builtin("vfio_pci") if mods else None
@@ -145,6 +150,39 @@ def vfio_ids_configured(ctx: Context) -> Verdict:
 
 
 RUNTIME_NOTE = "; bound to vfio-pci now (QEMU accepts the group), a reboot loses it"
+_STUB_ARG = re.compile(r"(?<!\S)pci[-_]stub\.ids=\S*")
+
+
+def _on_pci_stub(ctx: Context, eps: list[PciDevice], want: list[str]) -> Verdict | None:
+    """Functions of the unit shown bound to pci-stub: they are not on vfio-pci, whatever the modprobe.d files say
+    (pci-stub claimed them first at this boot). QEMU's `-device vfio-pci` cannot take them (`error getting device from
+    group N` / `Verify all devices in group N are bound to vfio-<bus> or pci-stub`); libvirt's managed hostdevs rebind
+    them itself. The correction: the same ids to vfio-pci, pci-stub.ids= off the command line."""
+    stubbed = [d for d in eps if d.driver_known and d.driver == "pci-stub"]
+    if not stubbed:
+        return None
+    facts = ctx.facts
+    now = try_fact(facts.cmdline)
+    ev = [pci_evidence(d) for d in stubbed]
+    tokens = _STUB_ARG.findall(now.raw) if now is not None else []
+    if now is not None and tokens:
+        ev.append(Evidence(now.source, " ".join(tokens)))
+    add = [f"vfio-pci.ids={','.join(want)}"]
+    steps = cmdline_edit_steps(facts, add, tokens) if tokens else [
+        f"echo 'options vfio-pci ids={','.join(want)}' | sudo tee -a /etc/modprobe.d/vfio.conf", initramfs_update_command(facts),
+        "# and take the ids off pci-stub wherever they are given to it (pci-stub.ids= on the command line, options pci_stub ids=)"]
+    where = f" ({' '.join(tokens)} on the running command line)" if tokens else ""
+    return verdict(
+        Status.FAIL, f"{', '.join(d.address for d in stubbed)} on pci-stub, not vfio-pci{where}", ev,
+        [f"{', '.join(sorted({d.ident for d in stubbed}))} handed to pci-stub"
+         + (f" ({now.source})" if now is not None and tokens else "")
+         + f": pci-stub keeps the host drivers off (group {stubbed[0].iommu_group or 'N'} stays viable), but QEMU's vfio-pci device "
+         "needs the device on vfio-pci: by hand QEMU fails with `vfio: error getting device from group N` "
+         "(libvirt's managed='yes' hostdevs rebind it to vfio-pci at start)",
+         f"correction: replace pci-stub.ids= by vfio-pci.ids={','.join(want)} (or `options vfio-pci ids={','.join(want)}`)"],
+        Remedy(f"Give the ids to vfio-pci instead of pci-stub: vfio-pci.ids={','.join(want)}" + (f", and remove {' '.join(tokens)}" if tokens else ""),
+               tuple(steps), CmdlineEdit(add=tuple(add), remove=tuple(tokens)) if tokens else VfioIds(tuple(want))),
+    )
 
 
 def bound_at_runtime(facts: Facts, gpu: PciDevice, eps: list[PciDevice]) -> bool:
@@ -235,15 +273,19 @@ def vfio_early_load(ctx: Context) -> Verdict:
     remedy = Remedy("Load vfio-pci before the native drivers: put it in the initramfs and add a softdep for each native driver.",
                     tuple(steps), EarlyLoad(tuple(missing_softdep)))
     unseen = [d for d in eps if not d.driver_known and not d.kernel_modules]
-    if not in_initramfs and natives and not missing_softdep and unseen:
-        raise unknown_driver(unseen[0])  # its native driver may need a softdep too
-    if in_initramfs or (natives and not missing_softdep):
+    # on vfio-pci with no module listed: its native driver is not shown (vfio.binding_persistent reads it the same way)
+    hidden = [d for d in eps if d.driver == "vfio-pci" and not native_modules(d)]
+    if not in_initramfs and unseen and (natives and not missing_softdep or not natives and in_modules_load):
+        raise unknown_driver(unseen[0])  # its native driver may need a softdep too; none competes is not shown
+    if in_initramfs or (natives and not missing_softdep and not hidden):
         how = "in the initramfs configuration" if in_initramfs else "softdep for every native driver"
         if missing_softdep and in_initramfs:
             msgs.append("no softdep for " + ", ".join(missing_softdep) + ": fine while those drivers are not in the initramfs too")
         return verdict(Status.PASS, f"vfio-pci loads early ({how})", ev, msgs)
-    if not natives and (in_modules_load or in_initramfs):
+    if not natives and not hidden and (in_modules_load or in_initramfs):
         return verdict(Status.PASS, "vfio-pci is loaded at boot and no native driver competes for the group", ev, msgs)
+    if natives and not missing_softdep:
+        raise unknown_driver(hidden[0])  # a softdep for every native shown, but this function's native is not shown
     if el is None:
         facts.early_load()  # unknown, not absent: raises the FactUnknown that says what would settle it
     if in_modules_load:
@@ -254,10 +296,52 @@ def vfio_early_load(ctx: Context) -> Verdict:
             + " can claim their functions first",
             ev, msgs, remedy,
         )
+    won = _native_won(facts, eps, mods)
+    if _vfio_builtin(mods):
+        if won:
+            return verdict(Status.FAIL, f"vfio-pci is built into the kernel, yet the native driver won at this boot: {won}", ev, msgs)
+        return verdict(Status.PASS, "vfio-pci is built into the kernel: it is there before any module loads", ev, msgs)
+    if won is None and _vfio_builtin(mods) is None:
+        raise FactUnknown("whether vfio-pci is built into the kernel (then nothing needs to load it)", "not in the evidence",
+                          "grep vfio /lib/modules/$(uname -r)/modules.builtin")
     summary = "nothing loads vfio-pci at boot (no initramfs entry, softdep or modules-load.d entry)"
+    if won:
+        summary += f"; the native driver won at this boot: {won}"
     if bound_at_runtime(facts, gpu, eps):
         return verdict(Status.WARN, summary + RUNTIME_NOTE, ev, msgs, remedy)
     return verdict(Status.FAIL, summary, ev, msgs, remedy)
+
+
+def _vfio_builtin(mods: ModuleState | None) -> bool | None:
+    """Whether vfio-pci is built into the kernel: modules.builtin; not built in where it is loaded as a module, or where
+    /sys/module is known and has no vfio_pci (a built-in vfio-pci has parameters, so it is there); None: not shown."""
+    if mods is None:
+        return None
+    b = mods.is_builtin("vfio_pci")
+    if b is not None:
+        return b
+    if "vfio_pci" in mods.loaded or (mods.sysfs and "vfio_pci" not in mods.sysfs):
+        return False
+    return None
+
+
+def _native_won(facts: Facts, eps: list[PciDevice], mods: ModuleState | None) -> str | None:
+    """'ADDR on DRIVER, ...' where a function whose id vfio-pci is given (vfio-pci.ids= on the running command line, or
+    modprobe.d options while vfio-pci is a loadable module) is on its native driver: vfio-pci did not claim it first
+    at this boot. None where none is. FactUnknown where the ids are only in modprobe.d and whether vfio-pci is built in
+    (a built-in vfio-pci never reads them) is not known."""
+    cfg = ids_config(facts)
+    on_native = [d for d in eps if d.driver_known and d.driver is not None and d.driver not in VIABLE_DRIVERS]
+    held = [d for d in on_native if d.ident in set(cfg.cmdline_now)]
+    by_modprobe = [d for d in on_native if d.ident in set(cfg.ids) and d not in held]
+    if by_modprobe:
+        builtin = _vfio_builtin(mods)
+        if builtin is False:
+            held += by_modprobe
+        elif not held and builtin is None:
+            raise FactUnknown("whether vfio-pci is built into the kernel (then it loads first, but never reads modprobe.d's ids)",
+                              "not in the evidence", "grep vfio /lib/modules/$(uname -r)/modules.builtin; lsmod | grep vfio")
+    return ", ".join(f"{d.address} on {d.driver}" for d in held) or None
 
 
 @check("vfio.group_viable", "Every device in the GPU's group is on vfio-pci", per_gpu=True)
@@ -278,7 +362,10 @@ def vfio_group_viable(ctx: Context) -> Verdict:
         raise unknown_driver(unseen[0])
     if not blocking:
         on = sum(1 for d in eps if d.driver == "vfio-pci")
-        return verdict(Status.PASS, f"group {gpu.iommu_group} viable: {on} of {len(eps)} function(s) on vfio-pci, the rest unbound", ev)
+        stub = sum(1 for d in eps if d.driver == "pci-stub")
+        return verdict(Status.PASS, f"group {gpu.iommu_group} viable: {on} of {len(eps)} function(s) on vfio-pci"
+                       + (f", {stub} on pci-stub (vfio-pci must take them before QEMU can: see vfio.ids_configured)" if stub else "")
+                       + (", the rest unbound" if on + stub < len(eps) else ""), ev)
     names = ", ".join(f"{d.address} [{d.class_hex}] {d.ident} on {d.driver}" for d in blocking)
     steps = ["sudo modprobe vfio-pci"]
     for d in blocking:
@@ -334,6 +421,7 @@ def vfio_binding_persistent(ctx: Context) -> Verdict:
     mods = try_fact(facts.modules)
     vfio_builtin = mods.is_builtin("vfio_pci") if mods else None
     next_ids = set(cfg.cmdline_next if cfg.cmdline_next is not None else cfg.cmdline_now)
+    cfg_cmd = set(next_ids)
     if not vfio_builtin:
         next_ids |= set(cfg.ids)
     ev_early, in_initramfs, in_ml = _early_sources(facts)
@@ -372,7 +460,8 @@ def vfio_binding_persistent(ctx: Context) -> Verdict:
         if not configured:
             why.append("id not in vfio-pci ids")
         elif not early_ok:
-            why.append("vfio-pci not loaded early enough")
+            why.append("vfio-pci not loaded early enough" + (
+                " (or built in, and then modprobe.d's ids are never read)" if vfio_builtin is None and d.ident not in cfg_cmd else ""))
         if builtin_native:
             why.append(f"native driver {', '.join(builtin_native)} is built in")
         entry = f"{d.address} ({d.ident}, {'; '.join(why)})"

@@ -60,7 +60,7 @@ KB: tuple[KnownError, ...] = (
     ),
     _k(
         "vfio.bar_reserve",
-        r"BAR \d+: can't reserve|BAR \d+: can not reserve|cannot reserve video memory"
+        r"BAR \d+: can(?:'t| ?not) reserve|cannot reserve video memory"
         r"|vfio_(?:bar|region)_write\(.*Device or resource busy",
         "BAR cannot be reserved",
         "vfio-pci (or a driver) could not claim one of the device's memory windows because something else "
@@ -107,7 +107,7 @@ KB: tuple[KnownError, ...] = (
     _k(
         "vfio.reset",
         r"vfio: Cannot reset device|Cannot reset device|no available reset mechanism|Refused to change power state|"
-        r"stuck in D3|Unable to power on device",
+        r"stuck in D3|Unable to power on device|Unknown PCI header type '127'",
         "device cannot be reset",
         "vfio found no way to reset the device between uses (no FLR, bus reset blocked by other devices on "
         "the bus), or the card is stuck in a low-power state: typical of AMD Polaris/Vega/Navi cards (the "
@@ -125,7 +125,8 @@ KB: tuple[KnownError, ...] = (
         "Device assignment pins all guest RAM for DMA; the locked-memory limit (ulimit -l) or the free "
         "(huge)pages were too small.",
         [
-            Cause("locked-memory limit below the guest's RAM (QEMU run by hand or by a user service)", ()),
+            Cause("locked-memory limit below the guest's RAM (QEMU run by hand, a user service, a libvirt <hard_limit> too low)",
+                  ("vm.memory_pinnable",)),
             Cause("not enough free memory or hugepages on the host", ()),
         ],
         ["ulimit -l", "grep -iE 'MemAvailable|Huge' /proc/meminfo", "grep -i memlock /etc/security/limits.conf /etc/security/limits.d/*"],
@@ -160,12 +161,13 @@ KB: tuple[KnownError, ...] = (
         "kvm.unavailable",
         r"Could not access KVM kernel module|failed to initialize kvm|/dev/kvm does not exist|"
         r"KVM acceleration can NOT be used|Your CPU does not support KVM extensions|KVM is not available|"
-        r"KVM virtualisation configured, but not available",
+        r"KVM virtualisation configured, but not available|kvm: no hardware support",
         "KVM not available",
         "/dev/kvm is missing: the kvm module for this CPU is not loaded, or the CPU/firmware does not offer virtualization.",
         [
             Cause("CPU virtualization off in firmware or absent", ("cpu.virtualization",)),
             Cause("kvm_intel / kvm_amd not loaded", ("kvm.available",)),
+            Cause("running inside a VM that does not pass virtualization on (nested virtualization off)", ("cpu.virtualization",)),
         ],
         ["ls -l /dev/kvm", "lsmod | grep kvm", "grep -m1 -oE 'vmx|svm' /proc/cpuinfo", "kvm-ok"],
     ),
@@ -194,7 +196,7 @@ KB: tuple[KnownError, ...] = (
     ),
     _k(
         "iommu.no_interrupt_remapping",
-        r"No interrupt remapping support",
+        r"No interrupt remapping support|Failed to set iommu for container: Operation not permitted",
         "no interrupt remapping",
         "vfio_iommu_type1 refuses to attach a group when the platform does not remap interrupts (a guest could "
         "otherwise forge MSIs to the host); QEMU then fails with `Failed to set iommu for container: Operation not permitted`.",
@@ -233,7 +235,7 @@ KB: tuple[KnownError, ...] = (
     ),
     _k(
         "gpu.rom_unreadable",
-        r"Cannot read device rom|Invalid PCI ROM header signature",
+        r"Cannot read device rom|Invalid PCI ROM header signature|\brom: Input/output error",
         "option ROM unreadable",
         "QEMU (or the kernel) could not read a valid option ROM from the card: the ROM of the boot GPU is often "
         "shadowed by the firmware, some cards expose none; the guest firmware then cannot initialise the card.",
@@ -243,6 +245,30 @@ KB: tuple[KnownError, ...] = (
         ],
         ["sudo sh -c 'echo 1 > /sys/bus/pci/devices/0000:01:00.0/rom; cat /sys/bus/pci/devices/0000:01:00.0/rom > rom.bin; "
          "echo 0 > /sys/bus/pci/devices/0000:01:00.0/rom'", "fix: give QEMU a dump with romfile=, or rombar=0"],
+    ),
+    _k(
+        "vfio.no_such_device",
+        r"not found: could not access /sys/bus/pci/devices/|no such host device",
+        "the device is not on this host",
+        "libvirt or QEMU was given a PCI address where this host has no device: the card moved (another slot, a card "
+        "added or removed, a firmware update that renumbered the buses), or the address is mistyped.",
+        [
+            Cause("the VM's configuration names an address the host no longer has", ("config.no_drift",)),
+            Cause("the card is not detected at all (seated badly, powered off, disabled in the firmware)", ()),
+        ],
+        ["lspci -nnD", "virsh dumpxml NAME | grep -A4 '<hostdev'", "dmesg | grep -iE 'pci 0000|BAR'"],
+    ),
+    _k(
+        "boot.unsigned_module",
+        r"Key was rejected by service|Loading of unsigned module is rejected",
+        "unsigned module refused",
+        "Secure Boot (or kernel lockdown, or module.sig_enforce) refuses a module that is not signed by a key the "
+        "kernel trusts: out-of-tree modules such as nvidia or vendor-reset, built by DKMS without an enrolled key.",
+        [
+            Cause("Secure Boot or lockdown is on and the module is not signed with an enrolled key", ("boot.secure_boot_modules",), ("warn", "fail")),
+        ],
+        ["mokutil --sb-state", "cat /sys/kernel/security/lockdown", "modinfo -F signer vendor_reset nvidia",
+         "fix: sign with a Machine Owner Key (DKMS: mokutil --import /var/lib/dkms/mok.pub) and enroll it, or turn Secure Boot off"],
     ),
     _k(
         "iommu.rmrr",
@@ -281,7 +307,9 @@ KEYWORDS = ("not viable", "iommu_group", "verify all devices", "reserve", "resou
             "svm disabled", "kvm kernel module", "initialize kvm", "/dev/kvm does", "kvm acceleration", "kvm extensions",
             "kvm is not", "virtualisation configured", "command line param", "unknown option", "malformed early option",
             "vfio/", "getting device from group", "already in use", "interrupt remapping", "address spaces", "device rom",
-            "rom header", "rmrr", "[dma ", "handling fault", "io_page_fault")
+            "rom header", "rmrr", "[dma ", "handling fault", "io_page_fault", "pci header type", "no hardware support",
+            "set iommu for container", "could not access /sys/bus/pci", "no such host device", "key was rejected",
+            "unsigned module", "rom: input/output error")
 
 
 def find_errors_in_log(text: str, limit: int = 50) -> list[Match]:

@@ -172,8 +172,13 @@ def passthrough_unit(facts: Facts, gpu: PciDevice) -> Unit:
             grouped = True
             members.update((m.address, m) for m in ms)
     rest = sorted((m for m in members.values() if m.address not in mine), key=lambda m: m.address)
-    intruders = tuple(m for m in rest if not m.is_bridge)
+    # a member the source names by address alone (a group listing of links, no lspci line for it): bridge or not is unknown
+    unseen = [m for m in rest if m.vendor == "????" and m.class_code == 0]
+    intruders = tuple(m for m in rest if not m.is_bridge and m not in unseen)
     bridges = tuple(m for m in rest if m.is_bridge)
+    if unseen and not intruders and open_ is None:
+        open_ = FactUnknown(f"what {unseen[0].address} in the group is (only its address is shown; a bridge is harmless, an endpoint "
+                            "is not)", "not in the evidence", f"lspci -nnk -s {unseen[0].address}")
     return Unit(gpu, tuple(funcs), intruders, bridges, grouped, open_)
 
 

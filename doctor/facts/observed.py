@@ -20,6 +20,8 @@ OBSERVED_KINDS: dict[str, str] = {
     "gpu.bar_reserve": "a BAR of the device could not be reserved (`BAR N: can't reserve [mem ...]`)",
     "gpu.fb_on_bar": "a firmware framebuffer was placed on the device's BAR (`BAR 1: assigned to efifb`)",
     "kvm.disabled_by_bios": "the firmware leaves VT-x / SVM off (`kvm: disabled by bios`, `VMX ... disabled by BIOS`)",
+    "kvm.vendor_module_missing": "`kvm` loaded without kvm_intel / kvm_amd (a full lsmod, or `lsmod | grep kvm`): the vendor "
+                                 "module failed to load",
     "kvm.no_hardware": "the CPU offers no VT-x / SVM (`kvm: no hardware support`)",
     "kvm.unavailable": "KVM is not available (`Could not access KVM kernel module`, Proxmox `KVM virtualisation "
                        "configured, but not available`)",

@@ -85,7 +85,7 @@ class Shown:
                 groups.setdefault(k, set()).update(v)
             self.groups_source = c.where
         for c in self._of("group_ls"):
-            g2 = {k: v for k, v in parse_group_ls(c.text).items() if v}
+            g2 = {k: v for k, v in parse_group_ls(c.text, c.command).items() if v}
             if not g2:
                 continue  # entries without a /sys/kernel/iommu_groups/N/devices: header name no group
             whole_listing = whole_listing or _unfiltered(c, g2)

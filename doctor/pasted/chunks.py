@@ -164,10 +164,20 @@ def parse_group_listing(text: str) -> tuple[dict[str, list[str]], list[DevInfo],
     return {g: sorted(set(v)) for g, v in groups.items()}, devs, k
 
 
-def parse_group_ls(text: str) -> dict[str, list[str]]:
-    """`ls -l /sys/kernel/iommu_groups/*/devices` output → groups."""
+_ONE_GROUP_CMD = re.compile(r"/sys/kernel/iommu_groups/(\d+)/devices/?(?:\s|$)")
+_BARE_ADDR = re.compile(r"(?<!\S)([0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])(?!\S)")
+
+
+def parse_group_ls(text: str, command: str = "") -> dict[str, list[str]]:
+    """`ls [-l] /sys/kernel/iommu_groups/*/devices` output → groups: a `/sys/kernel/iommu_groups/N/devices:` header
+    names the group of the entries under it; without one, the group is the one folder the command listed
+    (`ls -l /sys/kernel/iommu_groups/13/devices/`). Entries are symlinks (`0000:01:00.0 -> ../../../../devices/pci...`)
+    or bare addresses, several to a line."""
     groups: dict[str, list[str]] = {}
-    cur: str | None = None
+    m = _ONE_GROUP_CMD.search(command)
+    cur: str | None = m.group(1) if m else None
+    if cur is not None:
+        groups[cur] = []
     for raw in text.split("\n"):
         s = raw.strip()
         m = re.match(r"^/sys/kernel/iommu_groups/(\d+)/devices/?:$", s)
@@ -175,10 +185,13 @@ def parse_group_ls(text: str) -> dict[str, list[str]]:
             cur = m.group(1)
             groups.setdefault(cur, [])
             continue
+        if cur is None:
+            continue
         m = re.search(r"\s(" + _ADDR + r") -> ", s)
-        if m and cur is not None:
+        found = [m.group(1)] if m else _BARE_ADDR.findall(s) if not s.startswith(("l", "total")) else []
+        for a in found:
             try:
-                groups[cur].append(normalize_pci_address(m.group(1)))
+                groups[cur].append(normalize_pci_address(a))
             except ValueError:
                 pass
     return groups

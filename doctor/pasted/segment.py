@@ -152,8 +152,11 @@ KIND_NAMES = {
 _CONTINUES = {"lspci", "group", "group_ls", "error", "dmesg", "lshw"}
 # comment lines (#...) belong to these file kinds
 _COMMENTED = {"grub", "modprobe", "initramfs", "etc_modules"}
-_MODULES_CMD = re.compile(r"/etc/modules\b|modules-load\.d")
+_MODULES_CMD = re.compile(r"/etc/modules\b|modules-load\.d|initramfs-tools/modules")
 _MODULE_NAME = re.compile(r"^\s*[A-Za-z0-9_-]+\s*$")
+_GROUP_DIR_CMD = re.compile(r"\bls\b.*/sys/kernel/iommu_groups/")
+_BARE_ADDRS = re.compile(r"^\s*(?:[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]\s*)+$")
+_LS_TOTAL = re.compile(r"^\s*total \d+\s*$")
 
 
 def segment(text: str, file: str = "<text>") -> list[Chunk]:
@@ -190,6 +193,9 @@ def segment(text: str, file: str = "<text>") -> list[Chunk]:
             k = "etc_modules"
         else:
             k = classify_line(line)
+        if k == "" and (cur_kind == "group_ls" or _GROUP_DIR_CMD.search(last_cmd)) and (
+                _BARE_ADDRS.match(line) or (cur_kind != "group_ls" and _LS_TOTAL.match(line))):
+            k = "group_ls"  # `ls /sys/kernel/iommu_groups/*/devices` (bare addresses) or one group's folder, `total 0` first
         if k in ("group_ls_header", "group_ls_entry"):
             k = "group_ls"
         if k == "blank" or k == "fence":

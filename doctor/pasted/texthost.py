@@ -73,6 +73,11 @@ _DMAR_UNIT = re.compile(r"DMAR: (dmar\d+): reg_base_addr")
 _IOMMU_ON = re.compile(r"Intel\(R\) Virtualization Technology for Directed I/O|AMD-Vi: Found IOMMU|Adding to iommu group")
 
 
+# `lsmod | grep kvm` (or -i, -w, an alternation with kvm): every kvm module's line holds "kvm"
+_GREP_KVM = re.compile(r"\blsmod\b.*\|\s*e?grep\s+(?:-[A-Za-z]+\s+)*['\"]?(?:[^'\"\s]*\|)?\^?kvm(?![\w-])")
+# a command that printed every modules-load list: /etc/modules, or modules-load.d by glob or folder (not one named file)
+_WHOLE_ML = re.compile(r"/etc/modules(?:\s|$)|modules-load\.d/?(?:\*[^/\s]*)?(?:\s|$)")
+
 class PastedFacts(Shown, Facts):
     """Facts decided only from pasted evidence; the rest stays unknown."""
 
@@ -297,7 +302,21 @@ class PastedFacts(Shown, Facts):
         binds only a device in an IOMMU group, so that proves the IOMMU active)."""
         bound = [Observed("iommu.proof", f"{d.address} driver in use: vfio-pci", d.source or "pasted device list", self.group_of.get(d.address),
                           d.address, "a device on vfio-pci") for d in self.devs.values() if d.driver_known and d.driver == "vfio-pci"]
-        return self._observed + tuple(bound[:4])
+        return self._observed + tuple(bound[:4]) + self._kvm_without_vendor()
+
+    def _kvm_without_vendor(self) -> tuple[Observed, ...]:
+        """`kvm` loaded with neither kvm_intel nor kvm_amd, in a full lsmod or in `lsmod | grep kvm` (which lists every
+        kvm module): the vendor module failed to load (firmware leaves VT-x / SVM off, or no CPU support)."""
+        out: list[Observed] = []
+        for c in self._of("lsmod", "proc_modules"):
+            names, complete = parse_lsmod(c.text)
+            whole = complete or (c.kind == "proc_modules" and len(names) >= 10 and "grep" not in c.command)
+            if "kvm" not in names or names & {"kvm_intel", "kvm_amd"} or not (whole or _GREP_KVM.search(c.command)):
+                continue
+            i = next(i for i, ln in enumerate(c.lines) if re.match(r"^\s*kvm\s", ln))
+            out.append(Observed("kvm.vendor_module_missing", c.lines[i].strip(), f"{c.file}:{c.start + i}", None, None,
+                                "full lsmod" if whole else c.command))
+        return tuple(out[:1])
 
     def observed_subjects(self) -> list[str]:
         """Devices an error names as the one being passed (QEMU's host=, vfio's address)."""
@@ -356,11 +375,23 @@ class PastedFacts(Shown, Facts):
                 elif re.match(r"^(add_drivers|force_drivers|drivers)\s*\+?=", s):
                     tool = "dracut"
                     init.append(ConfigLine(c.file, c.start + i, s))
-        # /etc/modules or a modules-load.d file, pasted after the command that printed it
-        ml = [ConfigLine(c.file, c.start + i, raw.strip()) for c in listed for i, raw in enumerate(c.lines)
-              if raw.strip() and not raw.strip().startswith("#")]
-        if not any(re.search(r"\bvfio[-_]pci\b", ln.text) for ln in init + ml):
-            # only a pasted file that loads vfio-pci decides it: the other places may be the ones that do
+        # /etc/modules, modules-load.d or /etc/initramfs-tools/modules, pasted after the command that printed it
+        ml: list[ConfigLine] = []
+        init_shown = bool(chunks)
+        whole_ml = False  # /etc/modules or all of modules-load.d (a glob or the folder), not one file of it
+        for c in listed:
+            lines = [ConfigLine(c.file, c.start + i, raw.strip()) for i, raw in enumerate(c.lines)
+                     if raw.strip() and not raw.strip().startswith("#")]
+            if "initramfs-tools/modules" in c.command:
+                tool = "initramfs-tools"
+                init += lines
+                init_shown = True
+            else:
+                ml += lines
+                whole_ml = whole_ml or bool(_WHOLE_ML.search(c.command))
+        if not any(re.search(r"\bvfio[-_]pci\b", ln.text) for ln in init + ml) and not (init_shown and whole_ml):
+            # only a pasted file that loads vfio-pci decides it, or the initramfs configuration and the module lists
+            # both shown without it: otherwise the other places may be the ones that do
             raise FactUnknown("early module loading configuration", "the pasted initramfs / modules-load configuration does not "
                               "load vfio-pci, and the other places are not in the evidence",
                               "cat /etc/modules-load.d/*.conf /etc/modules /etc/initramfs-tools/modules")
