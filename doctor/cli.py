@@ -120,7 +120,12 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
     words = list(sys.argv[1:] if argv is None else argv)
     first = next((w for w in words if not w.startswith("-")), None)
+    # a known command: only its parser (the others matter only for the overall help and for an unknown command,
+    # whose error lists them); otherwise every command
+    known = first in _SUBCOMMANDS or first == "vm"
     for name, (text, add) in _SUBCOMMANDS.items():
+        if known and name != first:
+            continue
         sp = sub.add_parser(name, help=text, formatter_class=_Formatter)
         if first in (name, None):
             add(sp)
@@ -128,7 +133,7 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         from doctor.vm.cli import add_parser as add_vm_parser
 
         add_vm_parser(sub)
-    else:
+    elif not known:
         sub.add_parser("vm", help="create, check and clean up the VM that gets the GPU (see `gpudoctor vm -h`)",
                        formatter_class=_Formatter)
     return p
