@@ -18,7 +18,7 @@ T0=$(date +%s)
 T=$T0
 phase() { local now; now=$(date +%s); PHASES+=("$(printf '%-28s %5ss' "$1" $((now - T)))"); T=$now; }
 report() {
-  local rc=$?
+  local rc=${1:-$?}
   phase "${CURRENT:-pytest}"
   echo "== test.sh phase times (exit $rc) =="
   printf '  %s\n' "${PHASES[@]}"
@@ -79,7 +79,18 @@ BGLOG="$(mktemp -t gpudoctor-reboot-lab.XXXXXX)"
 ) >"$BGLOG" 2>&1 &
 BGPID=$!
 stop_bg() { pkill -P "$BGPID" 2>/dev/null || true; kill "$BGPID" 2>/dev/null || true; }
-trap 'rc=$?; stop_bg; (exit $rc); report' EXIT
+# on a failure in front: stop the background job, show its log so far, then the phase times. (The trap
+# used to run `(exit $rc)` under set -e, which ended the trap there: a failed run printed no phase times.)
+on_exit() {
+  local rc=$?
+  if kill -0 "$BGPID" 2>/dev/null; then
+    stop_bg
+    echo "== the background job (disk images, pytest -m reboot) was stopped; its log so far: =="
+    cat "$BGLOG" || true
+  fi
+  report "$rc"
+}
+trap on_exit EXIT
 .venv/bin/ruff check doctor checks remediations tests lab benchmarks fixtures
 .venv/bin/mypy
 .venv/bin/python -m pytest -ra --durations=15 -m "not reboot"

@@ -77,7 +77,9 @@ def test_guest_that_never_boots_reports_console_tail(lab_ready):
 
 
 def test_qemu_that_cannot_start_reports_its_error(lab_ready, monkeypatch):
-    from doctor.datarecord import replace
+    # lab.scenarios.Scenario is a dataclass (the lab is not on the start-up path)
+    from dataclasses import replace
+
     from lab import SCENARIOS
 
     broken = replace(SCENARIOS[SCENARIO], qemu_devices=["-device", "no-such-device"])
