@@ -248,7 +248,7 @@ class LiveHost(Host):
         of `check`'s CPU time beyond Python's own start (benchmarks/bench_startup.py)."""
         text = read_kmsg()
         if text is None:
-            return self.run(["dmesg"], timeout=10)
+            return super().dmesg()
         return CommandResult(("dmesg",), 0, text, "")
 
     def run(self, argv: list[str] | tuple[str, ...], timeout: float = 10.0) -> CommandResult:
