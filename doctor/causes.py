@@ -13,6 +13,7 @@ Terminal, JSON and HTML rendering all read it; `headline()` is the one sentence 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from doctor.datarecord import record
@@ -61,14 +62,9 @@ def name(sr: SubjectResult) -> str:
     return sr.result.check_id + (f"[{sr.subject}]" if sr.subject else "")
 
 
-_UPSTREAM: dict[str, tuple[str, ...]] = {}
-
-
+@functools.cache
 def upstream_of(check_id: str) -> tuple[str, ...]:
-    got = _UPSTREAM.get(check_id)
-    if got is None:
-        got = _UPSTREAM[check_id] = tuple(up for up, downs in EXPLAINS.items() if check_id in downs)
-    return got
+    return tuple(up for up, downs in EXPLAINS.items() if check_id in downs)
 
 
 @record(frozen=True)

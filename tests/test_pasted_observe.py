@@ -9,6 +9,7 @@ import pytest
 from doctor import pasted as P
 from doctor.errors import FactUnknown
 from doctor.facts import Facts
+from doctor.facts.logsearch import top_level_alternatives
 from doctor.pasted.observe import clean, observe_text
 
 
@@ -221,31 +222,11 @@ def test_explain_answers_each_text_with_the_right_first_entry(text: str, want: s
         assert first.checks == ("iommu.interrupt_remapping",)
 
 
-def _alternatives(pattern: str) -> list[str]:
-    out, depth, cur, esc = [], 0, "", False
-    for ch in pattern:
-        if esc:
-            cur, esc = cur + ch, False
-            continue
-        if ch == "\\":
-            cur, esc = cur + ch, True
-            continue
-        depth += ch == "("
-        depth -= ch == ")"
-        if ch == "|" and depth == 0:
-            out.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    return out + [cur]
-
-
 def test_every_explain_pattern_alternative_holds_a_keyword() -> None:
     # find_errors_in_log reads only the lines that hold a KEYWORD: a pattern alternative without one would be missed
     from doctor.explain import KB, KEYWORDS
-
     for e in KB:
-        for alt in _alternatives(e.pattern.pattern):
+        for alt in top_level_alternatives(e.pattern.pattern):
             plain = alt.replace("\\", "").lower()
             assert any(k in plain for k in KEYWORDS), (e.id, alt)
 
@@ -262,6 +243,6 @@ def test_every_observe_rule_alternative_holds_a_keyword() -> None:
     from doctor.pasted.observe import _KEYWORDS, _RULES
 
     for kind, rx in _RULES:
-        for alt in _alternatives(rx.pattern):
+        for alt in top_level_alternatives(rx.pattern):
             plain = alt.replace("\\", "").lower()
             assert any(k in plain for k in _KEYWORDS), (kind, alt)

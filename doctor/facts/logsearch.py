@@ -88,18 +88,15 @@ _META = set(".^$*+?{}[]()|\\")
 _CLASS_ESCAPES = set("dDsSwWbBAZ0123456789")
 
 
-def literal_prefixes(pattern: str) -> list[str] | None:
-    """The literal each top-level alternative of pattern starts with (3 characters at least), or None where one
-    does not: a line without any of them cannot match. Inline flags, anchors and classes end a literal."""
-    if pattern.startswith("(?") and not pattern.startswith(("(?:", "(?P", "(?=", "(?!", "(?<")):
-        return None
+def top_level_alternatives(pattern: str) -> list[str]:
+    """The alternatives of pattern's top-level `|`, escapes kept as written."""
     alts, depth, cur, esc = [], 0, "", False
     for ch in pattern:
         if esc:
-            cur, esc = cur + "\\" + ch, False
+            cur, esc = cur + ch, False
             continue
         if ch == "\\":
-            esc = True
+            cur, esc = cur + ch, True
             continue
         depth += ch == "("
         depth -= ch == ")"
@@ -108,9 +105,16 @@ def literal_prefixes(pattern: str) -> list[str] | None:
             cur = ""
         else:
             cur += ch
-    alts.append(cur)
+    return alts + [cur]
+
+
+def literal_prefixes(pattern: str) -> list[str] | None:
+    """The literal each top-level alternative of pattern starts with (3 characters at least), or None where one
+    does not: a line without any of them cannot match. Inline flags, anchors and classes end a literal."""
+    if pattern.startswith("(?") and not pattern.startswith(("(?:", "(?P", "(?=", "(?!", "(?<")):
+        return None
     out = []
-    for alt in alts:
+    for alt in top_level_alternatives(pattern):
         lit = ""
         i = 2 if alt.startswith("\\b") else 0  # a leading word boundary matches no character
         while i < len(alt):
