@@ -224,11 +224,12 @@ def vfio_early_load(ctx: Context) -> Verdict:
             ev, msgs, remedy,
         )
     won = native_won(facts, eps, mods)
-    if vfio_builtin(mods):
+    builtin = vfio_builtin(mods)
+    if builtin:
         if won:
             return verdict(Status.FAIL, f"vfio-pci is built into the kernel, yet the native driver won at this boot: {won}", ev, msgs)
         return verdict(Status.PASS, "vfio-pci is built into the kernel: it is there before any module loads", ev, msgs)
-    if won is None and vfio_builtin(mods) is None:
+    if won is None and builtin is None:
         raise FactUnknown("whether vfio-pci is built into the kernel (then nothing needs to load it)", "not in the evidence",
                           "grep vfio /lib/modules/$(uname -r)/modules.builtin")
     summary = "nothing loads vfio-pci at boot (no initramfs entry, softdep or modules-load.d entry)"
@@ -314,10 +315,10 @@ def vfio_binding_persistent(ctx: Context) -> Verdict:
     gpu, eps = r
     cfg = ids_config(facts)
     mods = try_fact(facts.modules)
-    vfio_builtin = mods.is_builtin("vfio_pci") if mods else None
+    listed_builtin = mods.is_builtin("vfio_pci") if mods else None  # modules.builtin only (not vfio_builtin's inference)
     next_ids = set(cfg.cmdline_next if cfg.cmdline_next is not None else cfg.cmdline_now)
     cfg_cmd = set(next_ids)
-    if not vfio_builtin:
+    if not listed_builtin:
         next_ids |= set(cfg.ids)
     ev_early, in_initramfs, in_ml = early_sources(facts)
     early_unknown = early_load_unknown(facts)
@@ -356,7 +357,7 @@ def vfio_binding_persistent(ctx: Context) -> Verdict:
             why.append("id not in vfio-pci ids")
         elif not early_ok:
             why.append("vfio-pci not loaded early enough" + (
-                " (or built in, and then modprobe.d's ids are never read)" if vfio_builtin is None and d.ident not in cfg_cmd else ""))
+                " (or built in, and then modprobe.d's ids are never read)" if listed_builtin is None and d.ident not in cfg_cmd else ""))
         if builtin_native:
             why.append(f"native driver {', '.join(builtin_native)} is built in")
         entry = f"{d.address} ({d.ident}, {'; '.join(why)})"
