@@ -9,15 +9,12 @@ from __future__ import annotations
 import glob
 import os
 import re
-import sys
 
 import pytest
 
 from doctor.explain import KB, explain_json, find_errors
+from doctor.facts.logsearch import top_level_alternatives
 from doctor.pasted.observe import _RULES, clean
-
-sys.path.insert(0, os.path.dirname(__file__))
-from test_pasted_observe import _alternatives  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # observe kinds that are proof of a fact, not an error (the IOMMU is active; a framebuffer sits on a BAR)
@@ -116,7 +113,7 @@ def test_every_error_rule_alternative_has_a_sample_that_matches_it() -> None:
         samples = RULE_SAMPLES[kind]
         for s in samples:
             assert rx.search(s), (kind, s)
-        for alt in _alternatives(rx.pattern):
+        for alt in top_level_alternatives(rx.pattern):
             one = re.compile(alt, re.I)
             assert any(one.search(s) for s in samples), f"{kind}: no sample for the alternative {alt!r}"
     assert set(RULE_SAMPLES) == {k for k, _ in _RULES if k not in NOT_ERRORS}
