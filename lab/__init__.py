@@ -10,6 +10,7 @@ See lab/README.md.
 from .cache import cache_dir, fetch_kernel, load_kernel
 from .errors import (
     LabBootError,
+    LabBootStalled,
     LabCommandTimeout,
     LabError,
     LabGuestDied,
@@ -28,6 +29,7 @@ __all__ = [
     "Guest",
     "Lab",
     "LabBootError",
+    "LabBootStalled",
     "LabCommandTimeout",
     "LabError",
     "LabGuestDied",

@@ -15,6 +15,14 @@ class LabBootError(LabError):
     """The guest did not come up (QEMU failed, kernel never reached the agent)."""
 
 
+class LabBootStalled(LabBootError):
+    """The guest's console went silent mid-boot for longer than the stall limit (lab.vm.BOOT_STALL)."""
+
+    def __init__(self, message: str, summary: str) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
 class LabGuestDied(LabError):
     """QEMU exited or was killed while the guest was in use."""
 

@@ -20,6 +20,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from lab import Lab, LabError, LabSetupError  # noqa: E402
+from lab.vm import BOOT_STALLS  # noqa: E402
 
 BOOT_TIMEOUT = 180
 _boot_times: dict[str, float] = {}
@@ -152,3 +153,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.section("lab boot times")
         for name, t in _boot_times.items():
             terminalreporter.write_line(f"{name:24} {t:5.1f}s")
+    if BOOT_STALLS:
+        terminalreporter.section("lab boot stalls (each guest booted again)")
+        for line in BOOT_STALLS:
+            terminalreporter.write_line(line)

@@ -76,6 +76,23 @@ def test_guest_that_never_boots_reports_console_tail(lab_ready):
     assert time.monotonic() - t0 < 60
 
 
+def test_stalled_boot_is_booted_again_and_said(lab_ready):
+    """The first boot's first stage hangs (hang="once"): its console goes silent, the boot counts as
+    stalled after `stall` seconds, QEMU is killed and a second boot, from scratch, comes up."""
+    from lab.vm import BOOT_STALLS
+
+    before = len(BOOT_STALLS)
+    t0 = time.monotonic()
+    with Lab.boot(SCENARIO, timeout=180, hang="once", stall=8, setup=False) as g:
+        assert g.stalled_before and "console silent for" in g.stalled_before, g.stalled_before
+        assert "hanging on purpose" not in g.console_log.read_text(errors="replace")  # a fresh boot
+        assert g.run(["true"], timeout=30).rc == 0
+    assert len(BOOT_STALLS) == before + 1 and BOOT_STALLS[-1].startswith(f"{SCENARIO}: boot stalled")
+    print(f"{BOOT_STALLS[-1]} [{time.monotonic() - t0:.1f}s]")
+    with pytest.raises(LabError, match="hang="):
+        Lab.boot(SCENARIO, hang="twice")
+
+
 def test_qemu_that_cannot_start_reports_its_error(lab_ready, monkeypatch):
     # lab.scenarios.Scenario is a dataclass (the lab is not on the start-up path)
     from dataclasses import replace
