@@ -291,14 +291,31 @@ def _seen_not_viable(ctx: Context) -> Verdict | None:
         return None
     group = seen[0].group
     members = try_fact(lambda: ctx.facts.group_members(gpu))
-    blocking = [d for d in endpoints(ctx.facts, gpu) if d.driver is not None and d.driver not in VIABLE_DRIVERS] if members else []
-    culprits = ", ".join(f"{d.address} on {d.driver}" for d in blocking) or "not shown in the evidence"
+
+    def on_host_driver(devs: list[PciDevice]) -> list[PciDevice]:
+        return [d for d in devs if not d.is_bridge and d.driver is not None and d.driver not in VIABLE_DRIVERS]
+
+    if members:
+        blocking, likely = on_host_driver(endpoints(ctx.facts, gpu)), []
+    else:
+        # The group's members are not shown, but the device QEMU named is in it by QEMU's own word:
+        # on a host driver, it is a culprit. Its card's other functions share its group on nearly
+        # every card (no ACS between functions): named as likely, not as certain.
+        named = {o.address for o in seen if o.address}
+        card = on_host_driver(try_fact(lambda: ctx.facts.slot_functions(gpu), []))
+        blocking = [d for d in card if d.address in named]
+        likely = [d for d in card if d.address not in named]
+    culprits = ", ".join(f"{d.address} on {d.driver}" + ("" if members else " (the device QEMU named)") for d in blocking)
+    if likely:
+        culprits += ("; " if culprits else "") + "likely " + ", ".join(f"{d.address} on {d.driver}" for d in likely) + " (same card)"
     return verdict(
         Status.FAIL,
-        f"group {group} not viable (QEMU said so): devices on a host driver: {culprits}",
-        observed_evidence(seen) + [pci_evidence(d) for d in blocking],
+        f"group {group} not viable (QEMU said so): devices on a host driver: {culprits or 'not shown in the evidence'}",
+        observed_evidence(seen) + [pci_evidence(d) for d in blocking + likely],
         ["The pasted error settles it: vfio opens a group only when every device in it is on vfio-pci (or no driver)."]
-        + ([] if blocking else [f"to name the culprits, collect: ls -l /sys/kernel/iommu_groups/{group}/devices; lspci -nnk"]),
+        + ([] if members and blocking else
+           [("the group's members are not shown; " if not members else "") + "to name every culprit, collect: "
+            f"ls -l /sys/kernel/iommu_groups/{group}/devices; lspci -nnk"]),
         Remedy("Bind every device of the group to vfio-pci (see vfio.ids_configured), or give the VM the whole group.",
                (f"ls /sys/kernel/iommu_groups/{group}/devices", "lspci -nnk")),
     )
