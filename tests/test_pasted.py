@@ -239,6 +239,28 @@ def test_nothing_usable_is_bad_input_naming_each_file(tmp_path) -> None:  # type
         P.load_pasted([str(tmp_path / "missing.txt")])
 
 
+def test_nothing_recognised_says_which_lines_it_tried_and_what_it_knows(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "t.txt").write_text("hello world\nfoo bar\n\n\nsomething else\n")
+    with pytest.raises(BadInput) as e:
+        P.load_pasted([str(tmp_path / "t.txt")])
+    msg = str(e.value)
+    assert "\n" not in msg  # one line
+    assert "nothing recognised in its 3 line(s): lines 1-2 ('hello world'), line 5 ('something else')" in msg, msg
+    for known in ("lspci", "lshw -c display", "kernel log (dmesg)", "/etc/default/grub", "modprobe.d", "IOMMU group listing",
+                  "ls -l /dev/vfio", "QEMU / libvirt / kernel error messages"):
+        assert known in msg.split("It knows: ", 1)[1], (known, msg)
+
+
+def test_a_line_read_on_its_own_is_named_not_called_unrecognised(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # `ls -l /dev/vfio/` as pasted: the group node proves the IOMMU active; the container node proves nothing
+    (tmp_path / "v.txt").write_text("crw------- 1 root root 243,   0 Jan  1 00:00 /dev/vfio/12\n\n"
+                                    "crw-rw-rw- 1 root root  10, 196 Jan  1 00:00 /dev/vfio/vfio\n")
+    run = P.run_pasted(P.load_pasted([str(tmp_path / "v.txt")]), "pasted")
+    det = run.report.source.details["input 1"]
+    assert "read line by line: line 1 (a line only an active IOMMU prints)" in det, det
+    assert "not recognised: line 3 " in det and "lines 1-" not in det, det
+
+
 def test_a_50_mb_log_is_read_in_bounded_time(tmp_path) -> None:  # type: ignore[no-untyped-def]
     p = tmp_path / "huge.log"
     line = "[   12.345678] usb 1-1: new high-speed USB device number 2 using xhci_hcd\n"

@@ -138,16 +138,35 @@ def tie_errors(pf: PastedFacts, report: Report) -> list[dict[str, Any]]:
     return out
 
 
+def known_formats() -> str:
+    """Every kind of output the reader recognises, in the words of its source lines, plus the kinds
+    recognised line by line (observe.py): error messages, /proc/iomem, ls -l /dev/vfio."""
+    from doctor.pasted.segment import KIND_NAMES
+
+    kinds = [v for k, v in KIND_NAMES.items() if k not in ("unrecognised", "command", "groups_absent", "error")]
+    return ", ".join(kinds + ["/proc/iomem (a framebuffer inside a BAR)", "ls -l /dev/vfio",
+                             "QEMU / libvirt / kernel error messages"])
+
+
+def _tried(pf: PastedFacts, path: str) -> str:
+    """The lines of an input that nothing recognised: how many, and where each block starts."""
+    blocks = [c for c in pf.chunks if c.file == path and c.kind == "unrecognised"]
+    n = sum(c.end - c.start + 1 for c in blocks)
+    if not n:
+        return "nothing recognised (no text in it)"
+    from doctor.pasted.segment import span
+
+    shown = ", ".join(f"{span(c.start, c.end)} ({c.lines[0].strip()[:40]!r})" for c in blocks[:3])
+    return f"nothing recognised in its {n} line(s): {shown}" + (f" and {len(blocks) - 3} more block(s)" if len(blocks) > 3 else "")
+
+
 def load_pasted(paths: list[str]) -> PastedFacts:
     """Read and recognise the inputs; BadInput when nothing in them is usable."""
     ev = load_inputs(paths)
     pf = PastedFacts(ev)
     if not pf.recognised_anything():
-        why = "; ".join(f"{it.path}: {it.error or 'nothing recognised'}" for it in ev.inputs)
-        raise BadInput(
-            "--from: none of the inputs holds a recognised output (lspci, dmesg, /proc/cmdline, IOMMU groups, "
-            f"grub, modprobe.d, lsmod, cpuinfo, kvm-ok, QEMU/libvirt errors): {why}"
-        )
+        why = "; ".join(f"{it.path}: {it.error or _tried(pf, it.path)}" for it in ev.inputs)
+        raise BadInput(f"--from: none of the inputs holds an output gpudoctor knows: {why}. It knows: {known_formats()}")
     return pf
 
 

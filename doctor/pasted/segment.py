@@ -121,6 +121,11 @@ class Chunk:
         return "\n".join(self.lines) + "\n"
 
 
+def span(start: int, end: int) -> str:
+    """`line 5` or `lines 1-4`: where a block of an input lies."""
+    return f"line {start}" if start == end else f"lines {start}-{end}"
+
+
 KIND_NAMES = {
     "lspci": "lspci",
     "lspci_vmm": "lspci -vmm records",

@@ -52,6 +52,7 @@ from doctor.facts import (
     parse_shell_assignments,
 )
 from doctor.facts.logsearch import JoinedLog
+from doctor.facts.observed import OBSERVED_KINDS
 from doctor.model import SourceInfo
 from doctor.pasted.assemble import Shown
 from doctor.pasted.chunks import (
@@ -62,7 +63,7 @@ from doctor.pasted.chunks import (
     parse_lspci_chunk,
 )
 from doctor.pasted.observe import ALL_KEYWORDS, observe_text
-from doctor.pasted.segment import _ADDR, KIND_NAMES, Evidence_
+from doctor.pasted.segment import _ADDR, KIND_NAMES, Evidence_, span
 from doctor.pasted.segment_re import keyword_lines
 
 # observations that name the device the user tried to pass (a subject when no lspci shows it)
@@ -435,13 +436,22 @@ class PastedFacts(Shown, Facts):
                     _, k = parse_lspci_chunk(c.text)
                     name += " with drivers (-k)" if k else " without drivers (no -k)"
                 parts.append(f"{name} [lines {c.start}-{c.end}]")
+            # lines outside any recognised block that are evidence on their own (observe.py)
+            seen_at = {int(o.where.rsplit(":", 1)[1]): o.kind for o in self._observed
+                       if o.where.rsplit(":", 1)[0] == it.path and o.where.rsplit(":", 1)[1].isdigit()}
             unrec = [c for c in kinds if c.kind == "unrecognised"]
+            alone = sorted((n, k) for c in unrec for n, k in seen_at.items() if c.start <= n <= c.end)
+            if alone:
+                parts.append("read line by line: " + ", ".join(
+                    f"line {n} ({OBSERVED_KINDS[k].split(' (', 1)[0]})" for n, k in alone[:8])
+                    + (f" and {len(alone) - 8} more" if len(alone) > 8 else ""))
+            unrec = [c for c in unrec if not all(n in seen_at for n in range(c.start, c.end + 1))]
             desc = "; ".join(parts) or "nothing recognised"
             if it.error:
                 desc = it.error
             if unrec:
                 desc += "; not recognised: " + ", ".join(
-                    f"lines {c.start}-{c.end} ({c.lines[0].strip()[:50]!r})" for c in unrec[:8]
+                    f"{span(c.start, c.end)} ({c.lines[0].strip()[:50]!r})" for c in unrec[:8]
                 ) + (f" and {len(unrec) - 8} more" if len(unrec) > 8 else "")
             if it.notes:
                 desc += "; note: " + "; ".join(it.notes)
