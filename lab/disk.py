@@ -52,11 +52,12 @@ import uuid
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import disk_runner
 from .cache import cache_dir
-from .errors import LabBootError, LabError, LabGuestDied, LabGuestHung, LabSetupError
-from .proc import kill_group, start_qemu
+from .errors import LabBootError, LabBootStalled, LabError, LabGuestDied, LabGuestHung, LabSetupError
+from .proc import BOOT_STALL, BOOT_STALLS, kill_group, start_qemu
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
@@ -671,7 +672,21 @@ class Machine:
         shutil.copyfile(self.disk, tmp)
         tmp.rename(dest)
 
-    def boot(
+    def boot(self, steps: list[Step], stall: float | None = None, **kw: Any) -> BootResult:
+        """Power on, wait for the runner, run *steps*, wait for the guest to power off/reboot
+        (keywords: _boot's).
+
+        A boot whose console stays silent for *stall* seconds (BOOT_STALL) before the runner starts
+        (a TCG guest stopped in the kernel's init; no step has run) is killed, as a power cut, and
+        booted once more with no stall limit; the second boot's failure is the one raised."""
+        try:
+            return self._boot(steps, stall=BOOT_STALL if stall is None else stall, **kw)
+        except LabBootStalled as e:
+            BOOT_STALLS.append(f"{self.name} boot {len(self.boots) + 1}: {e.summary}; booted again")
+            _log(f"{self.name}: {e.summary}; booting it again")
+            return self._boot(steps, stall=None, **kw)
+
+    def _boot(
         self,
         steps: list[Step],
         *,
@@ -684,13 +699,13 @@ class Machine:
         env: dict[str, str] | None = None,
         kill_on: str | None = None,
         kill_after: float = 0.0,
+        stall: float | None = None,
     ) -> BootResult:
-        """Power on, wait for the runner, run *steps*, wait for the guest to power off/reboot.
-
-        With *kill_on*, QEMU is SIGKILLed (a power cut) *kill_after* seconds after a console
+        """With *kill_on*, QEMU is SIGKILLed (a power cut) *kill_after* seconds after a console
         marker line containing it appears (a step writes ``GPUDOCTOR-LAB <kill_on>`` to
         /dev/ttyS0 when the moment comes); the result then has ``killed`` set and only the
-        steps that had finished."""
+        steps that had finished. *stall*: LabBootStalled when the console, once it printed,
+        stays silent that long before the runner is ready."""
         if self._closed:
             raise LabError(f"{self.name}: machine closed")
         index = len(self.boots) + 1
@@ -706,6 +721,7 @@ class Machine:
         self.proc = start_qemu(cmd, self.workdir / f"qemu-{index}.log")
         markers: list[tuple[float, str]] = []
         seen = 0  # bytes of the console log already parsed (whole lines only)
+        size, grew = 0, t0  # the console's size, and when it last grew
         ready_at: float | None = None
         done_at: float | None = None
         kill_at: float | None = None
@@ -752,6 +768,15 @@ class Machine:
                             kill_at = now + kill_after
                 if rc is not None:
                     break
+                if seen + len(chunk) != size:
+                    size, grew = seen + len(chunk), now
+                elif stall is not None and ready_at is None and size and now - grew > stall:
+                    self._kill()
+                    last = (_tail_text(con()).splitlines() or [""])[-1].strip()
+                    raise LabBootStalled(
+                        f"{self.name} boot {index}: the console stayed silent for {now - grew:.0f}s before the runner "
+                        f"started (QEMU killed); its last line: {last!r}",
+                        summary=f"boot stalled {now - t0:.0f}s in, console silent for {now - grew:.0f}s after {last!r}")
                 if kill_at is not None and now >= kill_at:
                     self._kill()
                     killed = True

@@ -9,6 +9,15 @@ import signal
 import subprocess
 from pathlib import Path
 
+# Seconds a console may stay silent, once the guest has printed, before its boot counts as
+# stalled. A TCG guest can stop for good in the middle of the kernel's late init (seen once in
+# CI: the console stopped at "sched_clock: Marking stable", 1.8 s into a boot that takes 30 s);
+# Lab.boot and Machine.boot then boot it once more, from scratch, and say so (BOOT_STALLS, which
+# the lab's pytest summary prints).
+BOOT_STALL = float(os.environ.get("GPUDOCTOR_LAB_BOOT_STALL", "90"))
+# One line per stalled boot that was booted again, for the session's summary.
+BOOT_STALLS: list[str] = []
+
 
 def _die_with_parent() -> None:
     # QEMU dies with us even if we are SIGKILLed (PR_SET_PDEATHSIG = 1). PDEATHSIG fires when the

@@ -27,7 +27,7 @@ from .errors import (
     LabGuestHung,
     LabSetupError,
 )
-from .proc import kill_group, start_qemu
+from .proc import BOOT_STALL, BOOT_STALLS, kill_group, start_qemu
 from .scenarios import Scenario
 from .scenarios import get as get_scenario
 
@@ -35,13 +35,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 GUEST_SHARE = "/run/gpudoctor-lab"  # where the writable share is mounted in the guest
 # Extra seconds the host waits past a command's own timeout before calling the guest hung.
 HANG_GRACE = float(os.environ.get("GPUDOCTOR_LAB_HANG_GRACE", "20"))
-# Seconds the console may stay silent, once the kernel has printed, before a boot counts as
-# stalled. A TCG guest can stop for good in the middle of the kernel's late init (seen once in
-# CI: the console stopped at "sched_clock: Marking stable", 1.8 s into a boot that takes 30 s);
-# Lab.boot then boots it once more, from scratch, and says so (BOOT_STALLS, the lab summary).
-BOOT_STALL = float(os.environ.get("GPUDOCTOR_LAB_BOOT_STALL", "90"))
-# One line per stalled boot that was booted again, for the session's summary.
-BOOT_STALLS: list[str] = []
 
 _live: weakref.WeakSet[Guest] = weakref.WeakSet()
 _live_lock = threading.Lock()

@@ -20,7 +20,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from lab import Lab, LabError, LabSetupError  # noqa: E402
-from lab.vm import BOOT_STALLS  # noqa: E402
+from lab.proc import BOOT_STALLS  # noqa: E402
 
 BOOT_TIMEOUT = 180
 _boot_times: dict[str, float] = {}

@@ -79,7 +79,7 @@ def test_guest_that_never_boots_reports_console_tail(lab_ready):
 def test_stalled_boot_is_booted_again_and_said(lab_ready):
     """The first boot's first stage hangs (hang="once"): its console goes silent, the boot counts as
     stalled after `stall` seconds, QEMU is killed and a second boot, from scratch, comes up."""
-    from lab.vm import BOOT_STALLS
+    from lab.proc import BOOT_STALLS
 
     before = len(BOOT_STALLS)
     t0 = time.monotonic()
