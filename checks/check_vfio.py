@@ -247,7 +247,13 @@ def vfio_group_viable(ctx: Context) -> Verdict:
     seen = _seen_not_viable(ctx)
     if seen is not None:
         return seen
-    r = _group_or_na(ctx)
+    try:
+        r = _group_or_na(ctx)
+    except FactUnknown:
+        card = _card_on_host_driver(ctx)
+        if card is None:
+            raise
+        return card
     if isinstance(r, Verdict):
         return r
     gpu, eps = r
@@ -278,6 +284,33 @@ def vfio_group_viable(ctx: Context) -> Verdict:
          "`Please ensure all devices within the iommu_group are bound to their vfio bus driver.`",
          "Bind with driver_override, never new_id: new_id also grabs every other device with the same id."],
         Remedy("Bind each blocking function to vfio-pci now (lost at reboot: see vfio.binding_persistent).", tuple(steps), PciBind(tuple(d.address for d in blocking))),
+    )
+
+
+def _card_on_host_driver(ctx: Context) -> Verdict | None:
+    """The group is not shown, but a function of the card is on a host driver: the group is not viable
+    whatever else is missing. The GPU itself is in its own group by definition; the card's other
+    functions share it unless the card isolates them with ACS, which GPUs do not (said as such)."""
+    gpu = ctx.gpu
+    assert gpu is not None
+    card = [d for d in try_fact(lambda: ctx.facts.slot_functions(gpu), []) if not d.is_bridge]
+    blocking = [d for d in card if d.driver is not None and d.driver not in VIABLE_DRIVERS]
+    if not blocking:
+        return None
+    own = [d for d in blocking if d.address == gpu.address]
+    names = ", ".join(f"{d.address} [{d.class_hex}] {d.ident} on {d.driver}" for d in blocking)
+    return verdict(
+        Status.FAIL,
+        f"{gpu.address}'s group (not shown) is not viable: {names}"
+        + ("" if own else " (a function of the same card)" if len(blocking) == 1 else " (functions of the same card)"),
+        [pci_evidence(d) for d in blocking],
+        (["The GPU itself is on a host driver: its group cannot be viable, whatever else is in it."] if own else
+         ["A card's functions share one IOMMU group unless the card isolates them with ACS (GPUs do not): "
+          "this one keeps the GPU's group from being viable."])
+        + [f"QEMU/libvirt will fail with: `vfio {gpu.address}: group N is not viable`",
+           "to see the whole group, collect: ls -l /sys/kernel/iommu_groups/*/devices; lspci -nnk"],
+        Remedy("Bind every function of the card (and the rest of its group) to vfio-pci: see vfio.ids_configured.",
+               tuple(f"echo vfio-pci | sudo tee /sys/bus/pci/devices/{d.address}/driver_override" for d in blocking)),
     )
 
 

@@ -122,6 +122,8 @@ def _explains(up: SubjectResult, down: SubjectResult) -> bool:
         return False
     if up.subject is not None and up.subject != down.subject:
         return False
+    if us is Status.UNKNOWN and ds is Status.FAIL:
+        return False  # a failure decided on its own evidence: an open question upstream does not explain it
     if us in _BAD_UP:
         return True
     return us is Status.WARN and ds in (Status.WARN, Status.NOT_APPLICABLE)

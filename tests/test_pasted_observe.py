@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from doctor import pasted as P
+from doctor.causes import analyse
 from doctor.errors import FactUnknown
 from doctor.facts import Facts
 from doctor.facts.logsearch import top_level_alternatives
@@ -253,3 +254,49 @@ def test_every_observe_rule_alternative_holds_a_keyword() -> None:
         for alt in top_level_alternatives(rx.pattern):
             plain = alt.replace("\\", "").lower()
             assert any(k in plain for k in _KEYWORDS), (kind, alt)
+
+
+# the RTX 3090 on vfio-pci, its audio left on snd_hda_intel; no group listing, no error line
+CARD_HALF_BOUND = ("01:00.0 VGA compatible controller [0300]: NVIDIA Corporation GA102 [GeForce RTX 3090] [10de:2204] (rev a1)\n"
+                   "\tSubsystem: ASUSTeK Computer Inc. Device [1043:87b3]\n"
+                   "\tKernel driver in use: vfio-pci\n"
+                   "\tKernel modules: nouveau, nvidia\n"
+                   "01:00.1 Audio device [0403]: NVIDIA Corporation GA102 High Definition Audio Controller [10de:1aef] (rev a1)\n"
+                   "\tSubsystem: ASUSTeK Computer Inc. Device [1043:87b3]\n"
+                   "\tKernel driver in use: snd_hda_intel\n"
+                   "\tKernel modules: snd_hda_intel\n")
+
+
+def test_a_function_of_the_card_on_a_host_driver_fails_group_viable_without_the_groups() -> None:
+    run = run_text(CARD_HALF_BOUND)
+    assert result(run, "iommu.groups_present").status.value == "unknown"
+    r = result(run, "vfio.group_viable", "0000:01:00.0")
+    assert r.status.value == "fail", r
+    assert r.summary == ("0000:01:00.0's group (not shown) is not viable: 0000:01:00.1 [0403] 10de:1aef on snd_hda_intel "
+                         "(a function of the same card)"), r.summary
+    assert any("ACS" in m for m in r.messages) and any("/sys/kernel/iommu_groups" in m for m in r.messages), r.messages
+    assert [e.source for e in r.evidence] == ["paste.txt:5"], r.evidence
+    # a failure decided on its own evidence is a cause of its own, not something that follows from an open question
+    names = [c.name for c in analyse(run.report.results).causes if c.kind == "blocker"]
+    assert "vfio.group_viable[0000:01:00.0]" in names, names
+
+
+def test_the_gpu_itself_on_nvidia_fails_group_viable_saying_so() -> None:
+    r = result(run_text(CARD_HALF_BOUND.replace("in use: vfio-pci", "in use: nvidia")), "vfio.group_viable", "0000:01:00.0")
+    assert r.status.value == "fail"
+    assert "0000:01:00.0 [0300] 10de:2204 on nvidia, 0000:01:00.1 [0403] 10de:1aef on snd_hda_intel" in r.summary
+    assert "same card" not in r.summary and "The GPU itself is on a host driver" in r.messages[0], (r.summary, r.messages)
+
+
+def test_a_card_all_on_vfio_pci_without_the_groups_stays_unknown() -> None:
+    r = result(run_text(CARD_HALF_BOUND.replace("in use: snd_hda_intel", "in use: vfio-pci")), "vfio.group_viable", "0000:01:00.0")
+    assert r.status.value == "unknown", r  # the group may hold other devices: only the listing settles it
+
+
+def test_lspci_nnk_flattened_onto_one_line_is_read_record_by_record() -> None:
+    flat = " ".join(ln.strip() for ln in CARD_HALF_BOUND.splitlines())
+    run = run_text("before\n" + flat + "\n")
+    r = result(run, "vfio.group_viable", "0000:01:00.0")
+    assert r.status.value == "fail" and "0000:01:00.1 [0403] 10de:1aef on snd_hda_intel" in r.summary, r.summary
+    assert [e.source for e in r.evidence] == ["paste.txt:2"], r.evidence  # the physical line it was on
+    assert "lspci with drivers (-k) [line 2]" in run.report.source.details["input 1"], run.report.source.details

@@ -41,8 +41,34 @@ class DevInfo:
     line: int = 0  # 0-based line of the device within its chunk
 
 
+# a device record that starts inside a line (after a space), and the -k fields of a record
+_DEV_INSIDE = re.compile(r"(?<=\s)(?=" + _ADDR + r" [A-Za-z][^:\[\n]*?(?:\[[0-9a-fA-F]{4}\])?: \S)")
+_K_INSIDE = re.compile(r"\s+(?=(?:Subsystem|DeviceName|Kernel driver in use|Kernel modules): )")
+
+
+def unflatten_lspci(text: str) -> tuple[str, list[int]]:
+    """`lspci -nnk` flattened onto one line (a forum or chat that ate the newlines): each device record and
+    each of its -k fields back on a line of its own. (text, the physical line of each line of it)."""
+    out: list[str] = []
+    where: list[int] = []
+    for n, raw in enumerate(text.split("\n")):
+        t = raw.strip()
+        if raw and not raw[0].isspace() and _LSPCI_PLAIN.match(t) and (
+                _DEV_INSIDE.search(t) or _K_INSIDE.search(t)):
+            for rec in _DEV_INSIDE.split(t):
+                head, *fields = _K_INSIDE.split(rec.strip())
+                out += [head] + ["\t" + f for f in fields]
+                where += [n] * (1 + len(fields))
+        else:
+            out.append(raw)
+            where.append(n)
+    return "\n".join(out), where
+
+
 def parse_lspci_chunk(text: str) -> tuple[list[DevInfo], bool]:
-    """(devices, shows drivers): any lspci flavour; -k/-v detected by its lines."""
+    """(devices, shows drivers): any lspci flavour; -k/-v detected by its lines; a flattened paste is
+    read as its lines (each device keeps the physical line it was on)."""
+    text, where = unflatten_lspci(text)
     k_lines = bool(re.search(r"^\s+(?:Kernel driver in use|Kernel modules):", text, re.M))
     with_ids = {e.address: e for e in _safe_lspci(text)}
     out: list[DevInfo] = []
@@ -57,7 +83,7 @@ def parse_lspci_chunk(text: str) -> tuple[list[DevInfo], bool]:
         except ValueError:
             continue
         e = with_ids.get(addr)
-        d = DevInfo(addr, line=n)
+        d = DevInfo(addr, line=where[n])
         if e is not None:
             d.class_code = int(e.class_id, 16) << 8
             d.vendor, d.device, d.name, d.revision, d.subsystem = e.vendor, e.device, e.name, e.revision, e.subsystem

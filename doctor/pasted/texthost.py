@@ -435,7 +435,7 @@ class PastedFacts(Shown, Facts):
                 if c.kind == "lspci":
                     _, k = parse_lspci_chunk(c.text)
                     name += " with drivers (-k)" if k else " without drivers (no -k)"
-                parts.append(f"{name} [lines {c.start}-{c.end}]")
+                parts.append(f"{name} [{span(c.start, c.end)}]")
             # lines outside any recognised block that are evidence on their own (observe.py)
             seen_at = {int(o.where.rsplit(":", 1)[1]): o.kind for o in self._observed
                        if o.where.rsplit(":", 1)[0] == it.path and o.where.rsplit(":", 1)[1].isdigit()}
