@@ -47,6 +47,23 @@ def test_sgpupt_dash_listing_gives_groups_and_drops_lsusb_lines() -> None:
     assert rewrite_group_line("Group 2 - 00:14.0 USB Bus 001 Device 004: ID 1d57:fa60 Xenta 2.4G Receiver", False) == "IOMMU Group 2"
 
 
+@pytest.mark.parametrize("header", ["### Group {} ###", "## IOMMU Group {}", "Group {}:", "IOMMU group {}:"])
+def test_a_group_header_alone_on_its_line_heads_its_indented_devices(header: str) -> None:
+    text = "\n".join([
+        header.format(14),
+        "    01:00.0 VGA compatible controller [0300]: NVIDIA Corporation TU104 [GeForce RTX 2080] [10de:1e82] (rev a1)",
+        "    01:00.1 Audio device [0403]: NVIDIA Corporation TU104 HD Audio Controller [10de:10f8] (rev a1)",
+        header.format(15),
+        "\t02:00.0 Ethernet controller [0200]: Intel Corporation I211 Gigabit Network Connection [8086:1539] (rev 03)",
+    ]) + "\n"
+    pf = facts(text)
+    assert pf.iommu_groups() == {"14": ("0000:01:00.0", "0000:01:00.1"), "15": ("0000:02:00.0",)}, header
+    assert [c.kind for c in pf.chunks] == ["group"], pf.chunks
+    assert result(text, "gpu.group_isolated", "0000:01:00.0").status.value == "pass"
+    # prose that only names a group is not a header
+    assert rewrite_group_line("Group 14 is the one with my GPU", False) is None
+
+
 def test_gpu_passthrough_manager_columns_give_an_isolated_group() -> None:
     # gh-gpu-passthrough-manager-21, tabs as pasted
     text = ("Group 15:\t[10de:21c4] [R] 09:00.0  VGA compatible controller                TU116 [GeForce GTX 1660 SUPER]\n"

@@ -3,6 +3,7 @@ group-listing shapes of the popular scripts rewritten to the one the group parse
 
 - Markdown: `> ` quoting, ``` `inline code` ```, `**bold**`; HTML `<pre>`, `<code>`, `<br>`;
 - a whole paste indented (a list item, a quoted block): a kernel-log line or an lspci device line is de-indented;
+- a group header alone on its line, `### Group N ###` or `Group N:`, becomes `IOMMU Group N:`;
 - `Group N - 01:00.0 VGA ...` (sGPUpt) and `Group N:\\t[10de:21c4] [R] 09:00.0  VGA compatible controller  TU116 ...`
   (GPU-Passthrough-Manager, ids first, columns) become `IOMMU Group N 01:00.0 VGA compatible controller [0300]: ...`.
 """
@@ -17,6 +18,8 @@ _QUOTE = re.compile(r"^(?:[ \t]{0,3}>(?: |\t|$))+")
 _HTML = re.compile(r"</?(?:pre|code|tt|kbd|samp)>|<br\s*/?>", re.I)
 _LSPCI_DEV = re.compile(r"^" + ADDR + r" [^:\[]+(?:\[[0-9a-fA-F]{4}\])?: \S")
 _DASH_GROUP = re.compile(r"^(?:IOMMU )?[Gg]roup (\d+) - (" + ADDR + r") (.*)$")
+# a group header alone on its line: `### Group 1 ###` (Markdown heading or a script's banner), `Group 1:`
+_HEADER_GROUP = re.compile(r"^#*\s*(?:IOMMU\s+)?[Gg]roup\s+(\d+)\s*(?:#+|:)?$")
 _USB_UNDER = re.compile(r"^USB Bus \d+ Device \d+:|^Bus \d+ Device \d+:")
 _COLUMNS = re.compile(r"^(?:(?:IOMMU )?[Gg]roup (\d+):)?\s*\[([0-9a-fA-F]{4}):([0-9a-fA-F]{4})\]\s+(?:\[R\]\s+)?(" + ADDR
                       + r")\s+(\S.*?)\s{2,}(\S.*)$")
@@ -57,6 +60,9 @@ def unwrap(line: str) -> str:
 def rewrite_group_line(line: str, in_group: bool) -> str | None:
     """A popular script's group-listing line in the canonical shape; None when it is not one."""
     t = line.strip()
+    m = _HEADER_GROUP.match(t)
+    if m:
+        return f"IOMMU Group {m.group(1)}:"
     m = _DASH_GROUP.match(t)
     if m:
         rest = m.group(3)
