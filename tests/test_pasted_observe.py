@@ -300,3 +300,36 @@ def test_lspci_nnk_flattened_onto_one_line_is_read_record_by_record() -> None:
     assert r.status.value == "fail" and "0000:01:00.1 [0403] 10de:1aef on snd_hda_intel" in r.summary, r.summary
     assert [e.source for e in r.evidence] == ["paste.txt:2"], r.evidence  # the physical line it was on
     assert "lspci with drivers (-k) [line 2]" in run.report.source.details["input 1"], run.report.source.details
+
+
+@pytest.mark.parametrize("text, line, address", [
+    # readlink of the device's link: its output is the group's path alone, read only right after the command
+    ("$ readlink /sys/bus/pci/devices/0000:01:00.0/iommu_group\n../../../../kernel/iommu_groups/13\n", 2, "0000:01:00.0"),
+    ("# readlink -f /sys/bus/pci/devices/0000:0a:00.0/iommu_group\n/sys/kernel/iommu_groups/13\n", 2, "0000:0a:00.0"),
+    # ls -l of the link
+    ("lrwxrwxrwx 1 root root 0 Mar  1 10:00 /sys/bus/pci/devices/0000:01:00.0/iommu_group -> "
+     "../../../../kernel/iommu_groups/13\n", 1, "0000:01:00.0"),
+    # lspci -v's Flags line
+    ("01:00.0 VGA compatible controller: NVIDIA Corporation TU104 [GeForce RTX 2080] (rev a1) (prog-if 00 [VGA controller])\n"
+     "\tFlags: bus master, fast devsel, latency 0, IRQ 11, IOMMU group 13\n\tKernel driver in use: nouveau\n", 2, None),
+])
+def test_a_devices_group_link_or_flags_line_proves_the_iommu_and_names_the_group(text: str, line: int, address: str | None) -> None:
+    run = run_text(text)
+    r = result(run, "iommu.active")
+    assert r.status.value == "pass" and any(e.source == f"paste.txt:{line}" for e in r.evidence), r
+    g = result(run, "iommu.groups_present")
+    assert g.status.value == "pass" and "13" in g.summary, g
+    obs = [o for o in observe_text(text, "paste.txt") if o.kind == "iommu.proof"]
+    assert [(o.group, o.address) for o in obs] == [("13", address)], obs
+
+
+def test_a_group_path_not_after_readlink_proves_nothing() -> None:
+    assert observe_text("$ ls /tmp\n../../../../kernel/iommu_groups/13\n", "paste.txt") == []
+    assert observe_text("../../../../kernel/iommu_groups/13\n", "paste.txt") == []
+
+
+def test_lspci_v_header_name_drops_rev_and_prog_if() -> None:
+    pf = P.PastedFacts(P.evidence_from_text(
+        "01:00.0 VGA compatible controller: NVIDIA Corporation TU104 [GeForce RTX 2080] (rev a1) (prog-if 00 [VGA controller])\n"
+        "\tKernel driver in use: vfio-pci\n", "paste.txt"))
+    assert pf.pci_devices()["0000:01:00.0"].name == "NVIDIA Corporation TU104 [GeForce RTX 2080]"

@@ -91,7 +91,7 @@ def parse_lspci_chunk(text: str) -> tuple[list[DevInfo], bool]:
         else:
             cls = m.group("clsid") or _CLASS_NAMES.get(m.group("cls").strip().lower())
             d.class_code = int(cls, 16) << 8 if cls else None
-            name = re.sub(r"\s*\(rev [0-9a-fA-F]+\)$", "", m.group("name"))
+            name = re.sub(r"\s*(?:\(rev [0-9a-fA-F]+\))?\s*(?:\(prog-if [^)]*\))?$", "", m.group("name"))
             d.name = name
         if k_lines:
             d.driver_known = d.modules_known = True

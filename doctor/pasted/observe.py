@@ -51,7 +51,10 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((k, re.compile(rx, re.I)
                     r"|AMD-Vi: Found IOMMU|AMD-V[Ii]:? IOMMU p(?:er|re)formance counters supported"
                     r"|Detected AMD IOMMU #\d|AMD-Vi: Interrupt remapping enabled"
                     # printed when QEMU opens a device vfio-pci holds (vfio_pci_core_enable, vfio_ecap_init): only with a group
-                    r"|vfio-pci " + _ADDR + r": enabling device|vfio_ecap_init: " + _ADDR + r" hiding ecap"),
+                    r"|vfio-pci " + _ADDR + r": enabling device|vfio_ecap_init: " + _ADDR + r" hiding ecap"
+                    # the device's link (ls -l), and lspci -v's Flags line: the group exists, so the IOMMU is on
+                    r"|/" + _ADDR + r"/iommu_group -> \S*iommu_groups/(?P<g11>\d+)"
+                    r"|^Flags: .*\bIOMMU group (?P<g12>\d+)"),
 ))
 # one search tells whether any rule can match a line (most lines a keyword finds match none)
 _ANY_RULE = re.compile("|".join("(?:" + re.sub(r"\(\?P<\w+>", "(", rx.pattern) + ")" for _, rx in _RULES), re.I)
@@ -62,13 +65,14 @@ _KEYWORDS = ("iommu_group found", "iommu not found", "no iommu", "doesn't suppor
              "vmx not", "svm not", "kvm extensions", "/dev/vfio/", "iommu group", "to group", "container for group",
              "from group", "devices in group", "address spaces", "already attached", "vt-d active", "io_page_fault", "[dma ",
              "directed i/o", "found iommu", "formance counters", "amd iommu", "rom header", "device rom", "vfio-pci ",
-             "hiding ecap")
+             "hiding ecap", "iommu_group ->")
 # the lines worth reading for an observation or for explain's error entries: found once per input
 _UNION = tuple(dict.fromkeys(_KEYWORDS + EXPLAIN_KEYWORDS))
 ALL_KEYWORDS = tuple(k for k in _UNION if not any(o != k and o in k for o in _UNION))  # a keyword holding another adds no line
 _MARKUP = re.compile(r"^(?:\s|>|\*\*|`|<pre>|<code>)+|(?:\*\*|`|</pre>|</code>|<br>)+\s*$")
 _STAMP = re.compile(r"^(?:\[\s*[\d.+]+\]\s*)+(?:\[\s*[CT]\d+\]\s*)?|^\S+ \S+ kernel: |^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ kernel: ")
-_DEV_ADDR = re.compile(r"(?:vfio(?:-pci)? |host=|\"host\":\"|pci |BDF:|pci@|vfio_pci |vfio-pci: probe of |device rom at |vfio_ecap_init: )("
+_DEV_ADDR = re.compile(r"(?:vfio(?:-pci)? |host=|\"host\":\"|pci |BDF:|pci@|vfio_pci |vfio-pci: probe of |device rom at |vfio_ecap_init: "
+                      r"|/sys/bus/pci/devices/)("
                       + _ADDR + r")\b")
 _VFIO_LS = re.compile(r"\bls\b.*\s/dev/vfio/?\s*$")
 _LS_NODE = re.compile(r"^c[rwx-]{9}\S*\s+\d+\s+\S+\s+\S+\s+\d+,\s*\d+\s.*\s(\d+)\s*$")
@@ -98,6 +102,8 @@ def observe_text(text: str, file: str, lines: list[str] | None = None, hits: lis
     lines = text.split("\n") if lines is None else lines
     if "/dev/vfio" in text:
         _ls_dev_vfio(lines, file, out, seen)
+    if "readlink" in text:
+        _readlink_group(lines, file, out, seen)
     if _IOMEM_FB.search(text):
         _iomem_fb(lines, file, out, seen)
     for i in keyword_lines(text, lines, _KEYWORDS) if hits is None else hits:
@@ -153,6 +159,31 @@ def _ls_dev_vfio(lines: list[str], file: str, out: list[Observed], seen: set[tup
                 continue
             if not raw.lstrip().startswith(("total", "c", "d", "l")):
                 ls_vfio_at = -10
+
+
+_READLINK = re.compile(r"\breadlink\b.*/(" + _ADDR + r")/iommu_group/?\s*$")
+_GROUP_PATH = re.compile(r"^(?:(?:\.\./)+|/sys/)kernel/iommu_groups/(\d+)/?$")
+
+
+def _readlink_group(lines: list[str], file: str, out: list[Observed], seen: set[tuple[str, str | None, str | None]]) -> None:
+    """`readlink [-f] /sys/bus/pci/devices/ADDR/iommu_group` prints the group's path alone: read it only right
+    after that command, for that device."""
+    addr: str | None = None
+    for n, raw in enumerate(lines, 1):
+        t = clean(raw)
+        m = _READLINK.search(t) if "readlink" in t else None
+        if m:
+            try:
+                addr = normalize_pci_address(m.group(1))
+            except ValueError:
+                addr = None
+            continue
+        if addr is not None and t:
+            g = _GROUP_PATH.match(t)
+            if g:
+                _add(out, seen, Observed("iommu.proof", f"{t} (readlink of {addr}'s iommu_group)", f"{file}:{n}", g.group(1),
+                                         addr, "the device's iommu_group link"))
+            addr = None
 
 
 def _add(out: list[Observed], seen: set[tuple[str, str | None, str | None]], o: Observed) -> None:

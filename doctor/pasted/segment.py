@@ -62,11 +62,11 @@ LINE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 _TS_RX = TS_RX
 _PROMPT = re.compile(
     r"^(?:\S*[@:]\S*)?\s*[$#%>]\s*(?:sudo\s+)?(?P<cmd>(?:lspci|dmesg|journalctl|cat|grep|ls|find|lsmod|lscpu|kvm-ok|"
-    r"for|shopt|uname|virsh|qemu\S*|echo|modprobe|egrep|sh|bash|\./\S+|lsiommu|iommu)\b.*)$"
+    r"for|shopt|uname|virsh|qemu\S*|echo|modprobe|egrep|sh|bash|\./\S+|lsiommu|iommu|readlink)\b.*)$"
 )
 _BARE_CMD = re.compile(
     r"^(?:sudo\s+)?(?P<cmd>(?:lspci|dmesg|journalctl|lsmod|lscpu|kvm-ok|uname|lsiommu)(?:\s.*)?|"
-    r"(?:cat|grep|egrep|find|ls)\s+.*(?:/proc/|/sys/|/etc/|/dev/|dmesg).*|for g in .*|shopt -s nullglob)$"
+    r"(?:cat|grep|egrep|find|ls|readlink)\s+.*(?:/proc/|/sys/|/etc/|/dev/|dmesg).*|for g in .*|shopt -s nullglob)$"
 )
 
 
