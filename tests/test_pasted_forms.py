@@ -126,6 +126,18 @@ def test_etc_modules_after_its_command_is_early_load_configuration() -> None:
     assert [c.kind for c in segment("vfio\nvfio_pci\n")] != ["etc_modules"]  # bare names without the command: not taken
 
 
+def test_a_modules_file_pasted_alone_is_known_by_the_header_debian_ships_in_it() -> None:
+    el = facts("# /etc/modules: kernel modules to load at boot time.\n#\n# This file contains the names of kernel modules "
+               "that should be loaded\nvfio\nvfio_pci\n").early_load()
+    assert [ln.text for ln in el.modules_load] == ["vfio", "vfio_pci"] and el.initramfs == ()
+    el = facts("# List of modules that you want to include in your initramfs.\n# They will be loaded at boot time in the "
+               "order below.\nvfio_pci\nvfio\n").early_load()
+    assert [ln.text for ln in el.initramfs] == ["vfio_pci", "vfio"] and el.initramfs_tool == "initramfs-tools", el
+    assert el.initramfs[0].where.endswith(":3")
+    # any other comment does not make bare names modules
+    assert [c.kind for c in segment("# my notes\nvfio\nvfio_pci\n")] != ["etc_modules"]
+
+
 def test_dmar_ir_under_drhd_base_shows_the_dmar_table() -> None:
     # gh-macos-simple-kvm-497
     text = "[ 0.033906] DMAR: IOMMU enabled\n[ 0.069581] DMAR-IR: IOAPIC id 2 under DRHD base 0xfed91000 IOMMU 3\n"

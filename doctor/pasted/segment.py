@@ -158,6 +158,11 @@ _CONTINUES = {"lspci", "group", "group_ls", "error", "dmesg", "lshw"}
 # comment lines (#...) belong to these file kinds
 _COMMENTED = {"grub", "modprobe", "initramfs", "etc_modules"}
 _MODULES_CMD = re.compile(r"/etc/modules\b|modules-load\.d|initramfs-tools/modules")
+# the headers Debian/Ubuntu ship in those files: a paste of the file alone still says which file it is
+_MODULES_HEADER = {
+    "kernel modules to load at boot time": "cat /etc/modules",
+    "list of modules that you want to include in your initramfs": "cat /etc/initramfs-tools/modules",
+}
 _MODULE_NAME = re.compile(r"^\s*[A-Za-z0-9_-]+\s*$")
 _GROUP_DIR_CMD = re.compile(r"\bls\b.*/sys/kernel/iommu_groups/")
 _BARE_ADDRS = re.compile(r"^\s*(?:[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]\s*)+$")
@@ -229,6 +234,10 @@ def segment(text: str, file: str = "<text>") -> list[Chunk]:
             continue
         if k == "" and line.lstrip().startswith("#") and not cur_kind:
             k = "comment"
+            low = line.lower()
+            said = next((cmd for h, cmd in _MODULES_HEADER.items() if h in low), None)
+            if said is not None:  # the file's own header: its bare names are modules, as after `cat FILE`
+                last_cmd, modules_cmd = said, True
         if k == "comment":
             if cur_kind == "":
                 close(n - 1)
