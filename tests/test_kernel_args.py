@@ -58,6 +58,17 @@ def test_amd_iommu_on_on_an_intel_host_asks_for_intel_iommu_on() -> None:
     assert r.remedy is not None and r.remedy.params == CmdlineEdit(add=("intel_iommu=on",), remove=("amd_iommu=on",))
 
 
+def test_a_bad_intel_iommu_value_on_an_amd_host_is_removed_not_corrected() -> None:
+    # written for this test: an AMD host (cpuinfo) with intel_iommu=yes,pt copied from an Intel guide
+    text = ("BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet intel_iommu=yes,pt\n"
+            "vendor_id\t: AuthenticAMD\nflags\t\t: fpu svm\n")
+    r = result(run_text(text), "cmdline.iommu_args_meaningful")
+    assert r.status.value == "warn" and "intel_iommu=yes,pt" in r.summary
+    assert "on this AMD host intel_iommu= is read by nothing" in r.summary, r.summary
+    # pt still reaches the x86 parser where it belongs; nothing writes an intel_iommu= back
+    assert r.remedy is not None and r.remedy.params == CmdlineEdit(add=("iommu=pt",), remove=("intel_iommu=yes,pt",)), r.remedy
+
+
 def test_a_space_after_the_dot_is_joined_back() -> None:
     r = result(run_text(CLAY_6), "cmdline.iommu_args_meaningful")
     assert r.status.value == "warn"
