@@ -258,7 +258,7 @@ def vfio_group_viable(ctx: Context) -> Verdict:
         return r
     gpu, eps = r
     ev = [pci_evidence(d) for d in eps]
-    blocking = [d for d in eps if d.driver is not None and d.driver not in VIABLE_DRIVERS]
+    blocking = _on_host_driver(eps)
     unseen = [d for d in eps if not d.driver_known]
     if not blocking and unseen:
         raise unknown_driver(unseen[0])
@@ -287,14 +287,18 @@ def vfio_group_viable(ctx: Context) -> Verdict:
     )
 
 
+def _on_host_driver(devs: list[PciDevice]) -> list[PciDevice]:
+    """The endpoints among devs that a host driver holds: each keeps their group from being viable."""
+    return [d for d in devs if not d.is_bridge and d.driver is not None and d.driver not in VIABLE_DRIVERS]
+
+
 def _card_on_host_driver(ctx: Context) -> Verdict | None:
     """The group is not shown, but a function of the card is on a host driver: the group is not viable
     whatever else is missing. The GPU itself is in its own group by definition; the card's other
     functions share it unless the card isolates them with ACS, which GPUs do not (said as such)."""
     gpu = ctx.gpu
     assert gpu is not None
-    card = [d for d in try_fact(lambda: ctx.facts.slot_functions(gpu), []) if not d.is_bridge]
-    blocking = [d for d in card if d.driver is not None and d.driver not in VIABLE_DRIVERS]
+    blocking = _on_host_driver(try_fact(lambda: ctx.facts.slot_functions(gpu), []))
     if not blocking:
         return None
     own = [d for d in blocking if d.address == gpu.address]
@@ -324,18 +328,14 @@ def _seen_not_viable(ctx: Context) -> Verdict | None:
         return None
     group = seen[0].group
     members = try_fact(lambda: ctx.facts.group_members(gpu))
-
-    def on_host_driver(devs: list[PciDevice]) -> list[PciDevice]:
-        return [d for d in devs if not d.is_bridge and d.driver is not None and d.driver not in VIABLE_DRIVERS]
-
     if members:
-        blocking, likely = on_host_driver(endpoints(ctx.facts, gpu)), []
+        blocking, likely = _on_host_driver(endpoints(ctx.facts, gpu)), []
     else:
         # The group's members are not shown, but the device QEMU named is in it by QEMU's own word:
         # on a host driver, it is a culprit. Its card's other functions share its group on nearly
         # every card (no ACS between functions): named as likely, not as certain.
         named = {o.address for o in seen if o.address}
-        card = on_host_driver(try_fact(lambda: ctx.facts.slot_functions(gpu), []))
+        card = _on_host_driver(try_fact(lambda: ctx.facts.slot_functions(gpu), []))
         blocking = [d for d in card if d.address in named]
         likely = [d for d in card if d.address not in named]
     culprits = ", ".join(f"{d.address} on {d.driver}" + ("" if members else " (the device QEMU named)") for d in blocking)
