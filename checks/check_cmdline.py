@@ -233,14 +233,8 @@ def _findings(live: Cmdline | None, nxt: Cmdline | None, vendor: str, default_on
             continue
         amd = _amd_on_finding(c, vendor, default_on)
         # intel_iommu= and the x86 iommu= parser exist only on x86 (an ARM host has neither)
-        x86 = kernel_args.findings(c) if vendor in ("intel", "amd", "unknown") else kernel_args.misplaced_findings(c)
+        x86 = kernel_args.findings(c, vendor) if vendor in ("intel", "amd", "unknown") else kernel_args.misplaced_findings(c)
         for f in x86 + ([amd] if amd else []):
-            if vendor == "amd" and f.arg.replace("-", "_").startswith("intel_iommu="):
-                # the Intel driver still parses it (and logs the unknown value), but nothing on AMD reads it:
-                # the correction is to drop it, never to write a valid intel_iommu= in its place
-                keep = tuple(x for x in f.add if not x.startswith("intel_iommu="))
-                f = ArgFinding(f.arg, f"{f.message.split(': use `', 1)[0].rsplit(': remove it', 1)[0]}; on this AMD host "
-                               "intel_iommu= is read by nothing (AMD-Vi is on by default): remove it", f.remove, keep)
             if f.arg not in seen:
                 seen.add(f.arg)
                 out.append((f, c.source))

@@ -58,7 +58,9 @@ def _prefix_known(item: str, known: tuple[str, ...]) -> str | None:
     return next((k for k in known if item.startswith(k)), None)
 
 
-def intel_iommu_findings(c: Cmdline) -> list[ArgFinding]:
+def intel_iommu_findings(c: Cmdline, vendor: str = "unknown") -> list[ArgFinding]:
+    """On an AMD host nothing reads intel_iommu= (the Intel driver still parses it and logs an unknown value):
+    the correction drops it, never writes a valid intel_iommu= in its place."""
     out: list[ArgFinding] = []
     for a in c.args:
         if _norm(a.key) != "intel_iommu" or a.value is None:
@@ -73,13 +75,14 @@ def intel_iommu_findings(c: Cmdline) -> list[ArgFinding]:
             good.insert(0, "on")
         if "pt" in (x.lower() for x in bad):
             add.append("iommu=pt")
-        if good:
+        if good and vendor != "amd":
             add.insert(0, f"intel_iommu={','.join(good)}")
         why = "; ".join(f"`{x}`" for x in bad)
         hint = " (`pt` belongs to `iommu=pt`)" if "pt" in (x.lower() for x in bad) else ""
+        fix = ("; on this AMD host intel_iommu= is read by nothing (AMD-Vi is on by default): remove it" if vendor == "amd"
+               else f": use `{' '.join(add)}`" if add else ": remove it")
         out.append(ArgFinding(str(a), f"`{a}`: the kernel does not know {why} (it logs `DMAR: Unknown option - '{bad[0]}'` "
-                              f"and ignores it; it accepts {', '.join(INTEL_IOMMU_OPTS[:9])}){hint}"
-                              + (f": use `{' '.join(add)}`" if add else ": remove it"), (str(a),), tuple(add)))
+                              f"and ignores it; it accepts {', '.join(INTEL_IOMMU_OPTS[:9])}){hint}{fix}", (str(a),), tuple(add)))
     return out
 
 
@@ -157,5 +160,5 @@ def stub_ids(c: Cmdline | None) -> list[str]:
     return out
 
 
-def findings(c: Cmdline) -> list[ArgFinding]:
-    return intel_iommu_findings(c) + x86_iommu_findings(c) + misplaced_findings(c)
+def findings(c: Cmdline, vendor: str = "unknown") -> list[ArgFinding]:
+    return intel_iommu_findings(c, vendor) + x86_iommu_findings(c) + misplaced_findings(c)
