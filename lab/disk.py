@@ -57,7 +57,7 @@ from typing import Any
 from . import disk_runner
 from .cache import cache_dir
 from .errors import LabBootError, LabBootStalled, LabError, LabGuestDied, LabGuestHung, LabSetupError
-from .proc import BOOT_STALL, BOOT_STALLS, kill_group, start_qemu
+from .proc import BOOT_STALL, BOOT_STALLS, StallWatch, kill_group, start_qemu
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
@@ -721,7 +721,7 @@ class Machine:
         self.proc = start_qemu(cmd, self.workdir / f"qemu-{index}.log")
         markers: list[tuple[float, str]] = []
         seen = 0  # bytes of the console log already parsed (whole lines only)
-        size, grew = 0, t0  # the console's size, and when it last grew
+        watch = StallWatch(stall, t0)  # before the runner is up only
         ready_at: float | None = None
         done_at: float | None = None
         kill_at: float | None = None
@@ -768,15 +768,10 @@ class Machine:
                             kill_at = now + kill_after
                 if rc is not None:
                     break
-                if seen + len(chunk) != size:
-                    size, grew = seen + len(chunk), now
-                elif stall is not None and ready_at is None and size and now - grew > stall:
+                if ready_at is None and watch.stalled(seen + len(chunk), now):
                     self._kill()
-                    last = (_tail_text(con()).splitlines() or [""])[-1].strip()
-                    raise LabBootStalled(
-                        f"{self.name} boot {index}: the console stayed silent for {now - grew:.0f}s before the runner "
-                        f"started (QEMU killed); its last line: {last!r}",
-                        summary=f"boot stalled {now - t0:.0f}s in, console silent for {now - grew:.0f}s after {last!r}")
+                    raise watch.error(f"{self.name} boot {index}", now, " before the runner started",
+                                      (_tail_text(con()).splitlines() or [""])[-1].strip())
                 if kill_at is not None and now >= kill_at:
                     self._kill()
                     killed = True

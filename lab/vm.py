@@ -27,7 +27,7 @@ from .errors import (
     LabGuestHung,
     LabSetupError,
 )
-from .proc import BOOT_STALL, BOOT_STALLS, kill_group, start_qemu
+from .proc import BOOT_STALL, BOOT_STALLS, StallWatch, kill_group, start_qemu
 from .scenarios import Scenario
 from .scenarios import get as get_scenario
 
@@ -302,7 +302,7 @@ class Guest:
         (self.workdir / "qemu.pid").write_text(f"{self.proc.pid}\n")
         ready = self.share / "ready.json"
         deadline = t0 + timeout
-        size, grew = 0, t0
+        watch = StallWatch(stall, t0)
         while True:
             if ready.exists():
                 try:
@@ -327,16 +327,9 @@ class Guest:
                 grown = self.console_log.stat().st_size
             except OSError:
                 grown = 0
-            if grown != size:
-                size, grew = grown, now
-            elif stall is not None and size and now - grew > stall:
+            if watch.stalled(grown, now):
                 self._kill()
-                last = _tail(self.console_log, 1).strip()
-                raise LabBootStalled(
-                    f"{self.scenario.name}: the console stayed silent for {now - grew:.0f}s, "
-                    f"{now - t0:.0f}s into the boot (QEMU killed); its last line: {last!r}",
-                    summary=f"boot stalled {now - t0:.0f}s in, console silent for {now - grew:.0f}s after {last!r}",
-                )
+                raise watch.error(self.scenario.name, now, f", {now - t0:.0f}s into the boot", _tail(self.console_log, 1).strip())
             time.sleep(0.05)
         self.boot_time = time.monotonic() - t0
         _log(
