@@ -9,7 +9,7 @@ from doctor.datarecord import record
 from doctor.errors import BadInput, FactUnknown
 from doctor.facts import normalize_pci_address
 from doctor.model import Result, Status
-from doctor.pasted.segment import _ADDR, load_inputs
+from doctor.pasted.segment import _ADDR, KIND_NAMES, load_inputs, span
 from doctor.pasted.texthost import PastedFacts
 from doctor.runner import Report, run_checks
 
@@ -141,8 +141,6 @@ def tie_errors(pf: PastedFacts, report: Report) -> list[dict[str, Any]]:
 def known_formats() -> str:
     """Every kind of output the reader recognises, in the words of its source lines, plus the kinds
     recognised line by line (observe.py): error messages, /proc/iomem, ls -l /dev/vfio."""
-    from doctor.pasted.segment import KIND_NAMES
-
     kinds = [v for k, v in KIND_NAMES.items() if k not in ("unrecognised", "command", "groups_absent", "error")]
     return ", ".join(kinds + ["/proc/iomem (a framebuffer inside a BAR)", "ls -l /dev/vfio",
                              "QEMU / libvirt / kernel error messages"])
@@ -154,8 +152,6 @@ def _tried(pf: PastedFacts, path: str) -> str:
     n = sum(c.end - c.start + 1 for c in blocks)
     if not n:
         return "nothing recognised (no text in it)"
-    from doctor.pasted.segment import span
-
     shown = ", ".join(f"{span(c.start, c.end)} ({c.lines[0].strip()[:40]!r})" for c in blocks[:3])
     return f"nothing recognised in its {n} line(s): {shown}" + (f" and {len(blocks) - 3} more block(s)" if len(blocks) > 3 else "")
 
